@@ -1,0 +1,235 @@
+package buffer
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// ErrFull is returned by Append when the spans would take the buffer past
+// its memory limit. It is temporary: decisions free memory continuously.
+var ErrFull = &fullError{}
+
+type fullError struct{}
+
+func (*fullError) Error() string { return "buffer: memory limit reached, try again later" }
+
+// RetryAfter is the delay a client should wait before retrying.
+func (*fullError) RetryAfter() time.Duration { return time.Second }
+
+// Buffer holds traces in flight. See the package documentation.
+type Buffer struct {
+	cfg    Config
+	shards []shard
+	mask   uint64
+	groups groupTable
+	seq    atomic.Uint64
+
+	used   atomic.Int64 // accounted bytes, including in-flight reservations
+	spans  atomic.Int64
+	traces atomic.Int64
+}
+
+type shard struct {
+	mu      sync.Mutex
+	traces  map[[16]byte]*Trace
+	peak    int   // largest len(traces) since the map was last rebuilt
+	byFirst queue // every trace, by first span arrival
+	byRoot  queue // traces with a root span, by root arrival
+	_       [64]byte
+}
+
+// New returns an empty buffer.
+func New(cfg Config) (*Buffer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	b := &Buffer{cfg: cfg, shards: make([]shard, cfg.Shards), mask: uint64(cfg.Shards - 1)}
+	for i := range b.shards {
+		b.shards[i].traces = make(map[[16]byte]*Trace)
+	}
+	return b, nil
+}
+
+func (b *Buffer) shard(id *[16]byte) *shard {
+	return &b.shards[xxhash.Sum64(id[:])&b.mask]
+}
+
+// Acquire interns a group key for the duration of a request; release it with
+// Release when the request's spans are appended.
+func (b *Buffer) Acquire(key []byte) *Group {
+	g, added := b.groups.acquire(key)
+	b.used.Add(added)
+	return g
+}
+
+// Release drops a reference taken by Acquire.
+func (b *Buffer) Release(g *Group) {
+	b.used.Add(-b.groups.release(g))
+}
+
+// Batch is the part of one request that goes into the buffer: spans grouped
+// by trace. Reuse it across requests.
+type Batch struct {
+	Spans  []Span
+	Traces []BatchTrace
+	bytes  int64
+}
+
+// BatchTrace is one trace's run of spans in a Batch: Spans[Start:End].
+type BatchTrace struct {
+	ID         [16]byte
+	Start, End int
+}
+
+// Reset empties the batch, keeping capacity.
+func (bt *Batch) Reset() {
+	clear(bt.Spans)
+	bt.Spans, bt.Traces, bt.bytes = bt.Spans[:0], bt.Traces[:0], 0
+}
+
+// StartTrace begins a run of spans of trace id; follow with AddSpan.
+func (bt *Batch) StartTrace(id [16]byte) {
+	bt.Traces = append(bt.Traces, BatchTrace{ID: id, Start: len(bt.Spans), End: len(bt.Spans)})
+}
+
+// AddSpan adds a span to the trace begun last.
+func (bt *Batch) AddSpan(s Span) {
+	bt.Spans = append(bt.Spans, s)
+	bt.Traces[len(bt.Traces)-1].End++
+	bt.bytes += int64(len(s.Raw))
+}
+
+// Len returns the number of spans in the batch.
+func (bt *Batch) Len() int { return len(bt.Spans) }
+
+// AppendResult tells what an Append did.
+type AppendResult struct {
+	NewTraces int // traces first seen in this batch
+}
+
+// Append adds a batch at time now (unix nanoseconds), all or nothing: if the
+// batch would take the buffer past its memory limit it returns ErrFull and
+// changes nothing.
+func (b *Buffer) Append(bt *Batch, now int64) (AppendResult, error) {
+	var res AppendResult
+	if len(bt.Spans) == 0 {
+		return res, nil
+	}
+	// Reserve an upper estimate first, so concurrent requests cannot all
+	// pass the check; the actual growth is accounted as it happens.
+	reserve := bt.bytes + int64(len(bt.Spans))*8 + int64(len(bt.Traces))*traceOverhead
+	if b.used.Add(reserve) > b.cfg.MemoryLimit {
+		b.used.Add(-reserve)
+		return res, ErrFull
+	}
+	defer b.used.Add(-reserve)
+	for _, run := range bt.Traces {
+		spans := bt.Spans[run.Start:run.End]
+		s := b.shard(&run.ID)
+		s.mu.Lock()
+		t := s.traces[run.ID]
+		if t == nil {
+			t = &Trace{ID: run.ID, seq: b.seq.Add(1)}
+			t.FirstSeen = now
+			s.traces[run.ID] = t
+			s.peak = max(s.peak, len(s.traces))
+			s.byFirst.push(queueEntry{id: run.ID, at: now, seq: t.seq})
+			res.NewTraces++
+			b.traces.Add(1)
+			b.used.Add(t.memory())
+		}
+		hadRoot := t.HasRoot()
+		b.used.Add(t.add(spans, now))
+		if !hadRoot && t.HasRoot() {
+			s.byRoot.push(queueEntry{id: run.ID, at: now, seq: t.seq})
+		}
+		s.mu.Unlock()
+	}
+	b.spans.Add(int64(len(bt.Spans)))
+	return res, nil
+}
+
+// TakeReady removes and appends to dst every trace whose first span arrived
+// at or before firstBefore, or whose root span arrived at or before
+// rootBefore (unix nanoseconds). The caller owns the returned traces.
+func (b *Buffer) TakeReady(firstBefore, rootBefore int64, dst []*Trace) []*Trace {
+	for i := range b.shards {
+		s := &b.shards[i]
+		s.mu.Lock()
+		dst = b.takeDue(s, &s.byFirst, firstBefore, dst)
+		dst = b.takeDue(s, &s.byRoot, rootBefore, dst)
+		s.shrink()
+		s.mu.Unlock()
+	}
+	return dst
+}
+
+func (b *Buffer) takeDue(s *shard, q *queue, before int64, dst []*Trace) []*Trace {
+	for {
+		e, ok := q.front()
+		if !ok || e.at > before {
+			return dst
+		}
+		q.pop()
+		if t := s.traces[e.id]; t != nil && t.seq == e.seq {
+			dst = append(dst, b.remove(s, t))
+		}
+	}
+}
+
+// TakeAll removes every trace, for shutdown.
+func (b *Buffer) TakeAll(dst []*Trace) []*Trace {
+	for i := range b.shards {
+		s := &b.shards[i]
+		s.mu.Lock()
+		for _, t := range s.traces {
+			dst = append(dst, b.remove(s, t))
+		}
+		s.byFirst, s.byRoot = queue{}, queue{}
+		s.shrink()
+		s.mu.Unlock()
+	}
+	return dst
+}
+
+// remove takes t out of the shard (locked) and out of the accounting. The
+// trace keeps its group pointers: their keys stay valid for the caller.
+func (b *Buffer) remove(s *shard, t *Trace) *Trace {
+	delete(s.traces, t.ID)
+	freed := t.memory()
+	for _, g := range t.groups {
+		freed += b.groups.release(g)
+	}
+	b.used.Add(-freed)
+	b.spans.Add(-int64(t.SpanCount))
+	b.traces.Add(-1)
+	return t
+}
+
+// shrink rebuilds the map after a burst drained: Go maps never shrink.
+func (s *shard) shrink() {
+	if s.peak > 4096 && len(s.traces) < s.peak/8 {
+		m := make(map[[16]byte]*Trace, len(s.traces))
+		for k, v := range s.traces {
+			m[k] = v
+		}
+		s.traces, s.peak = m, len(s.traces)
+	}
+}
+
+// Stats is a point-in-time view of the buffer.
+type Stats struct {
+	Traces      int64
+	Spans       int64
+	Bytes       int64 // accounted memory
+	MemoryLimit int64
+}
+
+// Stats returns current figures. They are read without locks, so they may
+// be mid-update by a few concurrent requests.
+func (b *Buffer) Stats() Stats {
+	return Stats{Traces: b.traces.Load(), Spans: b.spans.Load(), Bytes: b.used.Load(), MemoryLimit: b.cfg.MemoryLimit}
+}

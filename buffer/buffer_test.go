@@ -1,0 +1,271 @@
+package buffer
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+)
+
+func id(n int) [16]byte {
+	var b [16]byte
+	b[0], b[15] = byte(n>>8), byte(n)
+	b[7] = 1
+	return b
+}
+
+func newBuffer(t testing.TB, limit int64) *Buffer {
+	t.Helper()
+	cfg := DefaultConfig()
+	if limit > 0 {
+		cfg.MemoryLimit = limit
+	}
+	b, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// appendTrace appends n spans of trace tid under group key key.
+func appendTrace(t testing.TB, b *Buffer, tid [16]byte, key string, n int, root bool, now int64) error {
+	t.Helper()
+	g := b.Acquire([]byte(key))
+	defer b.Release(g)
+	var bt Batch
+	bt.StartTrace(tid)
+	for i := range n {
+		bt.AddSpan(Span{Group: g, Raw: []byte(fmt.Sprintf("span-%x-%d", tid[15], i)),
+			StartUnixNano: uint64(1000 + i), EndUnixNano: uint64(2000 + i), Root: root && i == n-1, Error: i == 1})
+	}
+	_, err := b.Append(&bt, now)
+	return err
+}
+
+func TestSummaryAndSpans(t *testing.T) {
+	b := newBuffer(t, 0)
+	if err := appendTrace(t, b, id(1), "res-a", 3, false, 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := appendTrace(t, b, id(1), "res-b", 2, true, 20); err != nil {
+		t.Fatal(err)
+	}
+	got := b.TakeAll(nil)
+	if len(got) != 1 {
+		t.Fatalf("took %d traces, want 1", len(got))
+	}
+	tr := got[0]
+	want := Summary{FirstSeen: 10, LastSeen: 20, RootSeen: 20, RootEnd: 2001, MinStart: 1000, MaxEnd: 2002, SpanCount: 5, ErrorCount: 2}
+	want.Bytes = tr.Bytes
+	if tr.Summary != want {
+		t.Fatalf("summary = %+v, want %+v", tr.Summary, want)
+	}
+	var keys, spans []string
+	for k, s := range tr.Spans() {
+		keys = append(keys, string(k))
+		spans = append(spans, string(s))
+	}
+	wantSpans := []string{"span-1-0", "span-1-1", "span-1-2", "span-1-0", "span-1-1"}
+	wantKeys := []string{"res-a", "res-a", "res-a", "res-b", "res-b"}
+	if fmt.Sprint(spans) != fmt.Sprint(wantSpans) || fmt.Sprint(keys) != fmt.Sprint(wantKeys) {
+		t.Fatalf("spans %v under %v, want %v under %v", spans, keys, wantSpans, wantKeys)
+	}
+	total := 0
+	for _, s := range wantSpans {
+		total += len(s)
+	}
+	if tr.Bytes != int64(total) {
+		t.Fatalf("Bytes = %d, want %d", tr.Bytes, total)
+	}
+}
+
+func TestTakeReady(t *testing.T) {
+	b := newBuffer(t, 0)
+	appendTrace(t, b, id(1), "r", 1, false, 100) // first seen 100, no root
+	appendTrace(t, b, id(2), "r", 1, false, 200) // root arrives later
+	appendTrace(t, b, id(3), "r", 1, true, 300)  // root at 300
+	appendTrace(t, b, id(2), "r", 1, true, 350)  // root of 2 at 350
+
+	ids := func(ts []*Trace) (out []int) {
+		for _, t := range ts {
+			out = append(out, int(t.ID[15]))
+		}
+		return out
+	}
+	// Nothing due yet.
+	if got := b.TakeReady(99, 299, nil); len(got) != 0 {
+		t.Fatalf("took %v early", ids(got))
+	}
+	// Trace 1 by first-seen deadline, trace 3 by root deadline.
+	if got := ids(b.TakeReady(100, 300, nil)); fmt.Sprint(got) != "[1 3]" {
+		t.Fatalf("took %v, want [1 3]", got)
+	}
+	// Trace 2: root deadline at 350. Its first-seen entry (200) is still
+	// queued; taking by root must not leave a live duplicate.
+	if got := ids(b.TakeReady(150, 350, nil)); fmt.Sprint(got) != "[2]" {
+		t.Fatalf("took %v, want [2]", got)
+	}
+	// A new incarnation of trace 2 is not taken by the old entry at 200.
+	appendTrace(t, b, id(2), "r", 1, false, 400)
+	if got := ids(b.TakeReady(399, 399, nil)); len(got) != 0 {
+		t.Fatalf("stale queue entry took the new trace: %v", got)
+	}
+	if got := ids(b.TakeReady(400, 0, nil)); fmt.Sprint(got) != "[2]" {
+		t.Fatalf("took %v, want [2]", got)
+	}
+	if s := b.Stats(); s.Traces != 0 || s.Spans != 0 || s.Bytes != 0 {
+		t.Fatalf("after taking everything: %+v", s)
+	}
+}
+
+func TestFullIsAllOrNothing(t *testing.T) {
+	b := newBuffer(t, 4096)
+	n := 0
+	var err error
+	for ; err == nil; n++ {
+		err = appendTrace(t, b, id(n), "res", 4, false, int64(n))
+	}
+	if !errors.Is(err, ErrFull) {
+		t.Fatalf("err = %v, want ErrFull", err)
+	}
+	before := b.Stats()
+	if before.Bytes > before.MemoryLimit {
+		t.Fatalf("used %d bytes past the limit %d", before.Bytes, before.MemoryLimit)
+	}
+	// The refused trace left nothing behind.
+	for _, tr := range b.TakeAll(nil) {
+		if tr.ID == id(n-1) {
+			t.Fatal("refused trace was buffered")
+		}
+		if tr.SpanCount != 4 {
+			t.Fatalf("trace %x has %d spans, want 4", tr.ID, tr.SpanCount)
+		}
+	}
+	if before.Traces != int64(n-1) || before.Spans != int64(4*(n-1)) {
+		t.Fatalf("stats %+v after %d accepted traces", before, n-1)
+	}
+	// Room again after taking.
+	if err := appendTrace(t, b, id(n), "res", 4, false, 0); err != nil {
+		t.Fatalf("after draining: %v", err)
+	}
+}
+
+func TestGroupsAreInternedAndFreed(t *testing.T) {
+	b := newBuffer(t, 0)
+	for i := range 10 {
+		appendTrace(t, b, id(i), "shared-resource", 2, false, 1)
+	}
+	if n := len(b.groups.byHash); n != 1 {
+		t.Fatalf("%d interned groups, want 1", n)
+	}
+	traces := b.TakeAll(nil)
+	if n := len(b.groups.byHash); n != 0 {
+		t.Fatalf("%d groups left after every trace was taken", n)
+	}
+	if s := b.Stats(); s.Bytes != 0 {
+		t.Fatalf("accounted %d bytes with nothing buffered", s.Bytes)
+	}
+	// Taken traces still read their keys after the table forgot them.
+	for k := range traces[0].Spans() {
+		if string(k) != "shared-resource" {
+			t.Fatalf("key = %q", k)
+		}
+	}
+}
+
+func TestConcurrentAppendAndTake(t *testing.T) {
+	b := newBuffer(t, 0)
+	const writers, traces, spansPer = 4, 500, 3
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range traces {
+				appendTrace(t, b, id(w*traces+i), fmt.Sprint("svc", w), spansPer, i%2 == 0, int64(i))
+			}
+		}()
+	}
+	taken := 0
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	for running := true; running; {
+		select {
+		case <-done:
+			running = false
+		default:
+		}
+		for _, tr := range b.TakeReady(int64(traces), int64(traces), nil) {
+			taken += int(tr.SpanCount)
+		}
+	}
+	for _, tr := range b.TakeAll(nil) {
+		taken += int(tr.SpanCount)
+	}
+	if want := writers * traces * spansPer; taken != want {
+		t.Fatalf("took %d spans, appended %d", taken, want)
+	}
+	if s := b.Stats(); s.Bytes != 0 || s.Spans != 0 || s.Traces != 0 {
+		t.Fatalf("stats after draining: %+v", s)
+	}
+}
+
+// TestAppendAllocatesPerTraceNotPerSpan guards the hot path: appending a
+// request allocates for new traces (struct, log, map growth), never per span.
+func TestAppendAllocatesPerTraceNotPerSpan(t *testing.T) {
+	b := newBuffer(t, 1<<40)
+	g := b.Acquire([]byte("resource"))
+	defer b.Release(g)
+	raw := bytes.Repeat([]byte{'x'}, 300)
+	var bt Batch
+	const traces, spansPer = 20, 25
+	next := 0
+	fill := func() {
+		bt.Reset()
+		for range traces {
+			next++
+			bt.StartTrace(id(next))
+			for range spansPer {
+				bt.AddSpan(Span{Group: g, Raw: raw})
+			}
+		}
+	}
+	allocs := testing.AllocsPerRun(20, func() {
+		fill()
+		if _, err := b.Append(&bt, 1); err != nil {
+			t.Fatal(err)
+		}
+	})
+	// Per new trace: the Trace, its log, its groups slice, plus amortized
+	// map and queue growth. Nothing may scale with spansPer.
+	if allocs > 4*traces {
+		t.Fatalf("Append allocates %v times for %d traces of %d spans", allocs, traces, spansPer)
+	}
+	// Appending to existing traces with room in their logs allocates nothing.
+	b2 := newBuffer(t, 1<<40)
+	g2 := b2.Acquire([]byte("resource"))
+	defer b2.Release(g2)
+	var one Batch
+	one.StartTrace(id(1))
+	one.AddSpan(Span{Group: g2, Raw: raw})
+	b2.Append(&one, 1)
+	tr := b2.shard(&one.Traces[0].ID).traces[id(1)]
+	tr.log = append(make([]byte, 0, 1<<20), tr.log...) // room for every span below
+	if a := testing.AllocsPerRun(100, func() { b2.Append(&one, 2) }); a != 0 {
+		t.Fatalf("appending to an existing trace allocates %v", a)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, c := range []Config{{MemoryLimit: 0, Shards: 64}, {MemoryLimit: 1, Shards: 3}, {MemoryLimit: 1, Shards: 0}} {
+		if err := c.Validate(); err == nil {
+			t.Errorf("Validate(%+v) = nil, want error", c)
+		}
+	}
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Fatal(err)
+	}
+	_ = rand.Int
+}

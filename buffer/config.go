@@ -1,0 +1,33 @@
+package buffer
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Config configures a Buffer.
+type Config struct {
+	// MemoryLimit bounds the bytes held (span bytes plus bookkeeping).
+	// Flag --memory-limit. Default 512 MiB.
+	MemoryLimit int64
+	// Shards is the number of lock stripes, a power of two. More stripes
+	// mean less contention between ingest goroutines. Default 64.
+	Shards int
+}
+
+// DefaultConfig returns the defaults documented on Config.
+func DefaultConfig() Config {
+	return Config{MemoryLimit: 512 << 20, Shards: 64}
+}
+
+// Validate reports every problem with the configuration.
+func (c Config) Validate() error {
+	var errs []error
+	if c.MemoryLimit <= 0 {
+		errs = append(errs, fmt.Errorf("memory_limit (--memory-limit) must be positive, got %d", c.MemoryLimit))
+	}
+	if c.Shards <= 0 || c.Shards&(c.Shards-1) != 0 || c.Shards > 1<<16 {
+		errs = append(errs, fmt.Errorf("buffer shards must be a power of two in [1, 65536], got %d", c.Shards))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,133 @@
+package buffer
+
+import (
+	"iter"
+	"unsafe"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// Summary is what the buffer knows of a trace without reading its spans.
+// Times named *Seen are the node's clock (unix nanoseconds) at arrival;
+// MinStart, MaxEnd and RootEnd are span timestamps from the senders.
+type Summary struct {
+	FirstSeen  int64
+	LastSeen   int64
+	RootSeen   int64 // arrival of the first root span; 0 if none yet
+	RootEnd    uint64
+	MinStart   uint64 // earliest non-zero span start
+	MaxEnd     uint64
+	SpanCount  int32
+	ErrorCount int32 // spans with status ERROR
+	Bytes      int64 // raw span bytes
+}
+
+// HasRoot reports whether a root span has arrived.
+func (s *Summary) HasRoot() bool { return s.RootSeen != 0 }
+
+// Trace is one buffered trace: its summary and its spans' bytes.
+type Trace struct {
+	ID [16]byte
+	Summary
+
+	seq    uint64   // incarnation, to tell stale queue entries from live ones
+	groups []*Group // interned groups its spans reference, by local index
+	log    []byte   // per span: uvarint(group index) uvarint(len) raw span
+}
+
+// traceOverhead approximates the fixed cost of a buffered trace: the struct,
+// its map entry and its two queue entries.
+const traceOverhead = int64(unsafe.Sizeof(Trace{})) + 48 + 2*int64(unsafe.Sizeof(queueEntry{}))
+
+// memory is the trace's accounted footprint.
+func (t *Trace) memory() int64 {
+	return traceOverhead + int64(cap(t.log)) + int64(cap(t.groups))*8
+}
+
+// Spans yields each span's group key and raw bytes, in arrival order.
+func (t *Trace) Spans() iter.Seq2[[]byte, []byte] {
+	return func(yield func(group, span []byte) bool) {
+		log := t.log
+		for len(log) > 0 {
+			g, n := protowire.ConsumeVarint(log)
+			l, m := protowire.ConsumeVarint(log[n:])
+			if n < 0 || m < 0 || g >= uint64(len(t.groups)) || l > uint64(len(log)-n-m) {
+				panic("BUG: buffer: corrupt trace log")
+			}
+			raw := log[n+m : n+m+int(l)]
+			log = log[n+m+int(l):]
+			if !yield(t.groups[g].key, raw) {
+				return
+			}
+		}
+	}
+}
+
+// Span is one span to append, with the fields the summary needs.
+type Span struct {
+	Group         *Group // from Buffer.Acquire
+	Raw           []byte // copied by Append
+	StartUnixNano uint64
+	EndUnixNano   uint64
+	Root          bool
+	Error         bool
+}
+
+// logSize is the log space a span takes.
+func logSize(groupIdx int, s *Span) int {
+	return protowire.SizeVarint(uint64(groupIdx)) + protowire.SizeVarint(uint64(len(s.Raw))) + len(s.Raw)
+}
+
+// add appends spans to the trace. It returns the growth of t.memory() and
+// the number of groups the trace newly references (each took a reference).
+func (t *Trace) add(spans []Span, now int64) int64 {
+	before := t.memory()
+	need := 0
+	for i := range spans {
+		need += logSize(len(t.groups)+len(spans), &spans[i]) // an upper bound on the index varint
+	}
+	if cap(t.log)-len(t.log) < need {
+		// One allocation per request and trace at most; growth keeps
+		// repeated appends amortized O(1) per byte.
+		grown := make([]byte, len(t.log), len(t.log)+max(need, len(t.log)/2))
+		copy(grown, t.log)
+		t.log = grown
+	}
+	for i := range spans {
+		s := &spans[i]
+		gi := t.groupIndex(s.Group)
+		t.log = protowire.AppendVarint(t.log, uint64(gi))
+		t.log = protowire.AppendVarint(t.log, uint64(len(s.Raw)))
+		t.log = append(t.log, s.Raw...)
+		t.summarize(s, now)
+	}
+	t.LastSeen = now
+	return t.memory() - before
+}
+
+func (t *Trace) groupIndex(g *Group) int {
+	for i, x := range t.groups {
+		if x == g {
+			return i
+		}
+	}
+	g.refs.Add(1) // the caller holds a reference, so this is not 0 -> 1
+	t.groups = append(t.groups, g)
+	return len(t.groups) - 1
+}
+
+func (t *Trace) summarize(s *Span, now int64) {
+	t.SpanCount++
+	t.Bytes += int64(len(s.Raw))
+	if s.Error {
+		t.ErrorCount++
+	}
+	if s.StartUnixNano != 0 && (t.MinStart == 0 || s.StartUnixNano < t.MinStart) {
+		t.MinStart = s.StartUnixNano
+	}
+	t.MaxEnd = max(t.MaxEnd, s.EndUnixNano)
+	if s.Root && t.RootSeen == 0 {
+		t.RootSeen = now
+		t.RootEnd = s.EndUnixNano
+	}
+}
