@@ -1,0 +1,12 @@
+// Package tailsift exposes files at the repository root that the binary
+// embeds, such as the example policy file; the engine itself lives in the
+// subpackages.
+package tailsift
+
+import _ "embed"
+
+// ExamplePolicies is policies.example.yaml: the documented starting point
+// for a policy file (printed by the CLI, and a test case of package policy).
+//
+//go:embed policies.example.yaml
+var ExamplePolicies []byte

@@ -1,0 +1,33 @@
+package policy
+
+import (
+	"math"
+	"time"
+)
+
+// Trace is what a policy sees of one trace: a summary, no span bytes
+// (span-level access comes with the full policy language). The caller fills
+// it from its own per-trace summary; [Set.Evaluate] only reads it and does not
+// retain it.
+type Trace struct {
+	ID            [16]byte
+	SpanCount     int
+	ErrorCount    int    // spans with status ERROR
+	HasRoot       bool   // a span without parent was seen
+	StartUnixNano uint64 // min span start
+	EndUnixNano   uint64 // max span end
+}
+
+// Duration returns EndUnixNano - StartUnixNano: the time from the earliest
+// span start to the latest span end. It is 0 when End < Start (no spans, or
+// clock skew) and saturates at the largest time.Duration.
+func (t *Trace) Duration() time.Duration {
+	if t.EndUnixNano < t.StartUnixNano {
+		return 0
+	}
+	d := t.EndUnixNano - t.StartUnixNano
+	if d > math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return time.Duration(d)
+}
