@@ -1,0 +1,256 @@
+package export
+
+import (
+	"errors"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// The batcher: Export calls add spans to the open batch (an otlpwire.Builder)
+// under Exporter.mu; a full batch is built and offered to the send queue on
+// the spot, and flushLoop sends a batch that stayed open for BatchTimeout.
+
+// ExportTrace adds the spans of one kept trace to the current batch; they are
+// sent together in one request unless they alone exceed BatchMaxBytes. It
+// does not wait for the network.
+//
+// The yielded slices are retained without a copy until the batch is built:
+// the caller must not modify them after the call.
+func (e *Exporter) ExportTrace(t Trace) {
+	c := e.scratch.Get().(*collector)
+	t.Spans()(c.yield) // not a range loop: its closure would escape and allocate
+	e.add(c.refs, false)
+	c.reset()
+	e.scratch.Put(c)
+}
+
+// ExportSpans adds spans of one group (resource and scope) to the current
+// batch, copying the key and the spans: it is for late spans of kept traces,
+// whose bytes belong to an ingest request. The spans are sent together
+// unless they alone exceed BatchMaxBytes.
+func (e *Exporter) ExportSpans(groupKey []byte, spans [][]byte) {
+	if len(spans) == 0 {
+		return
+	}
+	c := e.scratch.Get().(*collector)
+	for _, s := range spans {
+		c.refs = append(c.refs, spanRef{groupKey, s})
+	}
+	e.add(c.refs, true)
+	c.reset()
+	e.scratch.Put(c)
+}
+
+// collector gathers the spans of one Export call before the batch mutex is
+// taken, so a slow iterator does not hold it. Pooled; yield is bound once so
+// that passing it to an iterator does not allocate.
+type collector struct {
+	refs  []spanRef
+	yield func(key, span []byte) bool
+}
+
+func newCollector() any {
+	c := &collector{}
+	c.yield = func(key, span []byte) bool {
+		c.refs = append(c.refs, spanRef{key, span})
+		return true
+	}
+	return c
+}
+
+func (c *collector) reset() {
+	clear(c.refs) // drop references to the caller's bytes
+	c.refs = c.refs[:0]
+}
+
+// add puts refs into the current batch, in one request if they fit; copy
+// says to copy the bytes into the batch's arena first.
+func (e *Exporter) add(refs []spanRef, copy bool) {
+	if len(refs) == 0 {
+		return
+	}
+	n := int64(len(refs))
+	e.accepted.Add(n)
+
+	size, bad := estimate(refs)
+	if bad > 0 {
+		e.fail(reasonRejected, bad, errMalformedKey)
+		if bad == n {
+			return
+		}
+	}
+
+	max := e.cfg.BatchMaxBytes
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		e.failClosed(n - bad)
+		return
+	}
+	if e.b.Spans() > 0 && e.b.Size()+size > max {
+		e.flushLocked() // keep the trace whole: start a new batch for it
+	}
+	split := size > max // only a trace bigger than a batch is split
+	var keyCopy, lastKey []byte
+	for _, r := range refs {
+		key, span := r.key, r.span
+		if bad > 0 && !validGroupKey(key) {
+			continue
+		}
+		// Splitting, count a group's framing with every span: requests
+		// stay within max (if one span does).
+		if split && e.b.Spans() > 0 && e.b.Size()+len(key)+16+spanFrame(span) > max {
+			e.flushLocked()
+			keyCopy = nil // the arena was recycled
+		}
+		if e.b.Spans() == 0 {
+			e.batchStart = time.Now()
+			select {
+			case e.doorbell <- struct{}{}:
+			default:
+			}
+		}
+		if copy {
+			if keyCopy == nil || !sameBytes(key, lastKey) {
+				lastKey, keyCopy = key, e.copyBytes(key)
+			}
+			key, span = keyCopy, e.copyBytes(span)
+		}
+		e.b.Add(key, span)
+	}
+	if e.b.Size() >= max {
+		e.flushLocked()
+	}
+}
+
+// copyBytes copies b into the arena. Growing the arena leaves earlier copies
+// where they are, so slices handed to the Builder stay valid.
+func (e *Exporter) copyBytes(b []byte) []byte {
+	start := len(e.arena)
+	e.arena = append(e.arena, b...)
+	return e.arena[start:len(e.arena):len(e.arena)]
+}
+
+// flushLocked builds the batch and offers it to the queue without waiting;
+// if the queue is full its spans are counted failed (queue_full).
+func (e *Exporter) flushLocked() {
+	n := int64(e.b.Spans())
+	if n == 0 {
+		return
+	}
+	if len(e.queue) == cap(e.queue) { // full: fail fast without building
+		e.resetBatchLocked()
+		e.queueFull(n)
+		return
+	}
+	req := e.takeLocked()
+	select {
+	case e.queue <- req:
+	default:
+		e.queueFull(req.spans)
+	}
+}
+
+// takeLocked builds the batch into a new buffer and empties the batch.
+func (e *Exporter) takeLocked() request {
+	req := request{buf: e.b.AppendRequest(nil), spans: int64(e.b.Spans())}
+	e.resetBatchLocked()
+	return req
+}
+
+func (e *Exporter) resetBatchLocked() {
+	e.b.Reset()
+	e.batchSeq++
+	if cap(e.arena) > 2*e.cfg.BatchMaxBytes {
+		e.arena = nil // do not keep the arena of an oversize batch
+	}
+	e.arena = e.arena[:0]
+}
+
+func (e *Exporter) queueFull(n int64) {
+	e.m.requestsFail.Inc()
+	e.counts.failed.Add(n)
+	e.m.spansFailed[reasonQueueFull].Add(float64(n))
+	if ok, suppressed := e.queueFullLog.allow(); ok {
+		e.log.Warn("export queue full, dropping batch", "spans", n,
+			"queue_size", e.cfg.QueueSize, "similar_lines_suppressed", suppressed)
+	}
+}
+
+// flushLoop sends each batch BatchTimeout after its first span, unless it was
+// sent earlier for its size. It runs one reused timer, armed only while a
+// batch is open.
+func (e *Exporter) flushLoop() {
+	defer e.flushWG.Done()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		select {
+		case <-e.stopFlush:
+			return
+		case <-e.doorbell:
+		}
+		for {
+			e.mu.Lock()
+			if e.b.Spans() == 0 || e.closed {
+				e.mu.Unlock()
+				break
+			}
+			seq, due := e.batchSeq, e.batchStart.Add(e.cfg.BatchTimeout)
+			e.mu.Unlock()
+
+			timer.Reset(time.Until(due))
+			select {
+			case <-e.stopFlush:
+				timer.Stop()
+				return
+			case <-timer.C:
+			}
+			e.mu.Lock()
+			if e.batchSeq == seq && !e.closed { // still the same batch
+				e.flushLocked()
+			}
+			e.mu.Unlock()
+		}
+	}
+}
+
+var errMalformedKey = errors.New("malformed group key")
+
+// estimate validates the group keys of refs (once per run of equal keys) and
+// returns how many spans have a malformed key, and how much the others add
+// to a request at most: Builder.Add's framing per span, and a group's
+// framing per change of key (Builder counts it once per distinct key).
+func estimate(refs []spanRef) (size int, bad int64) {
+	var lastKey []byte
+	lastOK := false
+	for i, r := range refs {
+		if i == 0 || !sameBytes(r.key, lastKey) {
+			lastKey, lastOK = r.key, validGroupKey(r.key)
+			size += len(r.key) + 16
+		}
+		if !lastOK {
+			bad++
+			continue
+		}
+		size += spanFrame(r.span)
+	}
+	return size, bad
+}
+
+func spanFrame(span []byte) int {
+	return 1 + protowire.SizeVarint(uint64(len(span))) + len(span)
+}
+
+// validGroupKey checks the framing of a key made by otlpwire.Request.Scan:
+// uvarint(len(resource part)), resource part, scope part. otlpwire.Builder
+// silently skips keys that fail this, so they are rejected here, counted.
+func validGroupKey(key []byte) bool {
+	n, m := protowire.ConsumeVarint(key)
+	return m > 0 && n <= uint64(len(key)-m)
+}
+
+func sameBytes(a, b []byte) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0] || string(a) == string(b))
+}

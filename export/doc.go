@@ -1,0 +1,31 @@
+// Package export forwards kept traces to one downstream destination: whole,
+// batched into OTLP requests built from the raw span bytes, sent by a fixed
+// pool of workers, retried with backoff, and accounted for span by span.
+//
+// Data flow: [Exporter.ExportTrace] and [Exporter.ExportSpans] add raw spans
+// to the current batch (an otlpwire.Builder). A batch that reaches
+// Config.BatchMaxBytes, or whose first span is Config.BatchTimeout old, is
+// built into one ExportTraceServiceRequest (concatenated bytes, never a
+// re-encode) and offered to a bounded send queue. Config.Workers senders take
+// requests off the queue and deliver them over OTLP/gRPC, OTLP/HTTP
+// (protobuf) or as OTLP JSON lines to a writer.
+//
+// Invariants:
+//   - Every accepted span ends Sent, or Failed with exactly one reason:
+//     queue_full (the send queue was full), rejected (the destination refused
+//     it, or its group key was malformed), retries_exhausted (still failing
+//     after Config.RetryMaxElapsed), shutdown (Shutdown's deadline passed, or
+//     it arrived after Shutdown). Accepted == Sent + Failed + Pending at every
+//     moment, and the metrics agree with [Exporter.Stats].
+//   - The spans of one Export call travel in one request, unless they alone
+//     exceed Config.BatchMaxBytes.
+//   - Memory is bounded: one batch being filled (about BatchMaxBytes), at most
+//     QueueSize built requests queued and Workers in flight.
+//
+// Concurrency: the Export methods and Stats are safe for concurrent use and
+// never wait for the network: they hold one mutex while adding to the batch
+// and, when it is full, while building the request and offering it to the
+// queue without waiting. New starts a fixed set of goroutines: one flusher
+// (BatchTimeout) and Config.Workers senders. Shutdown stops them all and
+// waits for them. There is no goroutine, channel or timer per trace or span.
+package export
