@@ -1,0 +1,66 @@
+package decision
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Config configures an Engine.
+type Config struct {
+	// DecisionWait is how long after a trace's first span it is decided if
+	// nothing decides it earlier. Flag --decision-wait. Default 30s.
+	DecisionWait time.Duration
+	// RootWait is how long after the root span arrives a trace is decided:
+	// time for stragglers that end after the root. Flag --root-wait.
+	// Default 2s.
+	RootWait time.Duration
+	// MaxTraceAge is the hard limit on how long a trace stays buffered after
+	// its first span, whatever else is configured. Flag --max-trace-age.
+	// Default 5m.
+	MaxTraceAge time.Duration
+	// Tick is how often the engine looks for due traces: the granularity of
+	// decision timing. Default 100ms.
+	Tick time.Duration
+	// KeptCacheSize and DroppedCacheSize bound the decision caches, in trace
+	// IDs per generation (two generations are kept, so up to twice this).
+	// At about 30 bytes per entry the defaults hold up to 12 MB and 60 MB.
+	KeptCacheSize    int
+	DroppedCacheSize int
+}
+
+// DefaultConfig returns the defaults documented on Config.
+func DefaultConfig() Config {
+	return Config{
+		DecisionWait:     30 * time.Second,
+		RootWait:         2 * time.Second,
+		MaxTraceAge:      5 * time.Minute,
+		Tick:             100 * time.Millisecond,
+		KeptCacheSize:    200_000,
+		DroppedCacheSize: 1_000_000,
+	}
+}
+
+// Validate reports every problem with the configuration.
+func (c Config) Validate() error {
+	var errs []error
+	positive := func(d time.Duration, name string) {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive, got %v", name, d))
+		}
+	}
+	positive(c.DecisionWait, "decision_wait (--decision-wait)")
+	positive(c.RootWait, "root_wait (--root-wait)")
+	positive(c.MaxTraceAge, "max_trace_age (--max-trace-age)")
+	positive(c.Tick, "decision tick")
+	if c.KeptCacheSize < 1 {
+		errs = append(errs, fmt.Errorf("kept_cache_size must be at least 1, got %d", c.KeptCacheSize))
+	}
+	if c.DroppedCacheSize < 1 {
+		errs = append(errs, fmt.Errorf("dropped_cache_size must be at least 1, got %d", c.DroppedCacheSize))
+	}
+	return errors.Join(errs...)
+}
+
+// firstSeenWait is how long after its first span a trace is due.
+func (c Config) firstSeenWait() time.Duration { return min(c.DecisionWait, c.MaxTraceAge) }

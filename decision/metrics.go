@@ -1,0 +1,56 @@
+package decision
+
+import (
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// counters are the engine's span accounting. They are atomics updated once
+// per request or per tick, read by Stats and exported as CounterFuncs, so
+// there is one source of truth and no per-span metric cost.
+type counters struct {
+	accepted      atomic.Int64 // spans Consume accepted
+	kept          atomic.Int64 // spans handed to the exporter (kept traces and late spans)
+	droppedPolicy atomic.Int64 // spans of traces the policy dropped
+	droppedLate   atomic.Int64 // late spans of dropped traces
+	lateKept      atomic.Int64 // late spans of kept traces (part of kept)
+	tracesKept    atomic.Int64
+	tracesDropped atomic.Int64
+}
+
+type metrics struct {
+	tracesByRule *prometheus.CounterVec // decision, rule
+}
+
+func newMetrics(reg prometheus.Registerer, c *counters, e *Engine) *metrics {
+	m := &metrics{
+		tracesByRule: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tailsift_decision_traces_total",
+			Help: "Traces decided, by decision (kept or dropped) and deciding rule.",
+		}, []string{"decision", "rule"}),
+	}
+	counter := func(name, help string, v *atomic.Int64, labels prometheus.Labels) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels},
+			func() float64 { return float64(v.Load()) })
+	}
+	gauge := func(name, help string, f func() float64, labels prometheus.Labels) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: labels}, f)
+	}
+	reg.MustRegister(
+		m.tracesByRule,
+		counter("tailsift_decision_spans_accepted_total", "Spans accepted from ingest (buffered or following a cached decision).", &c.accepted, nil),
+		counter("tailsift_decision_spans_kept_total", "Spans handed to the exporter: spans of kept traces and their late spans.", &c.kept, nil),
+		counter("tailsift_decision_spans_dropped_total", "Spans dropped, by reason: policy (the trace was dropped) or late (arrived after a drop decision).", &c.droppedPolicy, prometheus.Labels{"reason": "policy"}),
+		counter("tailsift_decision_spans_dropped_total", "Spans dropped, by reason: policy (the trace was dropped) or late (arrived after a drop decision).", &c.droppedLate, prometheus.Labels{"reason": "late"}),
+		counter("tailsift_decision_late_spans_total", "Spans that arrived after their trace was decided, by decision.", &c.lateKept, prometheus.Labels{"decision": "kept"}),
+		counter("tailsift_decision_late_spans_total", "Spans that arrived after their trace was decided, by decision.", &c.droppedLate, prometheus.Labels{"decision": "dropped"}),
+		gauge("tailsift_buffer_traces", "Traces buffered awaiting a decision.", func() float64 { return float64(e.buf.Stats().Traces) }, nil),
+		gauge("tailsift_buffer_spans", "Spans buffered awaiting a decision.", func() float64 { return float64(e.buf.Stats().Spans) }, nil),
+		gauge("tailsift_buffer_memory_bytes", "Memory accounted to the buffer (span bytes and bookkeeping).", func() float64 { return float64(e.buf.Stats().Bytes) }, nil),
+		gauge("tailsift_buffer_memory_limit_bytes", "The buffer's memory limit (--memory-limit).", func() float64 { return float64(e.buf.Stats().MemoryLimit) }, nil),
+		gauge("tailsift_decision_cache_entries", "Trace IDs remembered for late spans, by decision.", func() float64 { return float64(e.kept.len()) }, prometheus.Labels{"decision": "kept"}),
+		gauge("tailsift_decision_cache_entries", "Trace IDs remembered for late spans, by decision.", func() float64 { return float64(e.dropped.len()) }, prometheus.Labels{"decision": "dropped"}),
+	)
+	return m
+}
