@@ -1,0 +1,194 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+
+	"github.com/tailsift/tailsift/internal/otlpwire"
+	"github.com/tailsift/tailsift/internal/rawcodec"
+)
+
+// Consumer takes the spans of scanned requests. Implementations must be
+// safe for concurrent use and must not retain req or its bytes after
+// returning.
+//
+// An error that has a method RetryAfter() time.Duration means "overloaded:
+// retry after that long"; any other error means the consumer is
+// unavailable. Either way the consumer must have taken none of the spans.
+type Consumer interface {
+	Consume(ctx context.Context, req *otlpwire.Request) error
+}
+
+// Receiver runs the OTLP receivers.
+type Receiver struct {
+	cfg      Config
+	consumer Consumer
+	log      *slog.Logger
+	metrics  *metrics
+
+	grpcLis  net.Listener
+	grpcSrv  *grpc.Server
+	httpLis  net.Listener
+	httpSrv  *http.Server
+	wg       sync.WaitGroup
+	shutdown sync.Once
+
+	bufs sync.Pool // *[]byte request bodies
+	reqs sync.Pool // *otlpwire.Request
+}
+
+// maxPooledBuffer keeps one huge request from pinning its buffer forever.
+const maxPooledBuffer = 4 << 20
+
+// New starts the configured receivers, feeding c.
+func New(cfg Config, c Consumer, reg prometheus.Registerer, log *slog.Logger) (*Receiver, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	r := &Receiver{cfg: cfg, consumer: c, log: log, metrics: newMetrics(reg)}
+	r.bufs.New = func() any { b := make([]byte, 0, 64<<10); return &b }
+	r.reqs.New = func() any { return new(otlpwire.Request) }
+	if cfg.GRPCAddr != "" {
+		lis, err := net.Listen("tcp", cfg.GRPCAddr)
+		if err != nil {
+			return nil, fmt.Errorf("otlp-grpc: %w", err)
+		}
+		r.grpcLis = lis
+		r.grpcSrv = grpc.NewServer(
+			grpc.ForceServerCodecV2(rawcodec.Codec{}),
+			grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),
+		)
+		r.grpcSrv.RegisterService(&traceServiceDesc, r)
+	}
+	if cfg.HTTPAddr != "" {
+		lis, err := net.Listen("tcp", cfg.HTTPAddr)
+		if err != nil {
+			if r.grpcLis != nil {
+				r.grpcLis.Close()
+			}
+			return nil, fmt.Errorf("otlp-http: %w", err)
+		}
+		r.httpLis = lis
+		mux := http.NewServeMux()
+		mux.HandleFunc("/v1/traces", r.handleHTTP)
+		r.httpSrv = &http.Server{
+			Handler:           mux,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       60 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		}
+	}
+	if r.grpcSrv != nil {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			if err := r.grpcSrv.Serve(r.grpcLis); err != nil {
+				log.Error("otlp-grpc server stopped", "err", err)
+			}
+		}()
+	}
+	if r.httpSrv != nil {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			if err := r.httpSrv.Serve(r.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("otlp-http server stopped", "err", err)
+			}
+		}()
+	}
+	return r, nil
+}
+
+// GRPCAddr returns the address the gRPC receiver listens on, or nil.
+func (r *Receiver) GRPCAddr() net.Addr {
+	if r.grpcLis == nil {
+		return nil
+	}
+	return r.grpcLis.Addr()
+}
+
+// HTTPAddr returns the address the HTTP receiver listens on, or nil.
+func (r *Receiver) HTTPAddr() net.Addr {
+	if r.httpLis == nil {
+		return nil
+	}
+	return r.httpLis.Addr()
+}
+
+// Shutdown stops accepting requests and waits for those in progress until
+// ctx is done; then it closes the remaining connections. Idempotent.
+func (r *Receiver) Shutdown(ctx context.Context) error {
+	var err error
+	r.shutdown.Do(func() {
+		if r.httpSrv != nil {
+			err = r.httpSrv.Shutdown(ctx)
+			if err != nil {
+				r.httpSrv.Close()
+			}
+		}
+		if r.grpcSrv != nil {
+			stopped := make(chan struct{})
+			go func() { r.grpcSrv.GracefulStop(); close(stopped) }()
+			select {
+			case <-stopped:
+			case <-ctx.Done():
+				r.grpcSrv.Stop()
+				<-stopped
+				err = errors.Join(err, ctx.Err())
+			}
+		}
+		r.wg.Wait()
+	})
+	return err
+}
+
+// consume scans body and hands it to the consumer. It returns the number of
+// spans and an error classified for the protocol edges.
+func (r *Receiver) consume(ctx context.Context, body []byte) (int, error) {
+	req := r.reqs.Get().(*otlpwire.Request)
+	defer func() { req.Reset(); r.reqs.Put(req) }()
+	if err := req.Scan(body); err != nil {
+		return 0, malformedError{err}
+	}
+	if len(req.Spans) == 0 {
+		return 0, nil
+	}
+	if err := r.consumer.Consume(ctx, req); err != nil {
+		return len(req.Spans), err
+	}
+	return len(req.Spans), nil
+}
+
+func (r *Receiver) getBuf() *[]byte { return r.bufs.Get().(*[]byte) }
+
+func (r *Receiver) putBuf(b *[]byte) {
+	if cap(*b) <= maxPooledBuffer {
+		*b = (*b)[:0]
+		r.bufs.Put(b)
+	}
+}
+
+// malformedError marks input the client must not retry.
+type malformedError struct{ err error }
+
+func (e malformedError) Error() string { return e.err.Error() }
+func (e malformedError) Unwrap() error { return e.err }
+
+// retryAfter returns the delay an overload error asks for, if err is one.
+func retryAfter(err error) (time.Duration, bool) {
+	var ra interface{ RetryAfter() time.Duration }
+	if errors.As(err, &ra) {
+		return ra.RetryAfter(), true
+	}
+	return 0, false
+}
