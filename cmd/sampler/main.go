@@ -1,0 +1,38 @@
+// Command sampler is Tailsift's one binary.
+//
+//	sampler run [flags]     run a sampler node
+//
+// Run "sampler run -h" for the flags.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `usage: sampler <command> [flags]
+
+commands:
+  run     run a sampler node: OTLP in, kept traces out (see "sampler run -h")
+`
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "run":
+		return runNode(args[1:], stdout, stderr)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "sampler: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// freePort returns a loopback address that was free a moment ago.
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func buildSampler(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "sampler")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+const errorTrace = `{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"checkout"}}]},
+"scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","name":"GET /pay",
+"startTimeUnixNano":"1700000000000000000","endTimeUnixNano":"1700000000100000000","status":{"code":2}}]}]}]}`
+
+// TestRunProcess runs the real binary with its defaults but free ports:
+// it accepts OTLP, prints the kept trace to stdout, and on SIGTERM decides,
+// flushes and exits 0.
+func TestRunProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := buildSampler(t)
+	grpcAddr, httpAddr, adminAddr := freePort(t), freePort(t), freePort(t)
+	cmd := exec.Command(bin, "run", "--otlp-grpc", grpcAddr, "--otlp-http", httpAddr, "--admin", adminAddr,
+		"--decision-wait", "1m", "--root-wait", "1m")
+	stdout, _ := cmd.StdoutPipe()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+
+	var resp *http.Response
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		resp, err = http.Post("http://"+httpAddr+"/v1/traces", "application/json", strings.NewReader(errorTrace))
+		if err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("sampler never accepted OTLP/HTTP: %v\n%s", err, stderr.String())
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("POST /v1/traces: %d", resp.StatusCode)
+	}
+	if c, err := net.Dial("tcp", grpcAddr); err != nil {
+		t.Fatalf("OTLP/gRPC port not listening: %v", err)
+	} else {
+		c.Close()
+	}
+	// Decision waits are a minute: SIGTERM must decide the trace now.
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil && err != io.EOF {
+		t.Fatal(err)
+	}
+	if !strings.Contains(line, `"traceId":"5b8efff798038103d269b633813fc60c"`) || !strings.Contains(line, `"name":"GET /pay"`) {
+		t.Fatalf("stdout line %q is not the kept trace\nstderr:\n%s", line, stderr.String())
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit: %v\nstderr:\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "traces_kept=1") {
+		t.Fatalf("final log line missing the accounting:\n%s", stderr.String())
+	}
+}
+
+func TestRunRejectsBadConfiguration(t *testing.T) {
+	dir := t.TempDir()
+	badYAML := filepath.Join(dir, "sampler.yaml")
+	os.WriteFile(badYAML, []byte("otlp_grpc: 127.0.0.1:0\nforwrd: stdout\n"), 0o644)
+	badPolicies := filepath.Join(dir, "policies.yaml")
+	os.WriteFile(badPolicies, []byte("rules:\n  - name: slow\n    type: latency\n    threshold: 1x\n"), 0o644)
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run", "--memory-limit", "lots"}, `invalid size "lots"`},
+		{[]string{"run", "--decision-wait", "-1s"}, "decision_wait (--decision-wait) must be positive"},
+		{[]string{"run", "--config", badYAML}, "line 2: field forwrd not found"},
+		{[]string{"run", "--forward", "ftp://x"}, "forward"},
+		{[]string{"run", "--otlp-grpc", "", "--otlp-http", ""}, "no receiver"},
+		{[]string{"run", "--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0", "--admin", "", "--policies", badPolicies}, "policies.yaml:4"},
+		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+		{nil, "usage: sampler"},
+	}
+	for _, c := range cases {
+		var out, errb bytes.Buffer
+		code := run(c.args, &out, &errb)
+		if code == 0 || !strings.Contains(errb.String(), c.want) {
+			t.Errorf("sampler %v: exit %d, stderr %q; want non-zero and %q", c.args, code, errb.String(), c.want)
+		}
+	}
+}
+
+func TestConfigFileWithFlagOverride(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "sampler.yaml")
+	grpcAddr := freePort(t)
+	os.WriteFile(path, []byte(fmt.Sprintf("otlp_grpc: %s\notlp_http: \"\"\nadmin: \"\"\nmemory_limit: 64MiB\ndecision_wait: 1m\n", grpcAddr)), 0o644)
+	// The flag wins over the file: with the file's 1m wait the trace would
+	// not be decided before the check below.
+	var out, errb syncBuffer
+	done := make(chan int)
+	go func() {
+		done <- run([]string{"run", "--config", path, "--decision-wait", "100ms", "--otlp-grpc", grpcAddr}, &out, &errb)
+	}()
+	select {
+	case code := <-done:
+		t.Fatalf("exited early with %d: %s", code, errb.String())
+	case <-time.After(500 * time.Millisecond):
+	}
+	if !strings.Contains(errb.String(), "sampler started") || !strings.Contains(errb.String(), "otlp_http=<nil>") {
+		t.Fatalf("file's otlp_http: \"\" not applied:\n%s", errb.String())
+	}
+	syscall.Kill(os.Getpid(), syscall.SIGTERM)
+	if code := <-done; code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe to read while the sampler writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

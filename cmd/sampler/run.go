@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/tailsift/tailsift/internal/node"
+)
+
+// runNode implements "sampler run": flags override --config, which
+// overrides the defaults.
+func runNode(args []string, stdout, stderr io.Writer) int {
+	cfg := node.DefaultConfig()
+	fs := flag.NewFlagSet("sampler run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "sampler.yaml `file`; flags override its keys")
+	shutdownTimeout := fs.Duration("shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long to finish deciding and exporting before exiting")
+	// Flags write into a separate Config so that only those given override
+	// the file; flag.Visit below copies them.
+	var f node.Config = cfg
+	fs.StringVar(&f.OTLPGRPC, "otlp-grpc", cfg.OTLPGRPC, "OTLP/gRPC listen `address` (empty disables)")
+	fs.StringVar(&f.OTLPHTTP, "otlp-http", cfg.OTLPHTTP, "OTLP/HTTP listen `address` (empty disables)")
+	fs.StringVar(&f.Admin, "admin", cfg.Admin, "admin listen `address` for /metrics and /healthz (empty disables)")
+	fs.StringVar(&f.Forward, "forward", cfg.Forward, "where kept traces go: stdout (OTLP JSON lines), host:port (OTLP/gRPC) or http(s)://host:port[/path] (OTLP/HTTP)")
+	fs.StringVar(&f.Policies, "policies", cfg.Policies, "policy `file` (default: the embedded policies.example.yaml)")
+	fs.DurationVar(&f.DecisionWait, "decision-wait", cfg.DecisionWait, "decide a trace at the latest this long after its first span")
+	fs.DurationVar(&f.RootWait, "root-wait", cfg.RootWait, "decide a trace this long after its root span arrived")
+	fs.DurationVar(&f.MaxTraceAge, "max-trace-age", cfg.MaxTraceAge, "never buffer a trace longer than this after its first span")
+	fs.Var(&f.MemoryLimit, "memory-limit", "buffer memory `size` (e.g. 512MiB, 2GiB); past it ingest answers retry-later")
+	fs.Var(&f.MaxRequestSize, "max-request-size", "largest accepted OTLP request `size`")
+	fs.StringVar(&f.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&f.LogFormat, "log-format", cfg.LogFormat, "text or json (logs go to stderr)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "sampler run: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	if *configPath != "" {
+		if err := cfg.LoadFile(*configPath); err != nil {
+			fmt.Fprintf(stderr, "sampler run: %v\n", err)
+			return 2
+		}
+	}
+	fs.Visit(func(fl *flag.Flag) { applyFlag(&cfg, &f, fl.Name) })
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "sampler run: invalid configuration:\n%v\n", err)
+		return 2
+	}
+	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	n, err := node.New(cfg, node.Options{Logger: log, Stdout: stdout})
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+	<-ctx.Done()
+	stop() // a second signal kills the process the default way
+	log.Info("shutting down: deciding buffered traces and flushing exports", "timeout", *shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), *shutdownTimeout)
+	defer cancel()
+	if err := n.Shutdown(sctx); err != nil {
+		log.Error("shutdown incomplete", "err", err)
+		return 1
+	}
+	s := n.Stats()
+	log.Info("stopped", "spans_accepted", s.Accepted, "spans_sent", s.Sent, "spans_dropped", s.DroppedPolicy+s.DroppedLate,
+		"spans_export_failed", s.ExportFailed, "traces_kept", s.TracesKept, "traces_dropped", s.TracesDropped)
+	return 0
+}
+
+// applyFlag copies the flag name from f (the flag values) to cfg.
+func applyFlag(cfg, f *node.Config, name string) {
+	switch name {
+	case "otlp-grpc":
+		cfg.OTLPGRPC = f.OTLPGRPC
+	case "otlp-http":
+		cfg.OTLPHTTP = f.OTLPHTTP
+	case "admin":
+		cfg.Admin = f.Admin
+	case "forward":
+		cfg.Forward = f.Forward
+	case "policies":
+		cfg.Policies = f.Policies
+	case "decision-wait":
+		cfg.DecisionWait = f.DecisionWait
+	case "root-wait":
+		cfg.RootWait = f.RootWait
+	case "max-trace-age":
+		cfg.MaxTraceAge = f.MaxTraceAge
+	case "memory-limit":
+		cfg.MemoryLimit = f.MemoryLimit
+	case "max-request-size":
+		cfg.MaxRequestSize = f.MaxRequestSize
+	case "log-level":
+		cfg.LogLevel = f.LogLevel
+	case "log-format":
+		cfg.LogFormat = f.LogFormat
+	}
+}
+
+func newLogger(w io.Writer, level, format string) *slog.Logger {
+	var lv slog.Level
+	lv.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,99 @@
+package node
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/tailsift/tailsift/buffer"
+	"github.com/tailsift/tailsift/decision"
+	"github.com/tailsift/tailsift/export"
+	"github.com/tailsift/tailsift/ingest"
+	"github.com/tailsift/tailsift/internal/bytesize"
+)
+
+// Config is the sampler's configuration: the keys of sampler.yaml, each with
+// a flag of the same name (underscores become dashes) that overrides it.
+type Config struct {
+	OTLPGRPC       string        `yaml:"otlp_grpc"`        // OTLP/gRPC listen address; "" disables
+	OTLPHTTP       string        `yaml:"otlp_http"`        // OTLP/HTTP listen address; "" disables
+	Admin          string        `yaml:"admin"`            // /metrics and /healthz; "" disables
+	Forward        string        `yaml:"forward"`          // stdout | host:port (OTLP/gRPC) | http(s)://... (OTLP/HTTP)
+	Policies       string        `yaml:"policies"`         // policy file; "" = the embedded policies.example.yaml
+	DecisionWait   time.Duration `yaml:"decision_wait"`    // decide at the latest this long after a trace's first span
+	RootWait       time.Duration `yaml:"root_wait"`        // decide this long after the root span arrived
+	MaxTraceAge    time.Duration `yaml:"max_trace_age"`    // hard cap on buffering time
+	MemoryLimit    bytesize.Size `yaml:"memory_limit"`     // buffer budget; past it, ingest answers "retry later"
+	MaxRequestSize bytesize.Size `yaml:"max_request_size"` // largest accepted OTLP request
+	LogLevel       string        `yaml:"log_level"`        // debug | info | warn | error
+	LogFormat      string        `yaml:"log_format"`       // text | json
+}
+
+// DefaultConfig returns the defaults: local-only listeners, kept traces to
+// stdout, the embedded example policies.
+func DefaultConfig() Config {
+	ic, dc, bc := ingest.DefaultConfig(), decision.DefaultConfig(), buffer.DefaultConfig()
+	return Config{
+		OTLPGRPC:       ic.GRPCAddr,
+		OTLPHTTP:       ic.HTTPAddr,
+		Admin:          "127.0.0.1:8888",
+		Forward:        export.DefaultEndpoint,
+		DecisionWait:   dc.DecisionWait,
+		RootWait:       dc.RootWait,
+		MaxTraceAge:    dc.MaxTraceAge,
+		MemoryLimit:    bytesize.Size(bc.MemoryLimit),
+		MaxRequestSize: bytesize.Size(ic.MaxRequestBytes),
+		LogLevel:       "info",
+		LogFormat:      "text",
+	}
+}
+
+// LoadFile applies the keys set in a sampler.yaml file to c. Unknown keys
+// and malformed values are errors with their line numbers.
+func (c *Config) LoadFile(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) { // an empty file means all defaults
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+// Validate reports every problem, naming the key or flag that fixes it.
+func (c Config) Validate() error {
+	var errs []error
+	if c.LogLevel != "debug" && c.LogLevel != "info" && c.LogLevel != "warn" && c.LogLevel != "error" {
+		errs = append(errs, fmt.Errorf("log_level (--log-level) must be debug, info, warn or error, got %q", c.LogLevel))
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("log_format (--log-format) must be text or json, got %q", c.LogFormat))
+	}
+	ic, bc, dc, ec := c.components()
+	errs = append(errs, ic.Validate(), bc.Validate(), dc.Validate())
+	if err := ec.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("forward (--forward): %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// components maps the user-facing keys onto the components' configs.
+func (c Config) components() (ingest.Config, buffer.Config, decision.Config, export.Config) {
+	ic := ingest.DefaultConfig()
+	ic.GRPCAddr, ic.HTTPAddr, ic.MaxRequestBytes = c.OTLPGRPC, c.OTLPHTTP, int(c.MaxRequestSize)
+	bc := buffer.DefaultConfig()
+	bc.MemoryLimit = int64(c.MemoryLimit)
+	dc := decision.DefaultConfig()
+	dc.DecisionWait, dc.RootWait, dc.MaxTraceAge = c.DecisionWait, c.RootWait, c.MaxTraceAge
+	ec := export.DefaultConfig()
+	ec.Endpoint = c.Forward
+	return ic, bc, dc, ec
+}
