@@ -71,3 +71,13 @@ func skipValue(num protowire.Number, typ protowire.Type, b []byte) int {
 	}
 	return protowire.ConsumeFieldValue(num, typ, b) // groups, and errors
 }
+
+// varintLen returns the length of the varint at the start of b, or -1 if it
+// is truncated or overflows 64 bits (as protowire decides).
+func varintLen(b []byte) int {
+	if len(b) > 0 && b[0] < 0x80 {
+		return 1
+	}
+	_, n := protowire.ConsumeVarint(b)
+	return n
+}

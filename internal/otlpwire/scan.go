@@ -1,6 +1,7 @@
 package otlpwire
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -249,19 +250,47 @@ func (r *Request) scanSpan(b []byte, group int32) error {
 	r.Spans = append(r.Spans, Span{Raw: b, Group: group})
 	s := &r.Spans[len(r.Spans)-1]
 	var haveTraceID, haveSpanID bool
-	for len(b) > 0 {
-		num, typ, n := tag(b)
-		if n < 0 {
-			return malformed("span", errTruncated)
-		}
-		b = b[n:]
-		switch {
-		case typ == protowire.BytesType:
-			v, n := lengthDelimited(b)
-			if n < 0 {
+	// Tags and lengths are decoded inline: this loop runs for every field
+	// of every span.
+	for i := 0; i < len(b); {
+		var num protowire.Number
+		var typ protowire.Type
+		if t := b[i]; t >= 8 && t < 0x80 {
+			num, typ = protowire.Number(t>>3), protowire.Type(t&7)
+			i++
+		} else {
+			var n int
+			if num, typ, n = protowire.ConsumeTag(b[i:]); n < 0 {
 				return malformed("span", errTruncated)
 			}
-			b = b[n:]
+			i += n
+		}
+		switch {
+		case typ == protowire.BytesType:
+			if i >= len(b) {
+				return malformed("span", errTruncated)
+			}
+			l := int(b[i])
+			if l < 0x80 {
+				i++
+			} else {
+				v, n := protowire.ConsumeVarint(b[i:])
+				if n < 0 || v > uint64(len(b)) {
+					return malformed("span", errTruncated)
+				}
+				l, i = int(v), i+n
+			}
+			if l > len(b)-i {
+				return malformed("span", errTruncated)
+			}
+			v := b[i : i+l]
+			i += l
+			if num == fieldSpanAttributes { // the most frequent field by far
+				if !validKeyValue(v, 0) {
+					return errBadAttribute
+				}
+				continue
+			}
 			if err := r.spanBytesField(s, num, v); err != nil {
 				return err
 			}
@@ -272,19 +301,18 @@ func (r *Request) scanSpan(b []byte, group int32) error {
 				haveSpanID = true
 			}
 		case typ == protowire.VarintType && num == fieldSpanKind:
-			v, n := varint(b)
+			v, n := varint(b[i:])
 			if n < 0 {
 				return malformed("span.kind", errTruncated)
 			}
-			b = b[n:]
+			i += n
 			s.Kind = int32(v)
 		case typ == protowire.Fixed64Type && (num == fieldSpanStart || num == fieldSpanEnd):
-			if len(b) < 8 {
+			if len(b)-i < 8 {
 				return malformed("span time", errTruncated)
 			}
-			v := uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
-				uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
-			b = b[8:]
+			v := binary.LittleEndian.Uint64(b[i:])
+			i += 8
 			if num == fieldSpanStart {
 				s.StartUnixNano = v
 			} else {
@@ -296,10 +324,11 @@ func (r *Request) scanSpan(b []byte, group int32) error {
 				fieldSpanAttributes, fieldSpanEvents, fieldSpanLinks, fieldSpanKind, fieldSpanStart, fieldSpanEnd:
 				return wrongType("span field "+fieldName(num), typ)
 			}
-			if n = skipValue(num, typ, b); n < 0 {
+			n := skipValue(num, typ, b[i:])
+			if n < 0 {
 				return malformed("span", errTruncated)
 			}
-			b = b[n:]
+			i += n
 		}
 	}
 	if !haveTraceID {
@@ -344,8 +373,6 @@ func (r *Request) spanBytesField(s *Span, num protowire.Number, v []byte) error 
 			return err
 		}
 		s.StatusCode = code
-	case fieldSpanAttributes:
-		return validate(v, kindKeyValue, 0)
 	case fieldSpanEvents:
 		return validate(v, kindEvent, 0)
 	case fieldSpanLinks:

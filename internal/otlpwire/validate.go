@@ -28,6 +28,11 @@ const (
 	kindEntityRef
 )
 
+var (
+	errTooDeep      = fmt.Errorf("%w: attributes nested more than %d levels", ErrMalformed, maxDepth)
+	errBadAttribute = fmt.Errorf("%w: attribute: truncated or invalid field", ErrMalformed)
+)
+
 // maxDepth bounds AnyValue nesting, so hostile input cannot run the
 // validator's recursion deep. Real attributes nest a few levels.
 const maxDepth = 64
@@ -59,7 +64,7 @@ func child(k msgKind, num protowire.Number) msgKind {
 // loop, so one-byte tags and lengths (nearly all of them) are decoded inline.
 func validate(b []byte, k msgKind, depth int) error {
 	if depth > maxDepth {
-		return fmt.Errorf("%w: attributes nested more than %d levels", ErrMalformed, maxDepth)
+		return errTooDeep
 	}
 	for i := 0; i < len(b); {
 		var num protowire.Number
@@ -92,21 +97,24 @@ func validate(b []byte, k msgKind, depth int) error {
 			if l > len(b)-i {
 				return malformed("nested message", errTruncated)
 			}
-			if c := child(k, num); c != kindNone {
+			switch c := child(k, num); c {
+			case kindNone:
+			case kindKeyValue:
+				if !validKeyValue(b[i:i+l], depth+1) {
+					return errBadAttribute
+				}
+			default:
 				if err := validate(b[i:i+l], c, depth+1); err != nil {
 					return err
 				}
 			}
 			i += l
 		case protowire.VarintType:
-			end := min(i+10, len(b)) // a varint has at most 10 bytes
-			for i < end && b[i] >= 0x80 {
-				i++
-			}
-			if i == end {
+			if n := varintLen(b[i:]); n < 0 {
 				return malformed("nested message", errTruncated)
+			} else {
+				i += n
 			}
-			i++
 		case protowire.Fixed64Type:
 			if i += 8; i > len(b) {
 				return malformed("nested message", errTruncated)
@@ -124,4 +132,92 @@ func validate(b []byte, k msgKind, depth int) error {
 		}
 	}
 	return nil
+}
+
+// validKeyValue checks a KeyValue, the bulk of all nested bytes in OTLP: a
+// key and an AnyValue whose scalar cases are checked inline. Only arrays and
+// kvlists (and unknown fields, via validate) recurse. It returns a bool so
+// its frame stays small: it runs for every attribute of every span.
+func validKeyValue(b []byte, depth int) bool {
+	for i := 0; i < len(b); {
+		t := b[i]
+		if t != 0x0a && t != 0x12 { // not key (1) or value (2), length-delimited
+			return validate(b[i:], kindKeyValue, depth) == nil
+		}
+		i++
+		if i >= len(b) {
+			return false
+		}
+		l := int(b[i])
+		if l < 0x80 {
+			i++
+		} else {
+			v, n := protowire.ConsumeVarint(b[i:])
+			if n < 0 || v > uint64(len(b)) {
+				return false
+			}
+			l, i = int(v), i+n
+		}
+		if l > len(b)-i {
+			return false
+		}
+		if t == 0x12 && !validAnyValue(b[i:i+l], depth+1) {
+			return false
+		}
+		i += l
+	}
+	return true
+}
+
+// validAnyValue checks an AnyValue (see validKeyValue).
+func validAnyValue(b []byte, depth int) bool {
+	if depth > maxDepth {
+		return false
+	}
+	for i := 0; i < len(b); {
+		switch t := b[i]; t {
+		case 0x0a, 0x3a, 0x2a, 0x32: // string, bytes; array, kvlist
+			i++
+			if i >= len(b) {
+				return false
+			}
+			l := int(b[i])
+			if l < 0x80 {
+				i++
+			} else {
+				v, n := protowire.ConsumeVarint(b[i:])
+				if n < 0 || v > uint64(len(b)) {
+					return false
+				}
+				l, i = int(v), i+n
+			}
+			if l > len(b)-i {
+				return false
+			}
+			switch t {
+			case 0x2a:
+				if validate(b[i:i+l], kindArrayValue, depth+1) != nil {
+					return false
+				}
+			case 0x32:
+				if validate(b[i:i+l], kindKeyValueList, depth+1) != nil {
+					return false
+				}
+			}
+			i += l
+		case 0x10, 0x18, 0x40: // bool, int, string_value_strindex
+			n := varintLen(b[i+1:])
+			if n < 0 {
+				return false
+			}
+			i += 1 + n
+		case 0x21: // double
+			if i += 9; i > len(b) {
+				return false
+			}
+		default:
+			return validate(b[i:], kindAnyValue, depth) == nil
+		}
+	}
+	return true
 }
