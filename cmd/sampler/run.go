@@ -61,7 +61,8 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	n, err := node.New(cfg, node.Options{Logger: log, Stdout: stdout})
 	if err != nil {
-		log.Error("cannot start", "err", err)
+		// Plain text: policy errors list one problem per line.
+		fmt.Fprintf(stderr, "sampler run: %v\n", err)
 		return 1
 	}
 	<-ctx.Done()

@@ -4,7 +4,10 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/tailsift/tailsift/internal/otlptest"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 )
 
 func benchRequest(b *testing.B) []byte {
@@ -82,4 +85,23 @@ func BenchmarkSpanAttr(b *testing.B) {
 			b.Fatal("attribute not found")
 		}
 	}
+}
+
+// BenchmarkUnmarshalReference is what the scanner replaces: a full decode of
+// the same request into the generated structs, for comparison only.
+func BenchmarkUnmarshalReference(b *testing.B) {
+	in := benchRequest(b)
+	var req Request
+	if err := req.Scan(in); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(in)))
+	b.ReportAllocs()
+	for b.Loop() {
+		var m coltracepb.ExportTraceServiceRequest
+		if err := proto.Unmarshal(in, &m); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportSpans(b, len(req.Spans))
 }
