@@ -123,24 +123,14 @@ func randomString(r *rand.Rand) string {
 	return string(out)
 }
 
-// TraceID returns a random valid trace ID.
-func TraceID(r *rand.Rand) []byte {
-	id := make([]byte, 16)
-	for {
-		for i := range id {
-			id[i] = byte(r.Uint32())
-		}
-		for _, b := range id {
-			if b != 0 {
-				return id
-			}
-		}
-	}
-}
+// TraceID returns a random valid (non-zero) trace ID.
+func TraceID(r *rand.Rand) []byte { return nonZeroID(r, 16) }
 
 // SpanID returns a random non-zero span ID.
-func SpanID(r *rand.Rand) []byte {
-	id := make([]byte, 8)
+func SpanID(r *rand.Rand) []byte { return nonZeroID(r, 8) }
+
+func nonZeroID(r *rand.Rand, n int) []byte {
+	id := make([]byte, n)
 	for {
 		for i := range id {
 			id[i] = byte(r.Uint32())
