@@ -252,9 +252,44 @@ func TestAppendAllocatesPerTraceNotPerSpan(t *testing.T) {
 	one.AddSpan(Span{Group: g2, Raw: raw})
 	b2.Append(&one, 1)
 	tr := b2.shard(&one.Traces[0].ID).traces[id(1)]
-	tr.log = append(make([]byte, 0, 1<<20), tr.log...) // room for every span below
+	tr.first = append(make([]byte, 0, 1<<20), tr.first...) // room for every span below
 	if a := testing.AllocsPerRun(100, func() { b2.Append(&one, 2) }); a != 0 {
 		t.Fatalf("appending to an existing trace allocates %v", a)
+	}
+}
+
+// TestManyAppendsKeepOrder appends one trace's spans over many requests of
+// varying size, as they arrive in production, across many log chunks.
+func TestManyAppendsKeepOrder(t *testing.T) {
+	b := newBuffer(t, 0)
+	g := b.Acquire([]byte("g"))
+	defer b.Release(g)
+	var want []string
+	for req := range 60 {
+		var bt Batch
+		bt.StartTrace(id(7))
+		for i := range 1 + req%7 {
+			raw := fmt.Sprintf("req%d-span%d-%s", req, i, bytes.Repeat([]byte{'x'}, req*13))
+			want = append(want, raw)
+			bt.AddSpan(Span{Group: g, Raw: []byte(raw)})
+		}
+		if _, err := b.Append(&bt, int64(req)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tr := b.TakeAll(nil)[0]
+	if len(tr.more) < 5 {
+		t.Fatalf("only %d chunks: the test no longer exercises chunking", 1+len(tr.more))
+	}
+	var got []string
+	for _, raw := range tr.Spans() {
+		got = append(got, string(raw))
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("spans out of order or lost across chunks:\n got %d spans\nwant %d spans", len(got), len(want))
+	}
+	if int(tr.SpanCount) != len(want) {
+		t.Fatalf("SpanCount %d, want %d", tr.SpanCount, len(want))
 	}
 }
 
