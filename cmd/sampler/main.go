@@ -14,6 +14,7 @@ const usage = `usage: sampler <command> [flags]
 
 commands:
   run     run a sampler node: OTLP in, kept traces out (see "sampler run -h")
+  bench   run a load benchmark and print a report (see "sampler bench -h")
 `
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -24,6 +25,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "run":
 		return runNode(args[1:], stdout, stderr)
+	case "bench":
+		return runBench(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0

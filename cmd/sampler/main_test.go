@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -170,4 +171,39 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+func TestBenchCommand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a load")
+	}
+	plot := filepath.Join(t.TempDir(), "bench.png")
+	var out, errb bytes.Buffer
+	code := run([]string{"bench", "--duration", "2s", "--rate", "2000", "--root-wait", "200ms", "--decision-wait", "3s",
+		"--no-progress", "--json", "--plot", plot}, &out, &errb)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	var res struct {
+		AchievedRate float64 `json:"achieved_spans_per_s"`
+		Sink         struct {
+			Complete   int `json:"complete"`
+			Fragmented int `json:"fragmented"`
+		} `json:"sink"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		t.Fatalf("--json output does not parse: %v\n%s", err, out.String())
+	}
+	if res.Sink.Complete == 0 || res.Sink.Fragmented != 0 || res.AchievedRate <= 0 {
+		t.Fatalf("report: %+v", res)
+	}
+	if st, err := os.Stat(plot); err != nil || st.Size() < 1000 {
+		t.Fatalf("plot not written: %v", err)
+	}
+
+	out.Reset()
+	if code := run([]string{"bench", "--protocol", "udp", "--rate", "-5"}, &out, &errb); code != 2 ||
+		!strings.Contains(errb.String(), "--protocol") || !strings.Contains(errb.String(), "--rate") {
+		t.Fatalf("bad flags: exit %d, %s", code, errb.String())
+	}
 }

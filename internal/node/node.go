@@ -164,6 +164,7 @@ type Stats struct {
 	ExportPending int64
 	TracesKept    int64
 	TracesDropped int64
+	BufferBytes   int64 // memory accounted to the buffer
 }
 
 // Stats returns the node's accounting.
@@ -174,6 +175,7 @@ func (n *Node) Stats() Stats {
 		DroppedPolicy: d.DroppedPolicy, DroppedLate: d.DroppedLate,
 		Buffered: d.Buffered, ExportPending: e.Pending,
 		TracesKept: d.TracesKept, TracesDropped: d.TracesDropped,
+		BufferBytes: n.buf.Stats().Bytes,
 	}
 }
 

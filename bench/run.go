@@ -1,0 +1,396 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"runtime/metrics"
+	"time"
+
+	"github.com/tailsift/tailsift/bench/sink"
+	"github.com/tailsift/tailsift/bench/workload"
+	"github.com/tailsift/tailsift/internal/node"
+)
+
+// Result is everything a run measured. Durations are nanoseconds in JSON.
+type Result struct {
+	Mode        string          `json:"mode"` // in-process | external
+	Nodes       int             `json:"nodes"`
+	Protocol    string          `json:"protocol"`
+	Connections int             `json:"connections"`
+	Duration    time.Duration   `json:"duration_ns"`
+	OfferedRate float64         `json:"offered_spans_per_s"` // 0: max rate
+	Workload    workload.Config `json:"workload"`
+	RootWait    time.Duration   `json:"root_wait_ns,omitempty"`
+	Decision    time.Duration   `json:"decision_wait_ns,omitempty"`
+
+	SpansScheduled int           `json:"spans_scheduled"`
+	TracesSent     int           `json:"traces_scheduled"`
+	SpansSent      int64         `json:"spans_sent"`    // accepted by the engine
+	SpansRefused   int64         `json:"spans_refused"` // in requests refused after retries
+	Retries        int64         `json:"retries"`
+	Requests       int64         `json:"requests"`
+	SendTime       time.Duration `json:"send_time_ns"` // first request to last answer
+	// The rates are compared over the steady window: from the first
+	// second (traces emit spans only as they end) to the end of Duration
+	// (after it only the tails of traces started before remain).
+	WindowOffered float64       `json:"window_offered_spans_per_s"`
+	AchievedRate  float64       `json:"achieved_spans_per_s"`
+	MaxLag        time.Duration `json:"max_lag_ns"` // worst send behind its schedule
+	WireBytesSpan float64       `json:"wire_bytes_per_span"`
+
+	Ingest Percentiles `json:"ingest_latency"` // OTLP export RPC, as the client saw it
+	Sink   sink.Report `json:"sink"`
+
+	Engine *EngineFigures `json:"engine,omitempty"` // in-process only
+
+	Samples      []Sample        `json:"samples"`
+	IngestP99ByS []time.Duration `json:"ingest_p99_by_second_ns"`
+}
+
+// Percentiles of a latency distribution.
+type Percentiles struct {
+	P50  time.Duration `json:"p50_ns"`
+	P99  time.Duration `json:"p99_ns"`
+	P999 time.Duration `json:"p999_ns"`
+	Max  time.Duration `json:"max_ns"`
+}
+
+// EngineFigures are the resources of the sampler nodes of an in-process run.
+type EngineFigures struct {
+	CPU                CPU        `json:"cpu"`
+	SpansPerCore       float64    `json:"spans_per_s_per_core"` // spans accepted per second of engine CPU (upper bound incl. GC)
+	PeakBufferedSpans  int64      `json:"peak_buffered_spans"`
+	ProbeBufferedSpans int64      `json:"probe_buffered_spans"` // when memory per span was measured
+	AccountedPerSpan   float64    `json:"accounted_bytes_per_buffered_span"`
+	HeapPerSpan        float64    `json:"heap_bytes_per_buffered_span"` // live-heap growth over the baseline, at the probe
+	RSSPerSpan         float64    `json:"rss_bytes_per_buffered_span"`
+	PeakRSS            uint64     `json:"process_peak_rss_bytes"`
+	PreEncodedBytes    int        `json:"pre_encoded_load_bytes"`
+	Stats              node.Stats `json:"stats"`
+	AccountingOK       bool       `json:"accounting_ok"`
+}
+
+// Run runs one scenario and returns what it measured.
+func Run(ctx context.Context, sc Scenario) (*Result, error) {
+	if err := sc.Validate(); err != nil {
+		return nil, err
+	}
+	external := len(sc.Targets) > 0
+	res := &Result{Mode: "in-process", Nodes: sc.Nodes, Protocol: sc.Protocol, Connections: sc.Workload.Connections,
+		Duration: sc.Duration, OfferedRate: sc.Rate, Workload: sc.Workload}
+	if external {
+		res.Mode, res.Nodes = "external", len(sc.Targets)
+	} else {
+		res.RootWait, res.Decision = sc.Node.RootWait, sc.Node.DecisionWait
+	}
+
+	// Untimed: sink, nodes, and the whole load encoded up front.
+	var snk *sink.Sink
+	var err error
+	withComponent(componentSink, func() {
+		cfg := sink.Config{GRPCAddr: "127.0.0.1:0"}
+		if external {
+			cfg.GRPCAddr = sc.SinkListen
+		}
+		snk, err = sink.Start(cfg)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sink: %w", err)
+	}
+	defer snk.Shutdown(context.Background())
+
+	var nodes []*node.Node
+	targets := sc.Targets
+	if !external {
+		for range sc.Nodes {
+			cfg := sc.Node
+			cfg.OTLPGRPC, cfg.OTLPHTTP, cfg.Admin = "127.0.0.1:0", "127.0.0.1:0", ""
+			cfg.Forward = snk.GRPCAddr().String()
+			var n *node.Node
+			withComponent(componentEngine, func() { n, err = node.New(cfg, node.Options{}) })
+			if err != nil {
+				return nil, fmt.Errorf("sampler node: %w", err)
+			}
+			defer n.Shutdown(context.Background())
+			nodes = append(nodes, n)
+			addr := n.GRPCAddr()
+			if sc.Protocol == "http" {
+				addr = n.HTTPAddr()
+			}
+			targets = append(targets, addr.String())
+		}
+	}
+
+	rate := sc.Rate
+	if rate == 0 {
+		rate = sc.MaxRateBudget
+	}
+	sched, err := workload.Build(sc.Workload, time.Now(), rate, sc.Duration)
+	if err != nil {
+		return nil, err
+	}
+	res.SpansScheduled, res.TracesSent = sched.Spans, len(sched.Manifest.Traces)
+	res.WireBytesSpan = float64(sched.Bytes) / float64(max(1, sched.Spans))
+
+	var snd *sender
+	withComponent(componentGenerator, func() { snd, err = newSender(sched, targets, sc.Protocol, sc.Workload.Connections) })
+	if err != nil {
+		return nil, err
+	}
+	defer snd.close()
+	snd.maxRate = sc.Rate == 0
+
+	// A collection now makes the baseline's live heap exclude the garbage
+	// of building the schedule, so growth per buffered span is honest.
+	runtime.GC()
+
+	// Timed phase.
+	var prof *cpuProfile
+	if !external {
+		if prof, err = startCPUProfile(); err != nil {
+			return nil, fmt.Errorf("cpu profile: %w", err)
+		}
+	}
+	start := time.Now()
+	snk.Expect(sched.Manifest, start)
+	smp := startSampler(start, 250*time.Millisecond, func(s *Sample) {
+		s.SpansSent = snd.stats.spansSent.Load()
+		s.SpansKept = snk.Progress().Spans
+		for _, n := range nodes {
+			st := n.Stats()
+			s.BufferedSpans += st.Buffered
+			s.BufferBytes += st.BufferBytes
+		}
+		s.HeapBytes, s.RSSBytes = liveHeap(), residentBytes()
+	})
+	stopProgress := reportProgress(ctx, sc, sched, snd, smp, start)
+	probe := probeMemory(start, sc.Duration-sc.Duration/10, nodes)
+	withComponent(componentGenerator, func() { snd.run(ctx, start) })
+	drain(ctx, sc, nodes, snk)
+	stopProgress()
+	samples := smp.finish()
+	var cpu CPU
+	if prof != nil {
+		if cpu, err = prof.stop(sc.CPUProfile); err != nil {
+			return nil, fmt.Errorf("cpu profile: %w", err)
+		}
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+
+	// Figures.
+	st := snd.stats
+	res.SpansSent, res.SpansRefused, res.Retries = st.spansSent.Load(), st.spansRefused.Load(), st.retries.Load()
+	res.Requests = st.requestsSent.Load()
+	res.SendTime = time.Duration(st.lastSendFinish.Load() - st.firstSend.Load())
+	res.WindowOffered, res.AchievedRate = windowRates(sched, samples, sc)
+	res.MaxLag = time.Duration(st.maxLagNanos.Load())
+	res.Ingest = percentiles(snd.lat)
+	for _, h := range snd.lat.perSecond {
+		res.IngestP99ByS = append(res.IngestP99ByS, time.Duration(h.ValueAtQuantile(99))*time.Microsecond)
+	}
+	res.Sink = snk.Report(sc.Slow)
+	res.Samples = samples
+	if !external {
+		res.Engine = engineFigures(cpu, nodes, samples, res, sched.Bytes, probe())
+	}
+	return res, nil
+}
+
+// probeMemory measures memory per buffered span once, at start+at (near
+// the end of the steady window, when buffering has plateaued): a forced
+// GC, then the live heap, RSS and buffered spans read together. The
+// runtime's live-heap figure is only as fresh as the last GC, which at a
+// low rate may not have run since the baseline. One collection per run is
+// the price; the returned func waits for the probe and returns it.
+func probeMemory(start time.Time, at time.Duration, nodes []*node.Node) func() Sample {
+	ch := make(chan Sample, 1)
+	if len(nodes) == 0 {
+		close(ch)
+		return func() Sample { return Sample{} }
+	}
+	go func() {
+		time.Sleep(time.Until(start.Add(at)))
+		runtime.GC()
+		s := Sample{At: time.Since(start), HeapBytes: liveHeap(), RSSBytes: residentBytes()}
+		for _, n := range nodes {
+			st := n.Stats()
+			s.BufferedSpans += st.Buffered
+			s.BufferBytes += st.BufferBytes
+		}
+		ch <- s
+	}()
+	return func() Sample { return <-ch }
+}
+
+func percentiles(l *latencies) Percentiles {
+	us := func(v int64) time.Duration { return time.Duration(v) * time.Microsecond }
+	h := l.total
+	return Percentiles{P50: us(h.ValueAtQuantile(50)), P99: us(h.ValueAtQuantile(99)),
+		P999: us(h.ValueAtQuantile(99.9)), Max: us(h.Max())}
+}
+
+func engineFigures(cpu CPU, nodes []*node.Node, samples []Sample, res *Result, preEncoded int, probe Sample) *EngineFigures {
+	e := &EngineFigures{CPU: cpu, PeakRSS: peakResidentBytes(), PreEncodedBytes: preEncoded}
+	if s := cpu.EngineUpperBound().Seconds(); s > 0 {
+		e.SpansPerCore = float64(res.SpansSent) / s
+	}
+	for _, s := range samples {
+		e.PeakBufferedSpans = max(e.PeakBufferedSpans, s.BufferedSpans)
+	}
+	// Memory per buffered span: growth from the baseline (the first sample,
+	// taken after a GC before any span was sent) to the probe.
+	if n := float64(probe.BufferedSpans); n > 0 && len(samples) > 0 {
+		base := samples[0]
+		e.ProbeBufferedSpans = probe.BufferedSpans
+		e.AccountedPerSpan = float64(probe.BufferBytes) / n
+		e.HeapPerSpan = (float64(probe.HeapBytes) - float64(base.HeapBytes)) / n
+		e.RSSPerSpan = (float64(probe.RSSBytes) - float64(base.RSSBytes)) / n
+	}
+	for _, n := range nodes {
+		s := n.Stats()
+		e.Stats.Accepted += s.Accepted
+		e.Stats.Sent += s.Sent
+		e.Stats.ExportFailed += s.ExportFailed
+		e.Stats.DroppedPolicy += s.DroppedPolicy
+		e.Stats.DroppedLate += s.DroppedLate
+		e.Stats.Buffered += s.Buffered
+		e.Stats.ExportPending += s.ExportPending
+		e.Stats.TracesKept += s.TracesKept
+		e.Stats.TracesDropped += s.TracesDropped
+	}
+	s := e.Stats
+	e.AccountingOK = s.Accepted == s.Sent+s.ExportFailed+s.DroppedPolicy+s.DroppedLate+s.Buffered+s.ExportPending &&
+		s.Accepted == res.SpansSent
+	return e
+}
+
+// liveHeap is the heap marked live by the last GC: what the process holds,
+// without the garbage HeapAlloc also counts.
+func liveHeap() uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		h, _ := memory()
+		return h
+	}
+	return s[0].Value.Uint64()
+}
+
+// drain waits for the decisions of everything sent to reach the sink.
+func drain(ctx context.Context, sc Scenario, nodes []*node.Node, snk *sink.Sink) {
+	deadline := time.Now().Add(sc.Drain)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	lastSpans, lastChange := int64(-1), time.Now()
+	for time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if len(nodes) > 0 {
+			idle := true
+			for _, n := range nodes {
+				if s := n.Stats(); s.Buffered > 0 || s.ExportPending > 0 {
+					idle = false
+				}
+			}
+			if idle {
+				return
+			}
+			continue
+		}
+		if p := snk.Progress().Spans; p != lastSpans {
+			lastSpans, lastChange = p, time.Now()
+		} else if time.Since(lastChange) >= sc.Quiet {
+			return
+		}
+	}
+}
+
+// reportProgress calls sc.Progress every second until stopped.
+func reportProgress(ctx context.Context, sc Scenario, sched *workload.Schedule, snd *sender, smp *sampler, start time.Time) (stop func()) {
+	if sc.Progress == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		var prevSent, prevKept int64
+		var prevScheduled int
+		next := 0
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			el := time.Since(start)
+			scheduled := prevScheduled
+			for ; next < len(sched.Requests) && sched.Requests[next].At <= el; next++ {
+				scheduled += sched.Requests[next].Spans
+			}
+			smp.mu.Lock()
+			var last Sample
+			if len(smp.samples) > 0 {
+				last = smp.samples[len(smp.samples)-1]
+			}
+			smp.mu.Unlock()
+			sent := snd.stats.spansSent.Load()
+			p := Progress{Elapsed: el, Offered: float64(scheduled - prevScheduled), Accepted: float64(sent - prevSent),
+				Kept: float64(last.SpansKept - prevKept), SpansSent: sent, SpansRefused: snd.stats.spansRefused.Load(),
+				Retries: snd.stats.retries.Load(), BufferedSpans: last.BufferedSpans}
+			p.MaxRate = snd.maxRate
+			prevSent, prevKept, prevScheduled = sent, last.SpansKept, scheduled
+			sc.Progress(p)
+		}
+	}()
+	return func() { close(done); <-finished }
+}
+
+// windowRates returns the offered and achieved spans/s over the steady
+// window [1s, Duration) of a fixed-rate run, or over the whole send for a
+// max-rate or short run.
+func windowRates(sched *workload.Schedule, samples []Sample, sc Scenario) (offered, achieved float64) {
+	from, to := time.Second, sc.Duration
+	if sc.Rate == 0 || to-from < 2*time.Second || len(samples) < 2 {
+		last := samples[len(samples)-1]
+		var sendEnd time.Duration
+		for _, s := range samples {
+			if s.SpansSent == last.SpansSent {
+				sendEnd = s.At
+				break
+			}
+		}
+		return 0, float64(last.SpansSent) / max(sendEnd, time.Millisecond).Seconds()
+	}
+	scheduled := 0
+	for _, r := range sched.Requests {
+		if r.At >= from && r.At < to {
+			scheduled += r.Spans
+		}
+	}
+	at := func(t time.Duration) Sample { // the last sample at or before t
+		s := samples[0]
+		for _, x := range samples {
+			if x.At > t {
+				break
+			}
+			s = x
+		}
+		return s
+	}
+	a, b := at(from), at(to)
+	if b.At <= a.At {
+		return 0, 0
+	}
+	return float64(scheduled) / (to - from).Seconds(), float64(b.SpansSent-a.SpansSent) / (b.At - a.At).Seconds()
+}

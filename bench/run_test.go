@@ -1,0 +1,202 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/tailsift/tailsift/bench/workload"
+	"github.com/tailsift/tailsift/internal/node"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// shortScenario is a few seconds at a small rate: it checks completeness
+// and accounting, never speed.
+func shortScenario() Scenario {
+	sc := DefaultScenario()
+	sc.Rate, sc.Duration = 3000, 3*time.Second
+	sc.Node.RootWait, sc.Node.DecisionWait = 300*time.Millisecond, 5*time.Second
+	sc.Drain = 20 * time.Second
+	sc.Workload.Seed = 7
+	sc.Workload.ErrorShare, sc.Workload.TailShare = 0.1, 0.05 // enough of each class in a short run
+	return sc
+}
+
+func checkIntact(t *testing.T, r *Result) {
+	t.Helper()
+	s := r.Sink
+	if s.Completeness() != 1 || s.Fragmented != 0 || s.Duplicated != 0 || s.Unexpected != 0 || s.UnexpectedSpans != 0 {
+		t.Fatalf("kept traces not intact: %+v", s)
+	}
+	if r.SpansRefused != 0 || s.Undelivered != 0 {
+		t.Fatalf("%d spans refused, %d traces undelivered at a small rate", r.SpansRefused, s.Undelivered)
+	}
+	if r.SpansSent != int64(r.SpansScheduled) {
+		t.Fatalf("sent %d of %d scheduled spans", r.SpansSent, r.SpansScheduled)
+	}
+	errs, slow, rest := s.Classes[workload.ClassError], s.Classes[workload.ClassSlow], s.Classes[workload.ClassRest]
+	if errs.Sent == 0 || slow.Sent == 0 || rest.Sent == 0 {
+		t.Fatalf("a class is empty: %+v", s.Classes)
+	}
+	// The embedded example policies: every error and slow trace, 10% of the rest.
+	if errs.Complete != errs.Sent || slow.Complete != slow.Sent {
+		t.Fatalf("error traces kept %d/%d, slow %d/%d: want all", errs.Complete, errs.Sent, slow.Complete, slow.Sent)
+	}
+	if share := rest.KeepShare; share < 0.03 || share > 0.2 {
+		t.Fatalf("kept %.1f%% of the rest, want about 10%%", 100*share)
+	}
+}
+
+func TestRunInProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a load")
+	}
+	var progress []Progress
+	sc := shortScenario()
+	sc.Progress = func(p Progress) { progress = append(progress, p) }
+	r, err := Run(context.Background(), sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkIntact(t, r)
+	e := r.Engine
+	if e == nil || !e.AccountingOK {
+		t.Fatalf("engine accounting: %+v", e)
+	}
+	if e.Stats.Accepted != r.SpansSent || e.Stats.Sent != r.Sink.SpansReceived {
+		t.Fatalf("engine accepted %d (generator sent %d), forwarded %d (sink got %d)",
+			e.Stats.Accepted, r.SpansSent, e.Stats.Sent, r.Sink.SpansReceived)
+	}
+	if e.CPU.Engine <= 0 || e.PeakBufferedSpans <= 0 || e.AccountedPerSpan < r.WireBytesSpan {
+		t.Fatalf("resource figures missing: %+v (wire %.0f B/span)", e, r.WireBytesSpan)
+	}
+	if r.Ingest.P50 <= 0 || r.Ingest.P50 > r.Ingest.P99 || r.Ingest.P99 > r.Ingest.Max {
+		t.Fatalf("ingest percentiles out of order: %+v", r.Ingest)
+	}
+	if r.Sink.Delay.P50 < sc.Node.RootWait {
+		t.Fatalf("end-to-end delay p50 %v below root_wait %v: the delay is mismeasured", r.Sink.Delay.P50, sc.Node.RootWait)
+	}
+	if len(progress) < 2 || len(r.Samples) < 4 {
+		t.Fatalf("%d progress reports, %d samples", len(progress), len(r.Samples))
+	}
+	var text bytes.Buffer
+	r.WriteText(&text)
+	for _, want := range []string{"completeness      100.00%", "keep share", "ingest latency", "B/span", "accounting        adds up"} {
+		if !strings.Contains(text.String(), want) {
+			t.Fatalf("report lacks %q:\n%s", want, text.String())
+		}
+	}
+}
+
+// TestRunExternal drives a node started on its own, as a deployment would
+// be, over OTLP/HTTP.
+func TestRunExternal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a load")
+	}
+	sc := shortScenario()
+	sc.Protocol = "http"
+	sinkAddr := freeAddr(t)
+	cfg := sc.Node
+	cfg.OTLPGRPC, cfg.OTLPHTTP, cfg.Forward = "", "127.0.0.1:0", sinkAddr
+	n, err := node.New(cfg, node.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Shutdown(context.Background())
+	sc.Targets, sc.SinkListen, sc.Quiet = []string{n.HTTPAddr().String()}, sinkAddr, 2*time.Second
+	r, err := Run(context.Background(), sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Mode != "external" || r.Engine != nil {
+		t.Fatalf("mode %q, engine figures %v: external runs cannot measure the engine", r.Mode, r.Engine)
+	}
+	checkIntact(t, r)
+}
+
+func TestPlotAndJSON(t *testing.T) {
+	r := &Result{OfferedRate: 1000, IngestP99ByS: []time.Duration{time.Millisecond, 2 * time.Millisecond}}
+	for i := range 8 {
+		r.Samples = append(r.Samples, Sample{At: time.Duration(i) * 250 * time.Millisecond, SpansSent: int64(i * 250),
+			SpansKept: int64(i * 25), HeapBytes: uint64(1e6 + i), RSSBytes: 2e6, BufferBytes: int64(i * 1000)})
+	}
+	path := filepath.Join(t.TempDir(), "out.png")
+	if err := WritePlot(r, path); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("not a PNG: %v", err)
+	}
+	if b := img.Bounds(); b.Dx() < 300 || b.Dy() < 300 {
+		t.Fatalf("plot is %v", b)
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Result
+	if err := json.Unmarshal(b, &back); err != nil || len(back.Samples) != 8 {
+		t.Fatalf("JSON round trip: %v, %d samples", err, len(back.Samples))
+	}
+}
+
+func TestJudge(t *testing.T) {
+	c := DefaultSweep()
+	good := func() *Result {
+		return &Result{WindowOffered: 1000, AchievedRate: 990, Ingest: Percentiles{P99: time.Millisecond},
+			Engine: &EngineFigures{AccountingOK: true}}
+	}
+	if ok, why := Judge(good(), c); !ok {
+		t.Fatalf("good run judged failed: %s", why)
+	}
+	cases := map[string]func(r *Result){
+		"kept traces not intact": func(r *Result) { r.Sink.Fragmented = 1 },
+		"duplicated":             func(r *Result) { r.Sink.Duplicated = 2 },
+		"refused":                func(r *Result) { r.SpansRefused = 10 },
+		"achieved":               func(r *Result) { r.AchievedRate = 900 },
+		"ingest p99":             func(r *Result) { r.Ingest.P99 = time.Second },
+		"accounting":             func(r *Result) { r.Engine.AccountingOK = false },
+	}
+	for want, mut := range cases {
+		r := good()
+		mut(r)
+		if ok, why := Judge(r, c); ok || !strings.Contains(why, want) {
+			t.Errorf("%s: judged %v (%q)", want, ok, why)
+		}
+	}
+}
+
+func TestScenarioValidate(t *testing.T) {
+	sc := DefaultScenario()
+	sc.Rate, sc.Duration, sc.Protocol, sc.Nodes = -1, 0, "udp", 2
+	err := sc.Validate()
+	for _, want := range []string{"--rate", "--duration", "--protocol", "--nodes"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate does not name %s: %v", want, err)
+		}
+	}
+	ext := DefaultScenario()
+	ext.Targets = []string{"127.0.0.1:4317"}
+	if err := ext.Validate(); err == nil || !strings.Contains(err.Error(), "--sink-listen") {
+		t.Errorf("external mode without a sink address: %v", err)
+	}
+	if err := DefaultScenario().Validate(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,121 @@
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/tailsift/tailsift/bench/workload"
+	"github.com/tailsift/tailsift/internal/node"
+)
+
+// Scenario is one benchmark run.
+type Scenario struct {
+	Workload workload.Config
+	// Rate is the offered load in spans/s; 0 means max rate: the schedule
+	// is built for MaxRateBudget spans/s and sent as fast as the engine
+	// takes it.
+	Rate     float64
+	Duration time.Duration
+	Protocol string // grpc | http
+	// Slow is the duration from which a trace counts as slow in the report
+	// (the example policy keeps traces of 1s or more).
+	Slow time.Duration
+
+	// In-process mode (Targets empty): Nodes sampler nodes configured from
+	// Node (listen addresses and forward are set by the run).
+	Nodes int
+	Node  node.Config
+
+	// External mode: the samplers' OTLP addresses (host:port, gRPC or HTTP
+	// per Protocol) and where the sink listens for their forwards.
+	Targets    []string
+	SinkListen string
+	// Drain bounds the wait after the last request for decisions to reach
+	// the sink. In-process the run ends as soon as nothing is buffered or
+	// pending; externally it ends when the sink has been quiet for
+	// Quiet or Drain has passed.
+	Drain time.Duration
+	Quiet time.Duration
+
+	// MaxRateBudget is the rate a max-rate schedule is built for.
+	MaxRateBudget float64
+	// CPUProfile, if set, is where an in-process run writes its CPU
+	// profile (goroutines labelled component=engine|generator|sink).
+	CPUProfile string
+	// Progress, if set, is called about once a second during the run.
+	Progress func(Progress)
+}
+
+// Progress is the live state of a run.
+type Progress struct {
+	Elapsed       time.Duration
+	MaxRate       bool
+	Offered       float64 // spans/s scheduled in the last second
+	Accepted      float64 // spans/s the engine accepted in the last second
+	Kept          float64 // spans/s arriving at the sink in the last second
+	SpansSent     int64
+	SpansRefused  int64
+	Retries       int64
+	BufferedSpans int64
+}
+
+// DefaultScenario is what "sampler bench" runs without flags: a modest
+// rate every machine sustains, so completeness must be 100%.
+func DefaultScenario() Scenario {
+	nc := node.DefaultConfig()
+	nc.Admin = ""
+	return Scenario{
+		Workload:      workload.DefaultConfig(),
+		Rate:          20_000,
+		Duration:      20 * time.Second,
+		Protocol:      "grpc",
+		Slow:          time.Second,
+		Nodes:         1,
+		Node:          nc,
+		Drain:         nc.DecisionWait + 30*time.Second,
+		Quiet:         10 * time.Second,
+		MaxRateBudget: 400_000,
+	}
+}
+
+// Validate reports every problem, naming the flag that fixes it.
+func (s Scenario) Validate() error {
+	var errs []error
+	if s.Rate < 0 {
+		errs = append(errs, fmt.Errorf("--rate must be >= 0 (0 = max rate), got %v", s.Rate))
+	}
+	if s.Duration <= 0 {
+		errs = append(errs, fmt.Errorf("--duration must be positive, got %v", s.Duration))
+	}
+	if s.Protocol != "grpc" && s.Protocol != "http" {
+		errs = append(errs, fmt.Errorf("--protocol must be grpc or http, got %q", s.Protocol))
+	}
+	if s.Slow <= 0 {
+		errs = append(errs, fmt.Errorf("--slow must be positive, got %v", s.Slow))
+	}
+	if len(s.Targets) == 0 && s.Nodes < 1 {
+		errs = append(errs, fmt.Errorf("--nodes must be at least 1, got %d", s.Nodes))
+	}
+	if len(s.Targets) == 0 && s.Nodes > 1 {
+		errs = append(errs, errors.New("--nodes > 1 needs clustering, which is not built yet: run one node"))
+	}
+	if len(s.Targets) > 0 && s.SinkListen == "" {
+		errs = append(errs, errors.New("--target needs --sink-listen: the address the deployment's --forward points at"))
+	}
+	if s.Rate == 0 && s.MaxRateBudget <= 0 {
+		errs = append(errs, errors.New("max-rate mode needs a positive budget rate"))
+	}
+	if s.Drain <= 0 {
+		errs = append(errs, fmt.Errorf("--drain must be positive, got %v", s.Drain))
+	}
+	if err := s.Workload.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(s.Targets) == 0 {
+		if err := s.Node.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

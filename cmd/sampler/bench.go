@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/tailsift/tailsift/bench"
+)
+
+// runBench implements "sampler bench".
+func runBench(args []string, stdout, stderr io.Writer) int {
+	sc := bench.DefaultScenario()
+	sw := bench.DefaultSweep()
+	fs := flag.NewFlagSet("sampler bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `usage: sampler bench [flags]
+
+Runs a load benchmark and prints a report. By default it starts a sink, a
+sampler node and the load generator in this process; with --target it
+drives a running deployment whose --forward points at --sink-listen.
+
+`)
+		fs.PrintDefaults()
+	}
+	fs.DurationVar(&sc.Duration, "duration", sc.Duration, "how long to send (per step with --sweep)")
+	fs.Float64Var(&sc.Rate, "rate", sc.Rate, "offered load in spans/s; 0 sends as fast as the engine takes it")
+	fs.StringVar(&sc.Protocol, "protocol", sc.Protocol, "grpc or http (protobuf)")
+	fs.DurationVar(&sc.Slow, "slow", sc.Slow, "traces at least this long count as slow in the report")
+	w := &sc.Workload
+	fs.IntVar(&w.Connections, "connections", w.Connections, "client connections (each stands for SDKs of some services)")
+	fs.IntVar(&w.Services, "services", w.Services, "distinct services")
+	fs.IntVar(&w.MeanSpans, "spans", w.MeanSpans, "mean spans per ordinary trace")
+	fs.Float64Var(&w.LargeShare, "large-share", w.LargeShare, "share of traces with hundreds of spans")
+	fs.Float64Var(&w.ErrorShare, "error-share", w.ErrorShare, "share of traces with an ERROR span")
+	fs.Float64Var(&w.TailShare, "tail-share", w.TailShare, "share of traces of at least --tail-min")
+	fs.DurationVar(&w.TailMin, "tail-min", w.TailMin, "duration of the slow tail")
+	fs.DurationVar(&w.MedianDuration, "median-duration", w.MedianDuration, "median trace duration")
+	fs.Uint64Var(&w.Seed, "seed", w.Seed, "workload seed: same seed, same traces")
+
+	fs.IntVar(&sc.Nodes, "nodes", sc.Nodes, "in-process sampler nodes")
+	n := &sc.Node
+	fs.StringVar(&n.Policies, "policies", n.Policies, "policy file for in-process nodes (default: the embedded example)")
+	fs.DurationVar(&n.DecisionWait, "decision-wait", n.DecisionWait, "in-process nodes' --decision-wait")
+	fs.DurationVar(&n.RootWait, "root-wait", n.RootWait, "in-process nodes' --root-wait")
+	fs.Var(&n.MemoryLimit, "memory-limit", "in-process nodes' --memory-limit")
+
+	targets := fs.String("target", "", "external mode: comma-separated OTLP addresses (host:port) of running samplers")
+	fs.StringVar(&sc.SinkListen, "sink-listen", "127.0.0.1:4417", "external mode: where the sink listens for the samplers' forwards (OTLP/gRPC)")
+	fs.DurationVar(&sc.Drain, "drain", sc.Drain, "after sending, wait at most this long for decisions to arrive")
+	fs.DurationVar(&sc.Quiet, "quiet", sc.Quiet, "external mode: stop waiting once the sink has had nothing for this long")
+
+	sweep := fs.Bool("sweep", false, "raise the rate step by step; report the highest rate sustained")
+	fs.Float64Var(&sw.Start, "sweep-start", sw.Start, "first sweep rate, spans/s")
+	fs.Float64Var(&sw.Factor, "sweep-factor", sw.Factor, "rate multiplier between steps")
+	fs.IntVar(&sw.MaxSteps, "sweep-steps", sw.MaxSteps, "most steps")
+	fs.DurationVar(&sw.MaxP99, "sweep-max-p99", sw.MaxP99, "a step fails when ingest p99 exceeds this")
+
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	plotPath := fs.String("plot", "", "write throughput, ingest p99 and memory over time to this PNG")
+	noProgress := fs.Bool("no-progress", false, "do not print progress to stderr")
+	fs.StringVar(&sc.CPUProfile, "cpuprofile", "", "in-process: write the run's CPU profile here (go tool pprof -tagfocus component=engine ...)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "sampler bench: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	if *targets != "" {
+		sc.Targets = strings.Split(*targets, ",")
+	}
+	if !*noProgress {
+		sc.Progress = func(p bench.Progress) { bench.WriteProgress(stderr, p) }
+	}
+	sw.StepDuration = sc.Duration
+	if err := sc.Validate(); err != nil {
+		fmt.Fprintf(stderr, "sampler bench: %v\n", err)
+		return 2
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if *sweep {
+		res, err := bench.Sweep(ctx, sc, sw, func(s bench.Step) {
+			if !*noProgress {
+				bench.WriteStep(stderr, s)
+			}
+		})
+		if err != nil {
+			fmt.Fprintf(stderr, "sampler bench: %v\n", err)
+			return 1
+		}
+		if *asJSON {
+			return writeJSON(stdout, stderr, res)
+		}
+		res.WriteText(stdout)
+		if *plotPath != "" && res.Best != nil {
+			if err := bench.WritePlot(res.Best.Result, *plotPath); err != nil {
+				fmt.Fprintf(stderr, "sampler bench: plot: %v\n", err)
+				return 1
+			}
+		}
+		return 0
+	}
+	res, err := bench.Run(ctx, sc)
+	if err != nil {
+		fmt.Fprintf(stderr, "sampler bench: %v\n", err)
+		return 1
+	}
+	if *plotPath != "" {
+		if err := bench.WritePlot(res, *plotPath); err != nil {
+			fmt.Fprintf(stderr, "sampler bench: plot: %v\n", err)
+			return 1
+		}
+	}
+	if *asJSON {
+		return writeJSON(stdout, stderr, res)
+	}
+	res.WriteText(stdout)
+	if res.Sink.Completeness() < 1 {
+		return 3 // traces were lost: say so in the exit code too
+	}
+	return 0
+}
+
+func writeJSON(stdout, stderr io.Writer, v any) int {
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		fmt.Fprintf(stderr, "sampler bench: %v\n", err)
+		return 1
+	}
+	return 0
+}
