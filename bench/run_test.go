@@ -90,7 +90,7 @@ func TestRunInProcess(t *testing.T) {
 	}
 	var text bytes.Buffer
 	r.WriteText(&text)
-	for _, want := range []string{"completeness      100.00%", "keep share", "ingest latency", "B/span", "accounting        adds up"} {
+	for _, want := range []string{"completeness      100.00%", "keep share", "ingest latency", "per buffered span", "accounting        adds up"} {
 		if !strings.Contains(text.String(), want) {
 			t.Fatalf("report lacks %q:\n%s", want, text.String())
 		}
