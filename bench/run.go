@@ -126,7 +126,13 @@ func Run(ctx context.Context, sc Scenario) (*Result, error) {
 	if rate == 0 {
 		rate = sc.MaxRateBudget
 	}
-	sched, err := workload.Build(sc.Workload, time.Now(), rate, sc.Duration)
+	// The load lives outside the Go heap (see offHeap); it is unmapped
+	// after the sender's connections are closed (defers run in reverse).
+	mem := &offHeap{}
+	defer mem.release()
+	wl := sc.Workload
+	wl.BodyMemory = mem.alloc
+	sched, err := workload.Build(wl, time.Now(), rate, sc.Duration)
 	if err != nil {
 		return nil, err
 	}

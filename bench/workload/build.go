@@ -92,7 +92,7 @@ func newBuilder(cfg Config, start time.Time, spansPerSecond float64, duration ti
 		cfg:      cfg,
 		rng:      rand.New(rand.NewPCG(cfg.Seed, streamTraffic)),
 		cat:      newCatalog(cfg.Services, rand.New(rand.NewPCG(cfg.Seed, streamCatalog))),
-		enc:      *newEncoder(cfg.Services),
+		enc:      *newEncoder(cfg.Services, cfg.BodyMemory),
 		base:     uint64(start.UnixNano()),
 		perNs:    tracesPerSec / 1e9,
 		traces:   make([]traceState, 0, expected),

@@ -1,6 +1,7 @@
 package workload
 
 import (
+	"bytes"
 	"math"
 	"slices"
 	"strings"
@@ -311,4 +312,32 @@ func BenchmarkBuild(b *testing.B) {
 	b.ReportMetric(ns/float64(spans), "ns/span")
 	b.ReportMetric(float64(spans)/(ns/1e9), "spans/s")
 	b.ReportMetric(float64(bytes)/float64(spans), "B/span")
+}
+
+// TestBodyMemory checks that bodies written to caller-supplied memory are
+// the same bytes as bodies in the heap.
+func TestBodyMemory(t *testing.T) {
+	cfg := DefaultConfig()
+	start := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
+	want, err := Build(cfg, start, 20000, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunks := 0
+	cfg.BodyMemory = func(n int) []byte { chunks++; return make([]byte, n) }
+	got, err := Build(cfg, start, 20000, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if chunks == 0 {
+		t.Fatal("BodyMemory was never called")
+	}
+	if len(got.Requests) != len(want.Requests) {
+		t.Fatalf("%d requests, want %d", len(got.Requests), len(want.Requests))
+	}
+	for i := range want.Requests {
+		if !bytes.Equal(got.Requests[i].Body, want.Requests[i].Body) {
+			t.Fatalf("request %d differs", i)
+		}
+	}
 }

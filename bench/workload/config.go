@@ -52,6 +52,12 @@ type Config struct {
 	// Seed selects the workload: the same Config, start, rate and duration
 	// give byte-identical requests (--seed).
 	Seed uint64
+	// BodyMemory, if set, supplies the memory request bodies are written
+	// to, in chunks of size bytes. The benchmark passes memory outside the
+	// Go heap, so a pre-encoded load of gigabytes does not change the
+	// garbage collector's pacing of the engine measured in the same
+	// process. Not a flag; nil means the Go heap.
+	BodyMemory func(size int) []byte `json:"-"`
 }
 
 // Limits Validate enforces besides the obvious ones.

@@ -43,8 +43,10 @@ type group struct {
 	bytes int   // encoded spans with their tags and lengths
 }
 
-func newEncoder(services int) *encoder {
-	return &encoder{svcStamp: make([]int32, services), svcGroup: make([]int32, services)}
+func newEncoder(services int, bodyMemory func(int) []byte) *encoder {
+	e := &encoder{svcStamp: make([]int32, services), svcGroup: make([]int32, services)}
+	e.bodies.memory = bodyMemory
+	return e
 }
 
 // request encodes a batch and appends it to the schedule.
@@ -219,6 +221,16 @@ func grow[T any](s []T, n int) []T {
 type slab[T any] struct {
 	chunk []T
 	next  int // size of the next chunk, in elements
+	// memory, if set, supplies chunks (see Config.BodyMemory).
+	memory func(n int) []T
+}
+
+// newChunk returns an empty slice with room for n elements.
+func (s *slab[T]) newChunk(n int) []T {
+	if s.memory != nil {
+		return s.memory(n)[:0:n]
+	}
+	return make([]T, 0, n)
 }
 
 const (
@@ -231,7 +243,7 @@ func (s *slab[T]) alloc(n int) []T {
 	var zero T
 	size := max(1, int(unsafe.Sizeof(zero)))
 	if n > slabMax/size/8 {
-		return make([]T, 0, n)
+		return s.newChunk(n)
 	}
 	if cap(s.chunk)-len(s.chunk) < n {
 		if s.next == 0 {
@@ -240,7 +252,7 @@ func (s *slab[T]) alloc(n int) []T {
 		for s.next < 8*n {
 			s.next *= 2
 		}
-		s.chunk = make([]T, 0, s.next)
+		s.chunk = s.newChunk(s.next)
 		s.next = min(2*s.next, slabMax/size)
 	}
 	l := len(s.chunk)
