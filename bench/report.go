@@ -74,7 +74,17 @@ func (r *Result) WriteText(w io.Writer) {
 	}
 	fmt.Fprintf(tw, "end-to-end delay\tp50 %v  p99 %v  max %v\ttrace end to arrival at the sink; %s\n",
 		s.Delay.P50.Round(time.Millisecond), s.Delay.P99.Round(time.Millisecond), s.Delay.Max.Round(time.Millisecond), waits)
-	if e := r.Engine; e != nil {
+	if e := r.Engine; e != nil && e.External {
+		fmt.Fprintf(tw, "engine CPU\t%.2f s\t%s spans/s per core of engine CPU (process_cpu_seconds_total of the targets)\n",
+			e.CPU.Engine.Seconds(), si(e.SpansPerCore))
+		fmt.Fprintf(tw, "memory\tpeak %s spans buffered\tper buffered span: %.0f B accounted, %.0f B RSS growth; peak RSS %s; wire %.0f B\n",
+			si(float64(e.PeakBufferedSpans)), e.AccountedPerSpan, e.RSSPerSpan, bytesText(e.PeakRSS), r.WireBytesSpan)
+		ok := "adds up"
+		if !e.AccountingOK {
+			ok = "DOES NOT ADD UP"
+		}
+		fmt.Fprintf(tw, "accounting\t%s\tthe targets accepted %d spans, the generator sent %d\n", ok, e.Stats.Accepted, r.SpansSent)
+	} else if e := r.Engine; e != nil {
 		total := e.CPU.Engine + e.CPU.Generator + e.CPU.Sink + e.CPU.Unattributed
 		fmt.Fprintf(tw, "engine CPU\t%.2f s (%.2f s + %.2f s runtime/GC)\t%s spans/s per core of engine CPU; generator %.2f s, sink %.2f s, of %.2f s in all\n",
 			e.CPU.EngineUpperBound().Seconds(), e.CPU.Engine.Seconds(), e.CPU.Unattributed.Seconds(), si(e.SpansPerCore),

@@ -58,6 +58,7 @@ type Percentiles struct {
 
 // EngineFigures are the resources of the sampler nodes of an in-process run.
 type EngineFigures struct {
+	External           bool       `json:"external,omitempty"` // read from the samplers' /metrics
 	CPU                CPU        `json:"cpu"`
 	SpansPerCore       float64    `json:"spans_per_s_per_core"` // spans accepted per second of engine CPU (upper bound incl. GC)
 	PeakBufferedSpans  int64      `json:"peak_buffered_spans"`
@@ -158,6 +159,14 @@ func Run(ctx context.Context, sc Scenario) (*Result, error) {
 			return nil, fmt.Errorf("cpu profile: %w", err)
 		}
 	}
+	var adm *admins
+	var admBase nodeMetrics
+	if len(sc.TargetAdmins) > 0 {
+		adm = newAdmins(sc.TargetAdmins)
+		if admBase, err = adm.total(ctx); err != nil {
+			return nil, err
+		}
+	}
 	start := time.Now()
 	snk.Expect(sched.Manifest, start)
 	smp := startSampler(start, 250*time.Millisecond, func(s *Sample) {
@@ -169,6 +178,11 @@ func Run(ctx context.Context, sc Scenario) (*Result, error) {
 			s.BufferBytes += st.BufferBytes
 		}
 		s.HeapBytes, s.RSSBytes = liveHeap(), residentBytes()
+		if adm != nil { // the engine is elsewhere: its figures, not ours
+			if m, err := adm.total(ctx); err == nil {
+				s.BufferedSpans, s.BufferBytes, s.HeapBytes, s.RSSBytes = int64(m.BufferedSpans), int64(m.BufferBytes), 0, uint64(m.RSS)
+			}
+		}
 	})
 	stopProgress := reportProgress(ctx, sc, sched, snd, smp, start)
 	probe := probeMemory(start, sc.Duration-sc.Duration/10, nodes)
@@ -201,8 +215,41 @@ func Run(ctx context.Context, sc Scenario) (*Result, error) {
 	res.Samples = samples
 	if !external {
 		res.Engine = engineFigures(cpu, nodes, samples, res, sched.Bytes, probe())
+	} else if adm != nil {
+		end, err := adm.total(ctx)
+		if err != nil {
+			return nil, err
+		}
+		res.Engine = externalFigures(admBase, end, samples, res)
 	}
 	return res, nil
+}
+
+// externalFigures are the engine figures read from external samplers'
+// /metrics: CPU seconds and RSS of their processes, buffered spans. There
+// is no live-heap probe; memory per buffered span is RSS growth, at the
+// sample with the most spans buffered.
+func externalFigures(base, end nodeMetrics, samples []Sample, res *Result) *EngineFigures {
+	cpu := time.Duration((end.CPUSeconds - base.CPUSeconds) * float64(time.Second))
+	e := &EngineFigures{CPU: CPU{Engine: cpu}, External: true}
+	if cpu > 0 {
+		e.SpansPerCore = float64(res.SpansSent) / cpu.Seconds()
+	}
+	var peak Sample
+	for _, s := range samples {
+		if s.BufferedSpans > peak.BufferedSpans {
+			peak = s
+		}
+		e.PeakRSS = max(e.PeakRSS, s.RSSBytes)
+	}
+	if n := float64(peak.BufferedSpans); n > 0 {
+		e.PeakBufferedSpans, e.ProbeBufferedSpans = peak.BufferedSpans, peak.BufferedSpans
+		e.AccountedPerSpan = float64(peak.BufferBytes) / n
+		e.RSSPerSpan = (float64(peak.RSSBytes) - base.RSS) / n
+	}
+	e.Stats.Accepted = int64(end.Accepted - base.Accepted)
+	e.AccountingOK = e.Stats.Accepted == res.SpansSent
+	return e
 }
 
 // probeMemory measures memory per buffered span once, at start+at (near

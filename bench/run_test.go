@@ -107,21 +107,31 @@ func TestRunExternal(t *testing.T) {
 	sc.Protocol = "http"
 	sinkAddr := freeAddr(t)
 	cfg := sc.Node
-	cfg.OTLPGRPC, cfg.OTLPHTTP, cfg.Forward = "", "127.0.0.1:0", sinkAddr
+	cfg.OTLPGRPC, cfg.OTLPHTTP, cfg.Admin, cfg.Forward = "", "127.0.0.1:0", "127.0.0.1:0", sinkAddr
 	n, err := node.New(cfg, node.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer n.Shutdown(context.Background())
 	sc.Targets, sc.SinkListen, sc.Quiet = []string{n.HTTPAddr().String()}, sinkAddr, 2*time.Second
+	sc.TargetAdmins = []string{n.AdminAddr().String()}
 	r, err := Run(context.Background(), sc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Mode != "external" || r.Engine != nil {
-		t.Fatalf("mode %q, engine figures %v: external runs cannot measure the engine", r.Mode, r.Engine)
+	if r.Mode != "external" {
+		t.Fatalf("mode %q", r.Mode)
 	}
 	checkIntact(t, r)
+	e := r.Engine
+	if e == nil || !e.External || e.CPU.Engine <= 0 || e.PeakRSS == 0 || e.PeakBufferedSpans == 0 || !e.AccountingOK {
+		t.Fatalf("figures from the target's /metrics: %+v", e)
+	}
+	var text bytes.Buffer
+	r.WriteText(&text)
+	if !strings.Contains(text.String(), "process_cpu_seconds_total of the targets") {
+		t.Fatalf("report:\n%s", text.String())
+	}
 }
 
 func TestPlotAndJSON(t *testing.T) {

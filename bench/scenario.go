@@ -31,6 +31,9 @@ type Scenario struct {
 	// per Protocol) and where the sink listens for their forwards.
 	Targets    []string
 	SinkListen string
+	// TargetAdmins, if set, are the samplers' admin addresses: their
+	// /metrics give the engine's CPU seconds, RSS and buffered spans.
+	TargetAdmins []string
 	// Drain bounds the wait after the last request for decisions to reach
 	// the sink. In-process the run ends as soon as nothing is buffered or
 	// pending; externally it ends when the sink has been quiet for
@@ -99,6 +102,9 @@ func (s Scenario) Validate() error {
 	}
 	if len(s.Targets) == 0 && s.Nodes > 1 {
 		errs = append(errs, errors.New("--nodes > 1 needs clustering, which is not built yet: run one node"))
+	}
+	if len(s.TargetAdmins) > 0 && len(s.Targets) == 0 {
+		errs = append(errs, errors.New("--target-admin goes with --target (external mode)"))
 	}
 	if len(s.Targets) > 0 && s.SinkListen == "" {
 		errs = append(errs, errors.New("--target needs --sink-listen: the address the deployment's --forward points at"))

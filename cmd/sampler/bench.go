@@ -53,6 +53,7 @@ drives a running deployment whose --forward points at --sink-listen.
 	fs.Var(&n.MemoryLimit, "memory-limit", "in-process nodes' --memory-limit")
 
 	targets := fs.String("target", "", "external mode: comma-separated OTLP addresses (host:port) of running samplers")
+	admins := fs.String("target-admin", "", "external mode: comma-separated admin addresses of those samplers, for their CPU, RSS and buffer figures")
 	fs.StringVar(&sc.SinkListen, "sink-listen", "127.0.0.1:4417", "external mode: where the sink listens for the samplers' forwards (OTLP/gRPC)")
 	fs.DurationVar(&sc.Drain, "drain", sc.Drain, "after sending, wait at most this long for decisions to arrive")
 	fs.DurationVar(&sc.Quiet, "quiet", sc.Quiet, "external mode: stop waiting once the sink has had nothing for this long")
@@ -76,6 +77,9 @@ drives a running deployment whose --forward points at --sink-listen.
 	}
 	if *targets != "" {
 		sc.Targets = strings.Split(*targets, ",")
+	}
+	if *admins != "" {
+		sc.TargetAdmins = strings.Split(*admins, ",")
 	}
 	if !*noProgress {
 		sc.Progress = func(p bench.Progress) { bench.WriteProgress(stderr, p) }
