@@ -16,6 +16,9 @@ type Trace struct {
 	HasRoot       bool   // a span without parent was seen
 	StartUnixNano uint64 // min span start
 	EndUnixNano   uint64 // max span end
+	// Spans gives rules access to the spans; nil when only the summary is
+	// known. Rules that need spans do not match a trace without them.
+	Spans SpanSource
 }
 
 // Duration returns EndUnixNano - StartUnixNano: the time from the earliest
