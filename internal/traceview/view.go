@@ -1,0 +1,134 @@
+package traceview
+
+import (
+	"bytes"
+
+	"github.com/tailsift/tailsift/buffer"
+	"github.com/tailsift/tailsift/internal/otlpwire"
+	"github.com/tailsift/tailsift/policy"
+)
+
+// View is a policy.SpanSource over one buffered trace at a time.
+type View struct {
+	trace    *buffer.Trace
+	indexed  bool
+	spans    []indexedSpan
+	root     int
+	services int // -1 until counted
+	names    [][]byte
+}
+
+type indexedSpan struct {
+	group []byte // interned group key (resource and scope)
+	span  policy.Span
+	raw   []byte
+}
+
+var _ policy.SpanSource = (*View)(nil)
+
+// Reset points the view at t, forgetting the previous trace.
+func (v *View) Reset(t *buffer.Trace) {
+	v.trace, v.indexed, v.services = t, false, -1
+}
+
+// index reads the fixed fields of every span, once per trace.
+func (v *View) index() {
+	if v.indexed {
+		return
+	}
+	v.indexed = true
+	clear(v.spans) // drop references to the previous trace's bytes
+	v.spans, v.root = v.spans[:0], -1
+	if v.trace == nil {
+		return
+	}
+	for group, raw := range v.trace.Spans() {
+		f, _ := otlpwire.SpanFields(raw) // buffered spans were validated at ingest
+		isRoot := f.IsRoot()
+		if isRoot && v.root < 0 {
+			v.root = len(v.spans)
+		}
+		v.spans = append(v.spans, indexedSpan{group: group, raw: raw, span: policy.Span{
+			Name: f.Name, Kind: f.Kind, StatusCode: f.StatusCode,
+			StartUnixNano: f.StartUnixNano, EndUnixNano: f.EndUnixNano, IsRoot: isRoot,
+		}})
+	}
+}
+
+// Len implements policy.SpanSource.
+func (v *View) Len() int { v.index(); return len(v.spans) }
+
+// Root implements policy.SpanSource.
+func (v *View) Root() int { v.index(); return v.root }
+
+// Span implements policy.SpanSource.
+func (v *View) Span(i int) policy.Span { v.index(); return v.spans[i].span }
+
+// SpanAttr implements policy.SpanSource.
+func (v *View) SpanAttr(i int, key string) (policy.Value, bool) {
+	v.index()
+	val, ok := otlpwire.SpanAttr(v.spans[i].raw, key)
+	return convert(val), ok
+}
+
+// ResourceAttr implements policy.SpanSource.
+func (v *View) ResourceAttr(i int, key string) (policy.Value, bool) {
+	v.index()
+	val, ok := otlpwire.ResourceAttr(v.spans[i].group, key)
+	return convert(val), ok
+}
+
+// HasEvent implements policy.SpanSource.
+func (v *View) HasEvent(i int, name string) bool {
+	v.index()
+	return otlpwire.SpanHasEvent(v.spans[i].raw, name)
+}
+
+// Services implements policy.SpanSource: distinct service.name values over
+// the resources of the trace's spans. Spans of one trace share few groups,
+// so this reads each group key once.
+func (v *View) Services() int {
+	v.index()
+	if v.services >= 0 {
+		return v.services
+	}
+	v.names = v.names[:0]
+	var last []byte
+	for i := range v.spans {
+		g := v.spans[i].group
+		if last != nil && bytes.Equal(g, last) {
+			continue
+		}
+		last = g
+		val, _ := otlpwire.ResourceAttr(g, "service.name")
+		name := val.Str() // nil for no (string) service.name: counts as ""
+		seen := false
+		for _, n := range v.names {
+			if bytes.Equal(n, name) {
+				seen = true
+				break
+			}
+		}
+		if !seen {
+			v.names = append(v.names, name)
+		}
+	}
+	v.services = len(v.names)
+	return v.services
+}
+
+func convert(x otlpwire.Value) policy.Value {
+	switch x.Type {
+	case otlpwire.ValueString:
+		return policy.Value{Kind: policy.ValueString, Str: x.Str()}
+	case otlpwire.ValueInt:
+		return policy.Value{Kind: policy.ValueInt, Int: x.Int()}
+	case otlpwire.ValueDouble:
+		return policy.Value{Kind: policy.ValueDouble, Double: x.Double()}
+	case otlpwire.ValueBool:
+		return policy.Value{Kind: policy.ValueBool, Bool: x.Bool()}
+	case otlpwire.ValueEmpty:
+		return policy.Value{}
+	}
+	return policy.Value{Kind: policy.ValueOther}
+}
