@@ -29,7 +29,8 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.OTLPHTTP, "otlp-http", cfg.OTLPHTTP, "OTLP/HTTP listen `address` (empty disables)")
 	fs.StringVar(&f.Admin, "admin", cfg.Admin, "admin listen `address` for /metrics and /healthz (empty disables)")
 	fs.StringVar(&f.Forward, "forward", cfg.Forward, "where kept traces go: stdout (OTLP JSON lines), host:port (OTLP/gRPC) or http(s)://host:port[/path] (OTLP/HTTP)")
-	fs.StringVar(&f.Policies, "policies", cfg.Policies, "policy `file` (default: the embedded policies.example.yaml)")
+	fs.StringVar(&f.Policies, "policies", cfg.Policies, "policy `file` (default: the embedded policies.example.yaml); reloaded on change, SIGHUP and POST /-/reload")
+	fs.DurationVar(&f.PolicyPoll, "policy-poll", cfg.PolicyPoll, "how often to check the policy file for changes (0: only on SIGHUP and POST /-/reload)")
 	fs.DurationVar(&f.DecisionWait, "decision-wait", cfg.DecisionWait, "decide a trace at the latest this long after its first span")
 	fs.DurationVar(&f.RootWait, "root-wait", cfg.RootWait, "decide a trace this long after its root span arrived")
 	fs.DurationVar(&f.MaxTraceAge, "max-trace-age", cfg.MaxTraceAge, "never buffer a trace longer than this after its first span")
@@ -65,7 +66,17 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sampler run: %v\n", err)
 		return 1
 	}
-	<-ctx.Done()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for running := true; running; {
+		select {
+		case <-hup:
+			n.ReloadPolicies("SIGHUP") // errors are logged; the old policies keep running
+		case <-ctx.Done():
+			running = false
+		}
+	}
 	stop() // a second signal kills the process the default way
 	log.Info("shutting down: deciding buffered traces and flushing exports", "timeout", *shutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), *shutdownTimeout)
@@ -93,6 +104,8 @@ func applyFlag(cfg, f *node.Config, name string) {
 		cfg.Forward = f.Forward
 	case "policies":
 		cfg.Policies = f.Policies
+	case "policy-poll":
+		cfg.PolicyPoll = f.PolicyPoll
 	case "decision-wait":
 		cfg.DecisionWait = f.DecisionWait
 	case "root-wait":

@@ -25,6 +25,7 @@ type Config struct {
 	Admin          string        `yaml:"admin"`            // /metrics and /healthz; "" disables
 	Forward        string        `yaml:"forward"`          // stdout | host:port (OTLP/gRPC) | http(s)://... (OTLP/HTTP)
 	Policies       string        `yaml:"policies"`         // policy file; "" = the embedded policies.example.yaml
+	PolicyPoll     time.Duration `yaml:"policy_poll"`      // how often to check the policy file for changes; 0 = only on SIGHUP and POST /-/reload
 	DecisionWait   time.Duration `yaml:"decision_wait"`    // decide at the latest this long after a trace's first span
 	RootWait       time.Duration `yaml:"root_wait"`        // decide this long after the root span arrived
 	MaxTraceAge    time.Duration `yaml:"max_trace_age"`    // hard cap on buffering time
@@ -43,6 +44,7 @@ func DefaultConfig() Config {
 		OTLPHTTP:       ic.HTTPAddr,
 		Admin:          "127.0.0.1:8888",
 		Forward:        export.DefaultEndpoint,
+		PolicyPoll:     5 * time.Second,
 		DecisionWait:   dc.DecisionWait,
 		RootWait:       dc.RootWait,
 		MaxTraceAge:    dc.MaxTraceAge,
@@ -73,6 +75,9 @@ func (c Config) Validate() error {
 	var errs []error
 	if c.LogLevel != "debug" && c.LogLevel != "info" && c.LogLevel != "warn" && c.LogLevel != "error" {
 		errs = append(errs, fmt.Errorf("log_level (--log-level) must be debug, info, warn or error, got %q", c.LogLevel))
+	}
+	if c.PolicyPoll < 0 {
+		errs = append(errs, fmt.Errorf("policy_poll (--policy-poll) must be >= 0, got %v", c.PolicyPoll))
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("log_format (--log-format) must be text or json, got %q", c.LogFormat))

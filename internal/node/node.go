@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	tailsift "github.com/tailsift/tailsift"
 	"github.com/tailsift/tailsift/buffer"
 	"github.com/tailsift/tailsift/decision"
 	"github.com/tailsift/tailsift/export"
@@ -46,26 +45,15 @@ type Node struct {
 	adminLis  net.Listener
 	admin     *http.Server
 	adminDone chan struct{}
+	policies  *policies
 
 	shutdownOnce sync.Once
 	shutdownErr  error
 }
 
-// LoadPolicies reads the policy file, or the embedded example if path is "".
-func LoadPolicies(path string) (*policy.Set, error) {
-	if path == "" {
-		return policy.Parse("policies.example.yaml (embedded)", tailsift.ExamplePolicies)
-	}
-	return policy.Load(path)
-}
-
 // New validates cfg and starts a node. On error nothing is left running.
 func New(cfg Config, opts Options) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	set, err := LoadPolicies(cfg.Policies)
-	if err != nil {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: opts.Logger, reg: opts.Registry}
@@ -74,6 +62,11 @@ func New(cfg Config, opts Options) (*Node, error) {
 	}
 	if n.reg == nil {
 		n.reg = prometheus.NewRegistry()
+	}
+	n.policies = newPolicies(n, cfg.Policies, n.reg)
+	set, err := n.policies.initial()
+	if err != nil {
+		return nil, err
 	}
 	ic, bc, dc, ec := cfg.components()
 	ec.Writer = opts.Stdout
@@ -100,6 +93,7 @@ func New(cfg Config, opts Options) (*Node, error) {
 			return nil, err
 		}
 	}
+	n.policies.watch(cfg.PolicyPoll)
 	n.log.Info("sampler started", "otlp_grpc", n.recv.GRPCAddr(), "otlp_http", n.recv.HTTPAddr(),
 		"admin", n.AdminAddr(), "forward", cfg.Forward, "policies", policiesName(cfg.Policies), "rules", set.RuleNames())
 	return n, nil
@@ -126,6 +120,13 @@ func (n *Node) startAdmin(addr string) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{Registry: n.reg}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("POST /-/reload", func(w http.ResponseWriter, _ *http.Request) {
+		if err := n.ReloadPolicies("POST /-/reload"); err != nil {
+			http.Error(w, "policies not reloaded, the previous ones keep running:\n"+err.Error(), http.StatusBadRequest)
+			return
+		}
+		io.WriteString(w, "policies "+n.PolicyHash()+"\n")
+	})
 	n.adminLis = lis
 	n.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	n.adminDone = make(chan struct{})
@@ -187,6 +188,7 @@ func (n *Node) SetPolicies(set *policy.Set) { n.engine.SetPolicies(set) }
 // then close the admin endpoint. Idempotent; ctx bounds the whole.
 func (n *Node) Shutdown(ctx context.Context) error {
 	n.shutdownOnce.Do(func() {
+		n.policies.close()
 		var errs []error
 		if n.recv != nil {
 			errs = append(errs, n.recv.Shutdown(ctx))
