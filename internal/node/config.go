@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -23,7 +24,7 @@ type Config struct {
 	OTLPGRPC       string        `yaml:"otlp_grpc"`        // OTLP/gRPC listen address; "" disables
 	OTLPHTTP       string        `yaml:"otlp_http"`        // OTLP/HTTP listen address; "" disables
 	Admin          string        `yaml:"admin"`            // /metrics and /healthz; "" disables
-	Forward        string        `yaml:"forward"`          // stdout | host:port (OTLP/gRPC) | http(s)://... (OTLP/HTTP)
+	Forward        string        `yaml:"forward"`          // stdout | file:PATH (OTLP JSON lines, appended) | host:port (OTLP/gRPC) | http(s)://... (OTLP/HTTP)
 	Policies       string        `yaml:"policies"`         // policy file; "" = the embedded policies.example.yaml
 	PolicyPoll     time.Duration `yaml:"policy_poll"`      // how often to check the policy file for changes; 0 = only on SIGHUP and POST /-/reload
 	DecisionWait   time.Duration `yaml:"decision_wait"`    // decide at the latest this long after a trace's first span
@@ -87,6 +88,9 @@ func (c Config) Validate() error {
 	if err := ec.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("forward (--forward): %w", err))
 	}
+	if c.Forward == "file:" {
+		errs = append(errs, errors.New("forward (--forward): file: needs a path, e.g. file:/var/lib/tailsift/kept.jsonl"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -100,5 +104,17 @@ func (c Config) components() (ingest.Config, buffer.Config, decision.Config, exp
 	dc.DecisionWait, dc.RootWait, dc.MaxTraceAge = c.DecisionWait, c.RootWait, c.MaxTraceAge
 	ec := export.DefaultConfig()
 	ec.Endpoint = c.Forward
+	if c.forwardFile() != "" {
+		ec.Endpoint = "stdout" // the node opens the file and passes it as the writer
+	}
 	return ic, bc, dc, ec
+}
+
+// forwardFile is the path of a file:PATH forward, or "".
+func (c Config) forwardFile() string {
+	path, ok := strings.CutPrefix(c.Forward, "file:")
+	if !ok {
+		return ""
+	}
+	return path
 }

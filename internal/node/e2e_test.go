@@ -6,6 +6,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"net"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,9 +18,13 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/tailsift/tailsift/internal/capture"
 	"github.com/tailsift/tailsift/internal/metricstest"
 	"github.com/tailsift/tailsift/internal/node"
+	"github.com/tailsift/tailsift/internal/otlptest"
+	"github.com/tailsift/tailsift/internal/otlpwire"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 )
 
@@ -311,4 +317,55 @@ func TestSDKEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkAccounting(t, n.Stats())
+}
+
+// TestForwardFile: --forward file:PATH appends kept traces as OTLP JSON
+// lines that the capture reader replays.
+func TestForwardFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kept.jsonl")
+	cfg := node.DefaultConfig()
+	cfg.OTLPGRPC, cfg.OTLPHTTP, cfg.Admin, cfg.Forward = "127.0.0.1:0", "", "", "file:"+path
+	n, err := node.New(cfg, node.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(n.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	batch := otlptest.DefaultBatch() // traces 0, 20 and 40 have an error span
+	if _, err := coltracepb.NewTraceServiceClient(conn).Export(context.Background(), batch.Request(rand.New(rand.NewPCG(1, 5)))); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Shutdown(context.Background()); err != nil { // decides everything and flushes
+		t.Fatal(err)
+	}
+	traces := map[[16]byte]int{}
+	err = capture.Read(path, func(pb []byte) error {
+		var r otlpwire.Request
+		if err := r.Scan(pb); err != nil {
+			return err
+		}
+		for _, s := range r.Spans {
+			traces[s.TraceID]++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kept := n.Stats().TracesKept; len(traces) < 3 || int64(len(traces)) != kept {
+		t.Fatalf("file holds %d traces, the node kept %d (at least the 3 error traces)", len(traces), kept)
+	}
+	for id, n := range traces {
+		if n != 10 {
+			t.Fatalf("trace %x has %d of 10 spans in the file", id, n)
+		}
+	}
+	bad := node.DefaultConfig()
+	bad.Forward = "file:"
+	if _, err := node.New(bad, node.Options{}); err == nil || !strings.Contains(err.Error(), "needs a path") {
+		t.Fatalf("file: without a path: %v", err)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -46,17 +47,24 @@ type Node struct {
 	admin     *http.Server
 	adminDone chan struct{}
 	policies  *policies
+	// forwardFile is the file of a file:PATH forward, closed last.
+	forwardFile *os.File
 
 	shutdownOnce sync.Once
 	shutdownErr  error
 }
 
 // New validates cfg and starts a node. On error nothing is left running.
-func New(cfg Config, opts Options) (*Node, error) {
+func New(cfg Config, opts Options) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: opts.Logger, reg: opts.Registry}
+	defer func() {
+		if err != nil && n.forwardFile != nil { // Shutdown will not run to close it
+			n.forwardFile.Close()
+		}
+	}()
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
 	}
@@ -70,6 +78,14 @@ func New(cfg Config, opts Options) (*Node, error) {
 	}
 	ic, bc, dc, ec := cfg.components()
 	ec.Writer = opts.Stdout
+	if path := cfg.forwardFile(); path != "" {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		if err != nil {
+			return nil, fmt.Errorf("forward (--forward): %w", err)
+		}
+		n.forwardFile = f
+		ec.Writer = f
+	}
 
 	// Start from the sink end, so each stage has its consumer when it starts.
 	if n.buf, err = buffer.New(bc); err != nil {
@@ -198,6 +214,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		if n.admin != nil {
 			errs = append(errs, n.admin.Shutdown(ctx))
 			<-n.adminDone
+		}
+		if n.forwardFile != nil {
+			errs = append(errs, n.forwardFile.Close())
 		}
 		n.shutdownErr = errors.Join(errs...)
 	})

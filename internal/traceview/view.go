@@ -132,3 +132,11 @@ func convert(x otlpwire.Value) policy.Value {
 	}
 	return policy.Value{Kind: policy.ValueOther}
 }
+
+// Trace resets the view to t and returns what a policy sees of it: the
+// buffer's summary, with this view as its span source.
+func (v *View) Trace(t *buffer.Trace) policy.Trace {
+	v.Reset(t)
+	return policy.Trace{ID: t.ID, SpanCount: int(t.SpanCount), ErrorCount: int(t.ErrorCount),
+		HasRoot: t.HasRoot(), StartUnixNano: t.MinStart, EndUnixNano: t.MaxEnd, Spans: v}
+}
