@@ -67,6 +67,7 @@ drives a running deployment whose --forward points at --sink-listen.
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	plotPath := fs.String("plot", "", "write throughput, ingest p99 and memory over time to this PNG")
 	noProgress := fs.Bool("no-progress", false, "do not print progress to stderr")
+	capturePath := fs.String("capture", "", "write the generated load (OTLP protobuf) to this file and exit, for \"sampler policy test\"")
 	fs.StringVar(&sc.CPUProfile, "cpuprofile", "", "in-process: write the run's CPU profile here (go tool pprof -tagfocus component=engine ...)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -88,6 +89,15 @@ drives a running deployment whose --forward points at --sink-listen.
 	if err := sc.Validate(); err != nil {
 		fmt.Fprintf(stderr, "sampler bench: %v\n", err)
 		return 2
+	}
+	if *capturePath != "" {
+		n, err := bench.WriteCapture(sc, *capturePath)
+		if err != nil {
+			fmt.Fprintf(stderr, "sampler bench: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "wrote %d spans to %s\n", n, *capturePath)
+		return 0
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -15,6 +15,7 @@ const usage = `usage: sampler <command> [flags]
 commands:
   run     run a sampler node: OTLP in, kept traces out (see "sampler run -h")
   bench   run a load benchmark and print a report (see "sampler bench -h")
+  policy  validate policy files, or replay captured traces through one (see "sampler policy")
 `
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -27,6 +28,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runNode(args[1:], stdout, stderr)
 	case "bench":
 		return runBench(args[1:], stdout, stderr)
+	case "policy":
+		return runPolicy(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0

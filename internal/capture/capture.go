@@ -32,14 +32,14 @@ func Read(path string, fn func(req []byte) error) error {
 
 // ReadFrom is Read over a reader; name is used in errors.
 func ReadFrom(r *bufio.Reader, name string, fn func(req []byte) error) error {
-	first, err := r.Peek(1)
-	if err == io.EOF {
-		return nil
-	}
-	if err != nil {
+	head, err := r.Peek(64)
+	if len(head) == 0 {
+		if err == io.EOF {
+			return nil
+		}
 		return err
 	}
-	if first[0] != '{' && first[0] != ' ' && first[0] != '\n' {
+	if !looksLikeJSON(head) {
 		all, err := io.ReadAll(r)
 		if err != nil {
 			return err
@@ -65,4 +65,24 @@ func ReadFrom(r *bufio.Reader, name string, fn func(req []byte) error) error {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
+}
+
+// looksLikeJSON tells JSON lines from protobuf by the first bytes: JSON is
+// '{' then '"' or '}' (whitespace allowed around them). A protobuf request
+// starts with 0x0a, the tag of resource_spans, which is also '\n', and its
+// length byte may be '{'; what follows a length is a tag, never '"' or '}'.
+func looksLikeJSON(b []byte) bool {
+	i := 0
+	skip := func() {
+		for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
+			i++
+		}
+	}
+	skip()
+	if i >= len(b) || b[i] != '{' {
+		return false
+	}
+	i++
+	skip()
+	return i < len(b) && (b[i] == '"' || b[i] == '}')
 }
