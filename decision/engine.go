@@ -240,7 +240,7 @@ func (e *Engine) decideAll(traces []*buffer.Trace) {
 		}
 		view := policy.Trace{ID: t.ID, SpanCount: int(t.SpanCount), ErrorCount: int(t.ErrorCount),
 			HasRoot: t.HasRoot(), StartUnixNano: t.MinStart, EndUnixNano: t.MaxEnd}
-		d := ps.set.Evaluate(&view)
+		d := ps.set.Evaluate(&view, time.Now())
 		if d.Keep {
 			e.kept.add(t.ID)
 			e.exp.ExportTrace(t)

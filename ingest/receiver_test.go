@@ -66,7 +66,7 @@ func start(t *testing.T, memoryLimit int64, maxRequest int) *pipeline {
 	if err != nil {
 		t.Fatal(err)
 	}
-	set, err := policy.Parse("test", []byte("rules: []\ndefault: keep\n"))
+	set, err := policy.Parse("test", []byte("rules: [{name: keep-all, type: always}]\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,23 +8,45 @@ import (
 // Error is one problem found in a policy file.
 type Error struct {
 	File string // the name given to Parse, the path given to Load
-	Line int    // 1-based; 0 when the problem has no line (empty file)
-	// Msg names the rule and the key that fixes the problem, e.g.
+	// Line and Column locate the problem (1-based): the offending key or
+	// value, or the rule a required key is missing from. Line is 0 when the
+	// problem has no place (an empty file); Column is 0 when only the line is
+	// known (YAML syntax errors).
+	Line, Column int
+	// Msg says what is wrong and where in the policy, e.g.
 	// `rules[1] "slow": threshold: invalid duration "1x"`.
 	Msg string
+	// Hint says how to fix it, e.g. `write a duration with a unit, such as
+	// 1s or 250ms`; it may be empty.
+	Hint string
 }
 
-// Error formats e as "file:line: msg".
+// Error formats e as "file:line:column: msg (hint)", leaving out what is
+// unknown (no column, no line, no hint).
 func (e Error) Error() string {
-	if e.Line <= 0 {
-		return e.File + ": " + e.Msg
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		b.WriteByte(':')
+		b.WriteString(strconv.Itoa(e.Line))
+		if e.Column > 0 {
+			b.WriteByte(':')
+			b.WriteString(strconv.Itoa(e.Column))
+		}
 	}
-	return e.File + ":" + strconv.Itoa(e.Line) + ": " + e.Msg
+	b.WriteString(": ")
+	b.WriteString(e.Msg)
+	if e.Hint != "" {
+		b.WriteString(" (")
+		b.WriteString(e.Hint)
+		b.WriteByte(')')
+	}
+	return b.String()
 }
 
-// Errors is every problem found in a policy file, ordered by line. [Parse]
-// and [Load] return it (as an error) when a file is well-formed YAML but not
-// a valid policy set; use errors.As to get at the list.
+// Errors is every problem found in a policy file, ordered by line and
+// column. [Parse] and [Load] return it (as an error) for any file they
+// reject, YAML syntax errors included; use errors.As to get at the list.
 type Errors []Error
 
 // Error formats the problems one per line.

@@ -154,22 +154,22 @@ func TestKeepByTraceIDExtremesAndDeterminism(t *testing.T) {
 }
 
 // TestProbabilisticRuleMatchesThreshold checks that a probabilistic rule
-// decides exactly as ThresholdFor(Decision.Probability), so the decision's
-// probability can be turned into the tracestate threshold downstream.
+// decides exactly as Decision.Threshold = ThresholdFor(Decision.Probability),
+// the tracestate threshold downstream.
 func TestProbabilisticRuleMatchesThreshold(t *testing.T) {
 	s := mustParse(t, "rules: [{name: s, type: probabilistic, percentage: 10}]\n")
 	rng := rand.New(rand.NewPCG(3, 4))
 	kept := 0
 	for range 10_000 {
 		tr := policy.Trace{ID: randomID(rng)}
-		d := s.Evaluate(&tr)
-		if d.Rule != "s" || d.Probability != 0.1 {
+		d := s.Evaluate(&tr, now)
+		if d.Rule != "s" || d.Probability != 0.1 || d.Threshold != policy.ThresholdFor(0.1) {
 			t.Fatalf("Evaluate = %+v, want rule s with probability 0.1", d)
 		}
 		if d.Keep != policy.ThresholdFor(d.Probability).Keep(tr.ID) {
 			t.Fatalf("Evaluate(%x).Keep = %v disagrees with ThresholdFor(%v)", tr.ID, d.Keep, d.Probability)
 		}
-		if d != s.Evaluate(&tr) {
+		if d != s.Evaluate(&tr, now) {
 			t.Fatal("second Evaluate of the same trace differs")
 		}
 		if d.Keep {

@@ -5,10 +5,9 @@ import (
 	"time"
 )
 
-// Trace is what a policy sees of one trace: a summary, no span bytes
-// (span-level access comes with the full policy language). The caller fills
-// it from its own per-trace summary; [Set.Evaluate] only reads it and does not
-// retain it.
+// Trace is what a policy sees of one trace: a summary, and the spans
+// through a [SpanSource]. The caller fills it from its own per-trace
+// summary; [Set.Evaluate] only reads it and does not retain it.
 type Trace struct {
 	ID            [16]byte
 	SpanCount     int
@@ -17,7 +16,10 @@ type Trace struct {
 	StartUnixNano uint64 // min span start
 	EndUnixNano   uint64 // max span end
 	// Spans gives rules access to the spans; nil when only the summary is
-	// known. Rules that need spans do not match a trace without them.
+	// known. Without it, conditions that need spans (root.*, services,
+	// any_span, every_span, adaptive keys) are unknown, and a rule matches
+	// only if its condition is true whatever they would have said: a rule
+	// never matches because of spans it could not see, negated or not.
 	Spans SpanSource
 }
 

@@ -145,5 +145,5 @@ func Run(set *policy.Set, paths []string, opts Options) (*Report, error) {
 }
 
 func evaluate(set *policy.Set, t *policy.Trace, now time.Time) policy.Decision {
-	return set.Evaluate(t)
+	return set.Evaluate(t, now)
 }
