@@ -20,15 +20,25 @@ var ErrStopped = errors.New("decision: engine is shutting down")
 // Exporter receives what the engine keeps. Its methods are called from the
 // engine's loop and from ingest goroutines, concurrently, and must not block
 // for long.
+//
+// threshold is the consistent-sampling rejection threshold the trace was
+// kept at (as policy.Threshold), to be written into the spans' tracestate;
+// 0 means kept with probability 1: the tracestate stays as it came.
+// rootAttrs are added to the trace's root span. The exporter does not
+// retain rootAttrs.
 type Exporter interface {
 	// ExportTrace takes a kept trace. The trace's bytes are immutable; the
 	// exporter may keep references to them.
-	ExportTrace(t *buffer.Trace)
+	ExportTrace(t *buffer.Trace, threshold uint64, rootAttrs []Attribute)
 	// ExportSpans takes late spans of a kept trace, all under one group key.
 	// The slices belong to an ingest request: the exporter must copy what
 	// it keeps before returning.
-	ExportSpans(groupKey []byte, spans [][]byte)
+	ExportSpans(groupKey []byte, spans [][]byte, threshold uint64, rootAttrs []Attribute)
 }
+
+// Attribute is a string attribute the exporter adds to a kept trace's root
+// span (the deciding rule, shadow-mode marks).
+type Attribute struct{ Key, Value string }
 
 // Engine decides buffered traces. See the package documentation.
 type Engine struct {
@@ -186,13 +196,13 @@ func (e *Engine) forwardLate(req *otlpwire.Request, sc *consumeScratch) {
 		for _, si := range req.TraceSpans(t) {
 			s := &req.Spans[si]
 			if s.Group != group && len(sc.late) > 0 {
-				e.exp.ExportSpans(req.Groups[group].Key, sc.late)
+				e.exp.ExportSpans(req.Groups[group].Key, sc.late, 0, nil)
 				sc.late = sc.late[:0]
 			}
 			group = s.Group
 			sc.late = append(sc.late, s.Raw)
 		}
-		e.exp.ExportSpans(req.Groups[group].Key, sc.late)
+		e.exp.ExportSpans(req.Groups[group].Key, sc.late, 0, nil)
 	}
 	clear(sc.late)
 }
@@ -230,7 +240,7 @@ func (e *Engine) decideAll(traces []*buffer.Trace) {
 		// A trace decided while this incarnation was buffering (its spans
 		// raced the decision) follows the decision already made.
 		if e.kept.contains(t.ID) {
-			e.exp.ExportTrace(t)
+			e.exp.ExportTrace(t, 0, nil)
 			lateKept += n
 			continue
 		}
@@ -243,7 +253,7 @@ func (e *Engine) decideAll(traces []*buffer.Trace) {
 		d := ps.set.Evaluate(&view, time.Now())
 		if d.Keep {
 			e.kept.add(t.ID)
-			e.exp.ExportTrace(t)
+			e.exp.ExportTrace(t, 0, nil)
 			keptSpans += n
 			keptTraces++
 			ps.kept[d.Rule].Inc()

@@ -2,6 +2,7 @@ package export
 
 import (
 	"errors"
+	"slices"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -13,13 +14,18 @@ import (
 
 // ExportTrace adds the spans of one kept trace to the current batch; they are
 // sent together in one request unless they alone exceed BatchMaxBytes. It
-// does not wait for the network.
+// does not wait for the network. k says what to write into the spans (see
+// [Keep]): spans it changes are written into the batch's arena, the others
+// are added as they are.
 //
 // The yielded slices are retained without a copy until the batch is built:
 // the caller must not modify them after the call.
-func (e *Exporter) ExportTrace(t Trace) {
+func (e *Exporter) ExportTrace(t Trace, k Keep) {
 	c := e.scratch.Get().(*collector)
 	t.Spans()(c.yield) // not a range loop: its closure would escape and allocate
+	if k.edits() {
+		c.edit(&k)
+	}
 	e.add(c.refs, false)
 	c.reset()
 	e.scratch.Put(c)
@@ -27,45 +33,59 @@ func (e *Exporter) ExportTrace(t Trace) {
 
 // ExportSpans adds spans of one group (resource and scope) to the current
 // batch, copying the key and the spans: it is for late spans of kept traces,
-// whose bytes belong to an ingest request. The spans are sent together
-// unless they alone exceed BatchMaxBytes.
-func (e *Exporter) ExportSpans(groupKey []byte, spans [][]byte) {
+// whose bytes belong to an ingest request. k is the trace's [Keep], as for
+// ExportTrace. The spans are sent together unless they alone exceed
+// BatchMaxBytes.
+func (e *Exporter) ExportSpans(groupKey []byte, spans [][]byte, k Keep) {
 	if len(spans) == 0 {
 		return
 	}
 	c := e.scratch.Get().(*collector)
 	for _, s := range spans {
-		c.refs = append(c.refs, spanRef{groupKey, s})
+		c.refs = append(c.refs, spanRef{key: groupKey, span: s})
+	}
+	if k.edits() {
+		c.edit(&k)
 	}
 	e.add(c.refs, true)
 	c.reset()
 	e.scratch.Put(c)
 }
 
-// collector gathers the spans of one Export call before the batch mutex is
-// taken, so a slow iterator does not hold it. Pooled; yield is bound once so
-// that passing it to an iterator does not allocate.
+// collector gathers the spans of one Export call, and makes its edits (see
+// Keep), before the batch mutex is taken, so a slow iterator does not hold
+// it. Pooled; yield is bound once so that passing it to an iterator does
+// not allocate.
 type collector struct {
 	refs  []spanRef
 	yield func(key, span []byte) bool
+	buf   []byte // edits: trace_state fields, root attributes, rewritten spans
+	ts    []byte // scratch for one new tracestate
 }
 
 func newCollector() any {
 	c := &collector{}
 	c.yield = func(key, span []byte) bool {
-		c.refs = append(c.refs, spanRef{key, span})
+		c.refs = append(c.refs, spanRef{key: key, span: span})
 		return true
 	}
 	return c
 }
 
+// maxScratch is the most buffer capacity a pooled collector keeps.
+const maxScratch = 1 << 20
+
 func (c *collector) reset() {
 	clear(c.refs) // drop references to the caller's bytes
 	c.refs = c.refs[:0]
+	if cap(c.buf) > maxScratch {
+		c.buf = nil // do not keep the buffer of an oversize trace
+	}
 }
 
 // add puts refs into the current batch, in one request if they fit; copy
-// says to copy the bytes into the batch's arena first.
+// says to copy the bytes into the batch's arena first. Edited spans are
+// always written into the arena.
 func (e *Exporter) add(refs []spanRef, copy bool) {
 	if len(refs) == 0 {
 		return
@@ -93,14 +113,15 @@ func (e *Exporter) add(refs []spanRef, copy bool) {
 	}
 	split := size > max // only a trace bigger than a batch is split
 	var keyCopy, lastKey []byte
-	for _, r := range refs {
+	for i := range refs {
+		r := &refs[i]
 		key, span := r.key, r.span
 		if bad > 0 && !validGroupKey(key) {
 			continue
 		}
 		// Splitting, count a group's framing with every span: requests
 		// stay within max (if one span does).
-		if split && e.b.Spans() > 0 && e.b.Size()+len(key)+16+spanFrame(span) > max {
+		if split && e.b.Spans() > 0 && e.b.Size()+len(key)+16+spanFrame(r.spanLen()) > max {
 			e.flushLocked()
 			keyCopy = nil // the arena was recycled
 		}
@@ -115,7 +136,10 @@ func (e *Exporter) add(refs []spanRef, copy bool) {
 			if keyCopy == nil || !sameBytes(key, lastKey) {
 				lastKey, keyCopy = key, e.copyBytes(key)
 			}
-			key, span = keyCopy, e.copyBytes(span)
+			key = keyCopy
+		}
+		if copy || r.edited {
+			span = e.copySpan(r)
 		}
 		e.b.Add(key, span)
 	}
@@ -129,6 +153,17 @@ func (e *Exporter) add(refs []spanRef, copy bool) {
 func (e *Exporter) copyBytes(b []byte) []byte {
 	start := len(e.arena)
 	e.arena = append(e.arena, b...)
+	return e.arena[start:len(e.arena):len(e.arena)]
+}
+
+// copySpan writes the span of r, with its edits, into the arena.
+func (e *Exporter) copySpan(r *spanRef) []byte {
+	e.arena = slices.Grow(e.arena, r.spanLen()) // one span, one place
+	start := len(e.arena)
+	e.arena = append(e.arena, r.span...)
+	e.arena = append(e.arena, r.tail...)
+	e.arena = append(e.arena, r.traceState...)
+	e.arena = append(e.arena, r.attrs...)
 	return e.arena[start:len(e.arena):len(e.arena)]
 }
 
@@ -225,7 +260,8 @@ var errMalformedKey = errors.New("malformed group key")
 func estimate(refs []spanRef) (size int, bad int64) {
 	var lastKey []byte
 	lastOK := false
-	for i, r := range refs {
+	for i := range refs {
+		r := &refs[i]
 		if i == 0 || !sameBytes(r.key, lastKey) {
 			lastKey, lastOK = r.key, validGroupKey(r.key)
 			size += len(r.key) + 16
@@ -234,13 +270,14 @@ func estimate(refs []spanRef) (size int, bad int64) {
 			bad++
 			continue
 		}
-		size += spanFrame(r.span)
+		size += spanFrame(r.spanLen())
 	}
 	return size, bad
 }
 
-func spanFrame(span []byte) int {
-	return 1 + protowire.SizeVarint(uint64(len(span))) + len(span)
+// spanFrame is the size of a span of n bytes in a ScopeSpans.
+func spanFrame(n int) int {
+	return 1 + protowire.SizeVarint(uint64(n)) + n
 }
 
 // validGroupKey checks the framing of a key made by otlpwire.Request.Scan:

@@ -52,7 +52,7 @@ func BenchmarkExportTrace(b *testing.B) {
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		e.ExportTrace(f.traces[i%len(f.traces)])
+		e.ExportTrace(f.traces[i%len(f.traces)], Keep{})
 		i++
 	}
 	b.StopTimer()
@@ -81,7 +81,7 @@ func TestExportTraceAllocs(t *testing.T) {
 	defer shutdown(t, e)
 	i := 0
 	export := func() {
-		e.ExportTrace(f.traces[i%len(f.traces)])
+		e.ExportTrace(f.traces[i%len(f.traces)], Keep{})
 		i++
 	}
 	for range 1000 {

@@ -3,10 +3,14 @@
 // pool of workers, retried with backoff, and accounted for span by span.
 //
 // Data flow: [Exporter.ExportTrace] and [Exporter.ExportSpans] add raw spans
-// to the current batch (an otlpwire.Builder). A batch that reaches
-// Config.BatchMaxBytes, or whose first span is Config.BatchTimeout old, is
-// built into one ExportTraceServiceRequest (concatenated bytes, never a
-// re-encode) and offered to a bounded send queue. Config.Workers senders take
+// to the current batch (an otlpwire.Builder). A [Keep] says how the trace
+// was kept: spans it changes (the sampling threshold in their tracestate,
+// attributes on the root span) are rewritten into the batch's arena by
+// appending protobuf fields, never by a re-encode; the others are added
+// as they are. A batch that reaches Config.BatchMaxBytes, or whose first
+// span is Config.BatchTimeout old, is built into one
+// ExportTraceServiceRequest (concatenated bytes, never a re-encode) and
+// offered to a bounded send queue. Config.Workers senders take
 // requests off the queue and deliver them over OTLP/gRPC, OTLP/HTTP
 // (protobuf) or as OTLP JSON lines to a writer.
 //
@@ -19,8 +23,12 @@
 //     moment, and the metrics agree with [Exporter.Stats].
 //   - The spans of one Export call travel in one request, unless they alone
 //     exceed Config.BatchMaxBytes.
-//   - Memory is bounded: one batch being filled (about BatchMaxBytes), at most
-//     QueueSize built requests queued and Workers in flight.
+//   - Memory is bounded: one batch being filled (about BatchMaxBytes, arena
+//     copies included), at most QueueSize built requests queued and Workers
+//     in flight.
+//   - A span is written with a Keep's threshold iff the threshold is set
+//     (1 to 2^56-1); the tracestate of a trace kept with probability 1 is
+//     forwarded byte for byte.
 //
 // Concurrency: the Export methods and Stats are safe for concurrent use and
 // never wait for the network: they hold one mutex while adding to the batch

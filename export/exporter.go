@@ -65,8 +65,6 @@ type request struct {
 	spans int64
 }
 
-type spanRef struct{ key, span []byte }
-
 // New validates cfg, connects nothing yet (gRPC connects on first use),
 // registers the metrics with reg (nil: unregistered) and starts the flusher
 // and the workers. log nil discards log output.

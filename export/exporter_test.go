@@ -35,9 +35,9 @@ func TestBatchTimeout(t *testing.T) {
 		lines := func() int { synctest.Wait(); return len(out.attempts()) }
 
 		start := time.Now()
-		e.ExportTrace(f.traces[0])
+		e.ExportTrace(f.traces[0], Keep{})
 		time.Sleep(100 * time.Millisecond)
-		e.ExportTrace(f.traces[1]) // joins the open batch: due 200ms after its first span
+		e.ExportTrace(f.traces[1], Keep{}) // joins the open batch: due 200ms after its first span
 		time.Sleep(99 * time.Millisecond)
 		if n := lines(); n != 0 {
 			t.Fatalf("%d requests after %v, want 0 before BatchTimeout", n, time.Since(start))
@@ -48,7 +48,7 @@ func TestBatchTimeout(t *testing.T) {
 		}
 
 		time.Sleep(time.Second) // idle: no requests, no timer spinning
-		e.ExportTrace(f.traces[2])
+		e.ExportTrace(f.traces[2], Keep{})
 		time.Sleep(199 * time.Millisecond)
 		if n := lines(); n != 1 {
 			t.Fatalf("%d requests, want 1 before the second batch is due", n)
@@ -70,7 +70,7 @@ func TestBatchSizeKeepsTracesWhole(t *testing.T) {
 		cfg.BatchMaxBytes = 3*f.traces[0].requestSize() + 100 // about three traces
 		e, reg, out := newSyncExporter(t, cfg)
 		for _, tr := range f.traces {
-			e.ExportTrace(tr)
+			e.ExportTrace(tr, Keep{})
 		}
 		synctest.Wait()
 		// Full batches went out without waiting for the timeout.
@@ -96,8 +96,8 @@ func TestOversizeTraceIsSplit(t *testing.T) {
 		cfg := DefaultConfig()
 		cfg.BatchMaxBytes = f.traces[0].requestSize() / 3
 		e, reg, out := newSyncExporter(t, cfg)
-		e.ExportTrace(f.traces[0])
-		e.ExportTrace(f.traces[1])
+		e.ExportTrace(f.traces[0], Keep{})
+		e.ExportTrace(f.traces[1], Keep{})
 		shutdown(t, e)
 
 		reqs := out.requests(t)
@@ -121,7 +121,7 @@ func TestRetryBackoff(t *testing.T) {
 		e, reg, out := newSyncExporter(t, cfg)
 		out.fail = errors.New("EAGAIN") // nothing written: retryable
 
-		e.ExportTrace(f.traces[0])
+		e.ExportTrace(f.traces[0], Keep{})
 		time.Sleep(10 * time.Minute)
 		synctest.Wait()
 		all := f.spans()
@@ -159,10 +159,10 @@ func TestShutdownCancelsRetryWait(t *testing.T) {
 		cfg.RetryMax = time.Minute
 		e, reg, out := newSyncExporter(t, cfg)
 		out.fail = errors.New("EAGAIN")
-		e.ExportTrace(f.traces[0])
+		e.ExportTrace(f.traces[0], Keep{})
 		time.Sleep(cfg.BatchTimeout)
-		synctest.Wait()            // the worker waits to retry
-		e.ExportTrace(f.traces[1]) // pending in the batch
+		synctest.Wait()                    // the worker waits to retry
+		e.ExportTrace(f.traces[1], Keep{}) // pending in the batch
 
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
@@ -189,7 +189,7 @@ func TestExportSpansCopies(t *testing.T) {
 			for i, s := range tr.spans {
 				spans[i] = bytes.Clone(s)
 			}
-			e.ExportSpans(key, spans)
+			e.ExportSpans(key, spans, Keep{})
 			clear(key) // the ingest request's bytes are reused
 			for _, s := range spans {
 				clear(s)
@@ -206,9 +206,9 @@ func TestMalformedGroupKeyRejected(t *testing.T) {
 		f := newFixture(t, 16, otlptest.Batch{Services: 2, Traces: 1, SpansPerTrace: 4, SpanDurationNs: 1})
 		e, reg, out := newSyncExporter(t, DefaultConfig())
 		bad := []byte{0x80} // truncated varint
-		e.ExportSpans(bad, f.traces[0].spans[:2])
+		e.ExportSpans(bad, f.traces[0].spans[:2], Keep{})
 		mixed := &testTrace{keys: append([][]byte{bad}, f.traces[0].keys...), spans: append([][]byte{f.traces[0].spans[0]}, f.traces[0].spans...)}
-		e.ExportTrace(mixed)
+		e.ExportTrace(mixed, Keep{})
 		shutdown(t, e)
 		checkDelivered(t, f, out.requests(t), true)
 		checkAccounting(t, e, reg, Stats{Accepted: f.spans() + 3, Sent: f.spans(), Failed: 3}, map[string]int64{"rejected": 3})
@@ -227,7 +227,7 @@ func TestConcurrentExportAndShutdown(t *testing.T) {
 			go func() {
 				defer func() { done <- struct{}{} }()
 				for i := g; i < len(f.traces); i += 4 {
-					e.ExportTrace(f.traces[i])
+					e.ExportTrace(f.traces[i], Keep{})
 					if s := e.Stats(); s.Accepted != s.Sent+s.Failed+s.Pending || s.Pending < 0 {
 						t.Errorf("Stats %+v do not add up", s)
 					}

@@ -45,7 +45,7 @@ func (t *testTrace) Spans() iter.Seq2[[]byte, []byte] {
 func (t *testTrace) requestSize() int {
 	var refs []spanRef
 	for k, s := range t.Spans() {
-		refs = append(refs, spanRef{k, s})
+		refs = append(refs, spanRef{key: k, span: s})
 	}
 	n, _ := estimate(refs)
 	return n
@@ -69,7 +69,12 @@ type wantSpan struct {
 
 func newFixture(t testing.TB, seed uint64, b otlptest.Batch) *fixture {
 	t.Helper()
-	req := b.Request(rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)))
+	return fixtureOf(t, b.Request(rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))))
+}
+
+// fixtureOf cuts req into kept traces.
+func fixtureOf(t testing.TB, req *coltracepb.ExportTraceServiceRequest) *fixture {
+	t.Helper()
 	raw, err := proto.Marshal(req)
 	if err != nil {
 		t.Fatal(err)

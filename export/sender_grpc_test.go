@@ -23,7 +23,7 @@ func TestGRPCExportsWholeTraces(t *testing.T) {
 	cfg.BatchMaxBytes = 16 << 10 // several requests, each holding whole traces
 	e, reg := newTestExporter(t, cfg)
 	for _, tr := range f.traces {
-		e.ExportTrace(tr)
+		e.ExportTrace(tr, Keep{})
 	}
 	shutdown(t, e)
 
@@ -124,7 +124,7 @@ func TestGRPCOutcomes(t *testing.T) {
 			}
 			e, reg := newTestExporter(t, cfg)
 			for _, tr := range f.traces {
-				e.ExportTrace(tr)
+				e.ExportTrace(tr, Keep{})
 			}
 			shutdown(t, e) // one request: the batch flushed by Shutdown
 
@@ -184,18 +184,18 @@ func TestQueueFull(t *testing.T) {
 	e, reg := newTestExporter(t, cfg)
 	per := int64(len(f.traces[0].spans))
 
-	e.ExportTrace(f.traces[0]) // taken by the worker, which blocks in the sink
+	e.ExportTrace(f.traces[0], Keep{}) // taken by the worker, which blocks in the sink
 	<-entered
 	checkAccounting(t, e, reg, Stats{Accepted: per, Pending: per}, map[string]int64{})
 
-	e.ExportTrace(f.traces[1]) // waits in the queue
+	e.ExportTrace(f.traces[1], Keep{}) // waits in the queue
 	checkAccounting(t, e, reg, Stats{Accepted: 2 * per, Pending: 2 * per}, map[string]int64{})
 	if q := metric(t, reg, "tailsift_export_queue_requests"); q != 1 {
 		t.Errorf("queue_requests = %v, want 1", q)
 	}
 
 	for _, tr := range f.traces[2:] { // the queue is full: counted, not blocking
-		e.ExportTrace(tr)
+		e.ExportTrace(tr, Keep{})
 	}
 	dropped := int64(len(f.traces)-2) * per
 	all := f.spans()
@@ -222,7 +222,7 @@ func TestShutdownExpiredWhileSinkDown(t *testing.T) {
 	cfg.BatchMaxBytes = 8 << 10 // many requests: two retrying, the rest queued
 	e, reg := newTestExporter(t, cfg)
 	for _, tr := range f.traces {
-		e.ExportTrace(tr)
+		e.ExportTrace(tr, Keep{})
 	}
 	waitFor(t, "a failed attempt", func() bool { calls, _ := sink.received(); return calls > 0 })
 
@@ -239,8 +239,8 @@ func TestShutdownExpiredWhileSinkDown(t *testing.T) {
 	if err2 := e.Shutdown(context.Background()); err2 != err {
 		t.Errorf("second Shutdown = %v, want the first result %v", err2, err)
 	}
-	e.ExportTrace(f.traces[0])
-	e.ExportSpans(f.traces[0].keys[0], f.traces[0].spans[:1])
+	e.ExportTrace(f.traces[0], Keep{})
+	e.ExportSpans(f.traces[0].keys[0], f.traces[0].spans[:1], Keep{})
 	late := int64(len(f.traces[0].spans) + 1)
 	checkAccounting(t, e, reg, Stats{Accepted: all + late, Failed: all + late}, map[string]int64{"shutdown": all + late})
 }
@@ -254,7 +254,7 @@ func TestGRPCUnreachable(t *testing.T) {
 	cfg.RetryMaxElapsed = 30 * time.Millisecond
 	e, reg := newTestExporter(t, cfg)
 	for _, tr := range f.traces {
-		e.ExportTrace(tr)
+		e.ExportTrace(tr, Keep{})
 	}
 	shutdown(t, e)
 	all := f.spans()

@@ -154,7 +154,7 @@ func TestHTTP(t *testing.T) {
 			cfg.RetryMaxElapsed = 5 * time.Second
 			e, reg := newTestExporter(t, cfg)
 			for _, tr := range f.traces {
-				e.ExportTrace(tr)
+				e.ExportTrace(tr, Keep{})
 			}
 			shutdown(t, e)
 

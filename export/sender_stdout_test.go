@@ -71,7 +71,7 @@ func TestStdout(t *testing.T) {
 	cfg.BatchMaxBytes = 32 << 10
 	e, reg := newTestExporter(t, cfg)
 	for _, tr := range f.traces {
-		e.ExportTrace(tr)
+		e.ExportTrace(tr, Keep{})
 	}
 	shutdown(t, e)
 
@@ -99,7 +99,7 @@ func TestStdoutWriteErrors(t *testing.T) {
 			cfg.Writer = tc.w
 			cfg.RetryMaxElapsed = 20 * time.Millisecond
 			e, reg := newTestExporter(t, cfg)
-			e.ExportTrace(f.traces[0])
+			e.ExportTrace(f.traces[0], Keep{})
 			shutdown(t, e)
 			all := f.spans()
 			checkAccounting(t, e, reg, Stats{Accepted: all, Failed: all}, map[string]int64{tc.reason: all})

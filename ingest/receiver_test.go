@@ -47,7 +47,21 @@ type pipeline struct {
 
 type keptTraces struct{ *export.Exporter }
 
-func (k keptTraces) ExportTrace(t *buffer.Trace) { k.Exporter.ExportTrace(t) }
+func (k keptTraces) ExportTrace(t *buffer.Trace, threshold uint64, rootAttrs []decision.Attribute) {
+	k.Exporter.ExportTrace(t, export.Keep{Threshold: threshold, RootAttributes: exportAttrs(rootAttrs)})
+}
+
+func (k keptTraces) ExportSpans(groupKey []byte, spans [][]byte, threshold uint64, rootAttrs []decision.Attribute) {
+	k.Exporter.ExportSpans(groupKey, spans, export.Keep{Threshold: threshold, RootAttributes: exportAttrs(rootAttrs)})
+}
+
+func exportAttrs(attrs []decision.Attribute) []export.Attribute {
+	var out []export.Attribute
+	for _, a := range attrs {
+		out = append(out, export.Attribute(a))
+	}
+	return out
+}
 
 func start(t *testing.T, memoryLimit int64, maxRequest int) *pipeline {
 	t.Helper()

@@ -125,7 +125,28 @@ func policiesName(path string) string {
 // keptTraces adapts the exporter to the engine's interface.
 type keptTraces struct{ *export.Exporter }
 
-func (k keptTraces) ExportTrace(t *buffer.Trace) { k.Exporter.ExportTrace(t) }
+func (k keptTraces) ExportTrace(t *buffer.Trace, threshold uint64, rootAttrs []decision.Attribute) {
+	var scratch [4]export.Attribute // the usual few stay on the stack
+	k.Exporter.ExportTrace(t, keep(threshold, rootAttrs, scratch[:0]))
+}
+
+func (k keptTraces) ExportSpans(groupKey []byte, spans [][]byte, threshold uint64, rootAttrs []decision.Attribute) {
+	var scratch [4]export.Attribute
+	k.Exporter.ExportSpans(groupKey, spans, keep(threshold, rootAttrs, scratch[:0]))
+}
+
+// keep converts the engine's account of a kept trace, appending the
+// attributes to scratch.
+func keep(threshold uint64, rootAttrs []decision.Attribute, scratch []export.Attribute) export.Keep {
+	k := export.Keep{Threshold: threshold}
+	if len(rootAttrs) > 0 {
+		for _, a := range rootAttrs {
+			scratch = append(scratch, export.Attribute(a))
+		}
+		k.RootAttributes = scratch
+	}
+	return k
+}
 
 func (n *Node) startAdmin(addr string) error {
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
