@@ -6,59 +6,65 @@ import (
 	"github.com/cespare/xxhash/v2"
 )
 
-// cache remembers trace IDs for late spans: a set in two generations per
-// stripe. Inserting into a full current generation drops the previous one
-// and starts a new one, so an ID is remembered for between one and two
-// generations' worth of decisions, and memory is bounded by 2*size IDs.
-type cache struct {
-	stripes []cacheStripe
+// cache remembers decided trace IDs, with a value, for late spans: a map in
+// two generations per stripe. Inserting into a full current generation
+// drops the previous one and starts a new one, so an ID is remembered for
+// between one and two generations' worth of decisions, and memory is
+// bounded by 2*size entries.
+type cache[V any] struct {
+	stripes []cacheStripe[V]
 	mask    uint64
 }
 
-type cacheStripe struct {
+type cacheStripe[V any] struct {
 	mu        sync.Mutex
-	cur, prev map[[16]byte]struct{}
+	cur, prev map[[16]byte]V
 	limit     int
 	_         [40]byte
 }
 
 const cacheStripes = 16
 
-func newCache(size int) *cache {
-	c := &cache{stripes: make([]cacheStripe, cacheStripes), mask: cacheStripes - 1}
+func newCache[V any](size int) *cache[V] {
+	c := &cache[V]{stripes: make([]cacheStripe[V], cacheStripes), mask: cacheStripes - 1}
 	for i := range c.stripes {
 		c.stripes[i].limit = max(1, size/cacheStripes)
-		c.stripes[i].cur = make(map[[16]byte]struct{})
+		c.stripes[i].cur = make(map[[16]byte]V)
 	}
 	return c
 }
 
-func (c *cache) stripe(id *[16]byte) *cacheStripe {
+func (c *cache[V]) stripe(id *[16]byte) *cacheStripe[V] {
 	return &c.stripes[xxhash.Sum64(id[:])&c.mask]
 }
 
-func (c *cache) contains(id [16]byte) bool {
+func (c *cache[V]) get(id [16]byte) (V, bool) {
 	s := c.stripe(&id)
 	s.mu.Lock()
-	_, ok := s.cur[id]
+	v, ok := s.cur[id]
 	if !ok {
-		_, ok = s.prev[id]
+		v, ok = s.prev[id]
 	}
 	s.mu.Unlock()
+	return v, ok
+}
+
+func (c *cache[V]) contains(id [16]byte) bool {
+	_, ok := c.get(id)
 	return ok
 }
 
-func (c *cache) add(id [16]byte) {
+func (c *cache[V]) add(id [16]byte, v V) {
 	s := c.stripe(&id)
 	s.mu.Lock()
 	if len(s.cur) >= s.limit {
-		s.prev, s.cur = s.cur, make(map[[16]byte]struct{}, s.limit)
+		s.prev, s.cur = s.cur, make(map[[16]byte]V, s.limit)
 	}
-	s.cur[id] = struct{}{}
+	s.cur[id] = v
 	s.mu.Unlock()
 }
 
-func (c *cache) len() int {
+func (c *cache[V]) len() int {
 	n := 0
 	for i := range c.stripes {
 		s := &c.stripes[i]

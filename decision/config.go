@@ -27,6 +27,14 @@ type Config struct {
 	// At about 30 bytes per entry the defaults hold up to 12 MB and 60 MB.
 	KeptCacheSize    int
 	DroppedCacheSize int
+	// RuleAttribute writes the deciding rule's name on the root span of
+	// kept traces (tailsift.sampling.rule). Flag --rule-attribute.
+	RuleAttribute bool
+	// Shadow decides and records as usual but forwards every trace, each
+	// root span marked with the decision the policies took
+	// (tailsift.sampling.decision, tailsift.sampling.rule): a policy can be
+	// tried on live traffic without losing data. Flag --shadow.
+	Shadow bool
 }
 
 // DefaultConfig returns the defaults documented on Config.

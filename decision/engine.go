@@ -11,6 +11,7 @@ import (
 
 	"github.com/tailsift/tailsift/buffer"
 	"github.com/tailsift/tailsift/internal/otlpwire"
+	"github.com/tailsift/tailsift/internal/traceview"
 	"github.com/tailsift/tailsift/policy"
 )
 
@@ -46,8 +47,9 @@ type Engine struct {
 	buf      *buffer.Buffer
 	exp      Exporter
 	policies atomic.Pointer[policySet]
-	kept     *cache
-	dropped  *cache
+	kept     *cache[keptInfo]
+	dropped  *cache[struct{}]
+	view     traceview.View // guarded by decideMu
 	count    counters
 	metrics  *metrics
 	scratch  sync.Pool // *consumeScratch
@@ -62,11 +64,30 @@ type Engine struct {
 	decideMu sync.Mutex // the loop and Shutdown decide one at a time
 }
 
-// policySet is a policy.Set with its metric children resolved once.
+// keptInfo is what late spans of a kept trace need to be written like the
+// rest of it.
+type keptInfo struct {
+	threshold uint64      // its sampling threshold, 0 for p=1
+	attrs     []Attribute // root-span attributes (the rule name, if configured); shared, read-only
+}
+
+// Root-span attributes the engine writes.
+const (
+	AttrRule     = "tailsift.sampling.rule"     // the deciding rule (Config.RuleAttribute, and in shadow mode)
+	AttrDecision = "tailsift.sampling.decision" // shadow mode: "keep" or "drop", what the policies decided
+)
+
+// policySet is a policy.Set with what each decision needs resolved once:
+// metric children and root-span attributes per rule.
 type policySet struct {
-	set     *policy.Set
-	kept    map[string]prometheus.Counter
-	dropped map[string]prometheus.Counter
+	set   *policy.Set
+	rules map[string]*ruleOutputs
+}
+
+type ruleOutputs struct {
+	kept, dropped prometheus.Counter
+	keepAttrs     []Attribute // written on kept traces
+	dropAttrs     []Attribute // shadow mode: written on traces the policies drop
 }
 
 // New returns a running engine over buf that sends kept traces to exp.
@@ -79,8 +100,8 @@ func New(cfg Config, buf *buffer.Buffer, set *policy.Set, exp Exporter, reg prom
 		cfg:     cfg,
 		buf:     buf,
 		exp:     exp,
-		kept:    newCache(cfg.KeptCacheSize),
-		dropped: newCache(cfg.DroppedCacheSize),
+		kept:    newCache[keptInfo](cfg.KeptCacheSize),
+		dropped: newCache[struct{}](cfg.DroppedCacheSize),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
@@ -91,12 +112,27 @@ func New(cfg Config, buf *buffer.Buffer, set *policy.Set, exp Exporter, reg prom
 	return e, nil
 }
 
-// SetPolicies swaps the policy set; decisions after the call use it.
+// SetPolicies swaps the policy set; decisions after the call use it. The
+// learned state of adaptive and rate-limit rules that the new set shares
+// with the old one carries over (policy.Set.AdoptState).
 func (e *Engine) SetPolicies(set *policy.Set) {
-	ps := &policySet{set: set, kept: map[string]prometheus.Counter{}, dropped: map[string]prometheus.Counter{}}
+	if old := e.policies.Load(); old != nil {
+		set.AdoptState(old.set)
+	}
+	ps := &policySet{set: set, rules: map[string]*ruleOutputs{}}
 	for _, name := range set.RuleNames() {
-		ps.kept[name] = e.metrics.tracesByRule.WithLabelValues("kept", name)
-		ps.dropped[name] = e.metrics.tracesByRule.WithLabelValues("dropped", name)
+		out := &ruleOutputs{
+			kept:    e.metrics.tracesByRule.WithLabelValues("kept", name),
+			dropped: e.metrics.tracesByRule.WithLabelValues("dropped", name),
+		}
+		switch {
+		case e.cfg.Shadow:
+			out.keepAttrs = []Attribute{{AttrDecision, "keep"}, {AttrRule, name}}
+			out.dropAttrs = []Attribute{{AttrDecision, "drop"}, {AttrRule, name}}
+		case e.cfg.RuleAttribute:
+			out.keepAttrs = []Attribute{{AttrRule, name}}
+		}
+		ps.rules[name] = out
 	}
 	e.policies.Store(ps)
 }
@@ -136,7 +172,8 @@ func (e *Engine) Consume(ctx context.Context, req *otlpwire.Request) error {
 	sc.groups = sc.groups[:len(req.Groups)] // all nil: cleared after each use
 	sc.batch.Reset()
 
-	// Late spans follow the cached decision; the rest go to the buffer.
+	// Late spans follow the cached decision; the rest go to the buffer. In
+	// shadow mode late spans of dropped traces are forwarded too.
 	var lateKept, lateDropped int
 	for t := range req.Traces {
 		id := req.Traces[t].ID
@@ -144,6 +181,9 @@ func (e *Engine) Consume(ctx context.Context, req *otlpwire.Request) error {
 		switch {
 		case e.kept.contains(id):
 			v = decidedKept
+			lateKept += len(req.TraceSpans(t))
+		case e.dropped.contains(id) && e.cfg.Shadow:
+			v = decidedDropped
 			lateKept += len(req.TraceSpans(t))
 		case e.dropped.contains(id):
 			v = decidedDropped
@@ -184,25 +224,27 @@ func (e *Engine) Consume(ctx context.Context, req *otlpwire.Request) error {
 	return nil
 }
 
-// forwardLate hands late spans of kept traces to the exporter, one call per
-// run of spans under the same group.
+// forwardLate hands late spans of kept traces (in shadow mode, of every
+// decided trace) to the exporter, written like the rest of their trace, one
+// call per run of spans under the same group.
 func (e *Engine) forwardLate(req *otlpwire.Request, sc *consumeScratch) {
 	for t, v := range sc.verdict {
-		if v != decidedKept {
+		if v != decidedKept && !(v == decidedDropped && e.cfg.Shadow) {
 			continue
 		}
+		info, _ := e.kept.get(req.Traces[t].ID) // zero for a dropped trace in shadow mode
 		sc.late = sc.late[:0]
 		group := int32(-1)
 		for _, si := range req.TraceSpans(t) {
 			s := &req.Spans[si]
 			if s.Group != group && len(sc.late) > 0 {
-				e.exp.ExportSpans(req.Groups[group].Key, sc.late, 0, nil)
+				e.exp.ExportSpans(req.Groups[group].Key, sc.late, info.threshold, info.attrs)
 				sc.late = sc.late[:0]
 			}
 			group = s.Group
 			sc.late = append(sc.late, s.Raw)
 		}
-		e.exp.ExportSpans(req.Groups[group].Key, sc.late, 0, nil)
+		e.exp.ExportSpans(req.Groups[group].Key, sc.late, info.threshold, info.attrs)
 	}
 	clear(sc.late)
 }
@@ -221,50 +263,65 @@ func (e *Engine) loop() {
 			root := now.Add(-e.cfg.RootWait).UnixNano()
 			e.decideMu.Lock()
 			due = e.buf.TakeReady(first, root, due[:0])
-			e.decideAll(due)
+			e.decideAll(due, now)
 			e.decideMu.Unlock()
 			clear(due)
 		}
 	}
 }
 
-// decideAll decides taken traces and updates the counters once.
-func (e *Engine) decideAll(traces []*buffer.Trace) {
+// decideAll decides taken traces at now and updates the counters once.
+func (e *Engine) decideAll(traces []*buffer.Trace, now time.Time) {
 	if len(traces) == 0 {
 		return
 	}
 	ps := e.policies.Load()
-	var keptSpans, droppedSpans, lateKept, lateDropped, keptTraces, droppedTraces int64
+	var keptSpans, droppedSpans, shadowSpans, lateKept, lateDropped, keptTraces, droppedTraces int64
 	for _, t := range traces {
 		n := int64(t.SpanCount)
 		// A trace decided while this incarnation was buffering (its spans
 		// raced the decision) follows the decision already made.
-		if e.kept.contains(t.ID) {
-			e.exp.ExportTrace(t, 0, nil)
+		if info, ok := e.kept.get(t.ID); ok {
+			e.exp.ExportTrace(t, info.threshold, info.attrs)
 			lateKept += n
 			continue
 		}
 		if e.dropped.contains(t.ID) {
-			lateDropped += n
+			if e.cfg.Shadow {
+				e.exp.ExportTrace(t, 0, nil)
+				lateKept += n
+			} else {
+				lateDropped += n
+			}
 			continue
 		}
-		view := policy.Trace{ID: t.ID, SpanCount: int(t.SpanCount), ErrorCount: int(t.ErrorCount),
-			HasRoot: t.HasRoot(), StartUnixNano: t.MinStart, EndUnixNano: t.MaxEnd}
-		d := ps.set.Evaluate(&view, time.Now())
+		pt := e.view.Trace(t)
+		d := ps.set.Evaluate(&pt, now)
+		out := ps.rules[d.Rule]
 		if d.Keep {
-			e.kept.add(t.ID)
-			e.exp.ExportTrace(t, 0, nil)
+			info := keptInfo{threshold: uint64(d.Threshold), attrs: out.keepAttrs}
+			if e.cfg.Shadow {
+				info.threshold = 0 // everything is forwarded: no sampling weight
+			}
+			e.kept.add(t.ID, info)
+			e.exp.ExportTrace(t, info.threshold, info.attrs)
 			keptSpans += n
 			keptTraces++
-			ps.kept[d.Rule].Inc()
-		} else {
-			e.dropped.add(t.ID)
-			droppedSpans += n
-			droppedTraces++
-			ps.dropped[d.Rule].Inc()
+			out.kept.Inc()
+			continue
 		}
+		e.dropped.add(t.ID, struct{}{})
+		if e.cfg.Shadow {
+			e.exp.ExportTrace(t, 0, out.dropAttrs)
+			shadowSpans += n
+		} else {
+			droppedSpans += n
+		}
+		droppedTraces++
+		out.dropped.Inc()
 	}
-	e.count.kept.Add(keptSpans + lateKept)
+	e.count.kept.Add(keptSpans + lateKept + shadowSpans)
+	e.count.shadowForwarded.Add(shadowSpans)
 	e.count.lateKept.Add(lateKept)
 	e.count.droppedPolicy.Add(droppedSpans)
 	e.count.droppedLate.Add(lateDropped)
@@ -289,33 +346,37 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	}
 	e.decideMu.Lock()
 	defer e.decideMu.Unlock()
-	e.decideAll(e.buf.TakeAll(nil))
+	e.decideAll(e.buf.TakeAll(nil), time.Now())
 	return nil
 }
 
 // Stats is the engine's span accounting. Accepted == Kept + DroppedPolicy +
 // DroppedLate + Buffered, up to requests in progress.
 type Stats struct {
-	Accepted      int64
-	Kept          int64 // handed to the exporter, including LateKept
-	LateKept      int64
-	DroppedPolicy int64
-	DroppedLate   int64
-	Buffered      int64
-	TracesKept    int64
-	TracesDropped int64
+	Accepted int64
+	Kept     int64 // handed to the exporter, including LateKept and ShadowForwarded
+	// ShadowForwarded are spans of traces the policies dropped, forwarded
+	// anyway because the engine runs in shadow mode.
+	ShadowForwarded int64
+	LateKept        int64
+	DroppedPolicy   int64
+	DroppedLate     int64
+	Buffered        int64
+	TracesKept      int64
+	TracesDropped   int64
 }
 
 // Stats returns the current accounting.
 func (e *Engine) Stats() Stats {
 	return Stats{
-		Accepted:      e.count.accepted.Load(),
-		Kept:          e.count.kept.Load(),
-		LateKept:      e.count.lateKept.Load(),
-		DroppedPolicy: e.count.droppedPolicy.Load(),
-		DroppedLate:   e.count.droppedLate.Load(),
-		Buffered:      e.buf.Stats().Spans,
-		TracesKept:    e.count.tracesKept.Load(),
-		TracesDropped: e.count.tracesDropped.Load(),
+		Accepted:        e.count.accepted.Load(),
+		Kept:            e.count.kept.Load(),
+		ShadowForwarded: e.count.shadowForwarded.Load(),
+		LateKept:        e.count.lateKept.Load(),
+		DroppedPolicy:   e.count.droppedPolicy.Load(),
+		DroppedLate:     e.count.droppedLate.Load(),
+		Buffered:        e.buf.Stats().Spans,
+		TracesKept:      e.count.tracesKept.Load(),
+		TracesDropped:   e.count.tracesDropped.Load(),
 	}
 }

@@ -10,13 +10,14 @@ import (
 // per request or per tick, read by Stats and exported as CounterFuncs, so
 // there is one source of truth and no per-span metric cost.
 type counters struct {
-	accepted      atomic.Int64 // spans Consume accepted
-	kept          atomic.Int64 // spans handed to the exporter (kept traces and late spans)
-	droppedPolicy atomic.Int64 // spans of traces the policy dropped
-	droppedLate   atomic.Int64 // late spans of dropped traces
-	lateKept      atomic.Int64 // late spans of kept traces (part of kept)
-	tracesKept    atomic.Int64
-	tracesDropped atomic.Int64
+	accepted        atomic.Int64 // spans Consume accepted
+	kept            atomic.Int64 // spans handed to the exporter (kept traces and late spans)
+	droppedPolicy   atomic.Int64 // spans of traces the policy dropped
+	droppedLate     atomic.Int64 // late spans of dropped traces
+	lateKept        atomic.Int64 // late spans of kept traces (part of kept)
+	shadowForwarded atomic.Int64 // shadow mode: spans of dropped traces forwarded (part of kept)
+	tracesKept      atomic.Int64
+	tracesDropped   atomic.Int64
 }
 
 type metrics struct {
@@ -43,6 +44,7 @@ func newMetrics(reg prometheus.Registerer, c *counters, e *Engine) *metrics {
 		counter("tailsift_decision_spans_kept_total", "Spans handed to the exporter: spans of kept traces and their late spans.", &c.kept, nil),
 		counter("tailsift_decision_spans_dropped_total", "Spans dropped, by reason: policy (the trace was dropped) or late (arrived after a drop decision).", &c.droppedPolicy, prometheus.Labels{"reason": "policy"}),
 		counter("tailsift_decision_spans_dropped_total", "Spans dropped, by reason: policy (the trace was dropped) or late (arrived after a drop decision).", &c.droppedLate, prometheus.Labels{"reason": "late"}),
+		counter("tailsift_decision_spans_shadow_forwarded_total", "Shadow mode: spans of traces the policies dropped, forwarded anyway (counted in spans_kept_total).", &c.shadowForwarded, nil),
 		counter("tailsift_decision_late_spans_total", "Spans that arrived after their trace was decided, by decision.", &c.lateKept, prometheus.Labels{"decision": "kept"}),
 		counter("tailsift_decision_late_spans_total", "Spans that arrived after their trace was decided, by decision.", &c.droppedLate, prometheus.Labels{"decision": "dropped"}),
 		gauge("tailsift_buffer_traces", "Traces buffered awaiting a decision.", func() float64 { return float64(e.buf.Stats().Traces) }, nil),

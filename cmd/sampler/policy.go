@@ -144,13 +144,10 @@ prints, per rule, the traces it decided, kept and dropped and the spans kept.
 	return 0
 }
 
-// writeExplanation prints how one trace was decided.
-func writeExplanation(w io.Writer, _ *policy.Set, t *replay.Trace) {
-	p, d := &t.Policy, &t.Decision
-	verdict := "dropped"
-	if d.Keep {
-		verdict = "kept"
-	}
-	fmt.Fprintf(w, "trace %x: %s by rule %q (keep probability %g)\n", p.ID, verdict, d.Rule, d.Probability)
-	fmt.Fprintf(w, "  %d spans, %d with errors, duration %v, root %v\n\n", p.SpanCount, p.ErrorCount, p.Duration(), p.HasRoot)
+// writeExplanation prints how one trace was decided: each rule tried, and
+// why it matched or not.
+func writeExplanation(w io.Writer, set *policy.Set, t *replay.Trace) {
+	p := &t.Policy
+	fmt.Fprintf(w, "trace %x: %d spans, %d with errors, duration %v, root %v\n", p.ID, p.SpanCount, p.ErrorCount, p.Duration(), p.HasRoot)
+	fmt.Fprintln(w, set.Explain(p, t.Now).String())
 }

@@ -34,6 +34,8 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&f.DecisionWait, "decision-wait", cfg.DecisionWait, "decide a trace at the latest this long after its first span")
 	fs.DurationVar(&f.RootWait, "root-wait", cfg.RootWait, "decide a trace this long after its root span arrived")
 	fs.DurationVar(&f.MaxTraceAge, "max-trace-age", cfg.MaxTraceAge, "never buffer a trace longer than this after its first span")
+	fs.BoolVar(&f.Shadow, "shadow", cfg.Shadow, "forward every trace, marking each root span with the decision the policies took (tailsift.sampling.decision, tailsift.sampling.rule)")
+	fs.BoolVar(&f.RuleAttribute, "rule-attribute", cfg.RuleAttribute, "mark the root span of kept traces with the deciding rule (tailsift.sampling.rule)")
 	fs.Var(&f.MemoryLimit, "memory-limit", "buffer memory `size` (e.g. 512MiB, 2GiB); past it ingest answers retry-later")
 	fs.Var(&f.MaxRequestSize, "max-request-size", "largest accepted OTLP request `size`")
 	fs.StringVar(&f.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
@@ -112,6 +114,10 @@ func applyFlag(cfg, f *node.Config, name string) {
 		cfg.RootWait = f.RootWait
 	case "max-trace-age":
 		cfg.MaxTraceAge = f.MaxTraceAge
+	case "shadow":
+		cfg.Shadow = f.Shadow
+	case "rule-attribute":
+		cfg.RuleAttribute = f.RuleAttribute
 	case "memory-limit":
 		cfg.MemoryLimit = f.MemoryLimit
 	case "max-request-size":

@@ -30,6 +30,8 @@ type Config struct {
 	DecisionWait   time.Duration `yaml:"decision_wait"`    // decide at the latest this long after a trace's first span
 	RootWait       time.Duration `yaml:"root_wait"`        // decide this long after the root span arrived
 	MaxTraceAge    time.Duration `yaml:"max_trace_age"`    // hard cap on buffering time
+	Shadow         bool          `yaml:"shadow"`           // forward every trace, root spans marked with the decision it would get
+	RuleAttribute  bool          `yaml:"rule_attribute"`   // mark kept traces' root spans with the deciding rule
 	MemoryLimit    bytesize.Size `yaml:"memory_limit"`     // buffer budget; past it, ingest answers "retry later"
 	MaxRequestSize bytesize.Size `yaml:"max_request_size"` // largest accepted OTLP request
 	LogLevel       string        `yaml:"log_level"`        // debug | info | warn | error
@@ -102,6 +104,7 @@ func (c Config) components() (ingest.Config, buffer.Config, decision.Config, exp
 	bc.MemoryLimit = int64(c.MemoryLimit)
 	dc := decision.DefaultConfig()
 	dc.DecisionWait, dc.RootWait, dc.MaxTraceAge = c.DecisionWait, c.RootWait, c.MaxTraceAge
+	dc.Shadow, dc.RuleAttribute = c.Shadow, c.RuleAttribute
 	ec := export.DefaultConfig()
 	ec.Endpoint = c.Forward
 	if c.forwardFile() != "" {
