@@ -207,3 +207,45 @@ func TestBenchCommand(t *testing.T) {
 		t.Fatalf("bad flags: exit %d, %s", code, errb.String())
 	}
 }
+
+// TestSIGHUPReloadsPolicies runs the binary with file polling off: a SIGHUP
+// reloads the changed policy file, and an invalid file is rejected while
+// the process keeps running.
+func TestSIGHUPReloadsPolicies(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := buildSampler(t)
+	path := filepath.Join(t.TempDir(), "policies.yaml")
+	os.WriteFile(path, []byte("rules:\n  - name: errors\n    type: error\ndefault: drop\n"), 0o644)
+	cmd := exec.Command(bin, "run", "--otlp-grpc", freePort(t), "--otlp-http", "", "--admin", "",
+		"--policies", path, "--policy-poll", "0")
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	waitLog := func(want string) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if strings.Contains(stderr.String(), want) {
+				return
+			}
+		}
+		t.Fatalf("log never said %q:\n%s", want, stderr.String())
+	}
+	waitLog("sampler started")
+	os.WriteFile(path, []byte("rules:\n  - name: errors\n    type: error\n  - name: all\n    type: always\n"), 0o644)
+	cmd.Process.Signal(syscall.SIGHUP)
+	waitLog(`msg="policies reloaded" trigger=SIGHUP`)
+	os.WriteFile(path, []byte("rules:\n  - name: errors\n    type: eror\n"), 0o644)
+	cmd.Process.Signal(syscall.SIGHUP)
+	waitLog("policy reload rejected")
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit after a rejected reload: %v\n%s", err, stderr.String())
+	}
+}
