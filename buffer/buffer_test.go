@@ -57,7 +57,7 @@ func TestSummaryAndSpans(t *testing.T) {
 		t.Fatalf("took %d traces, want 1", len(got))
 	}
 	tr := got[0]
-	want := Summary{FirstSeen: 10, LastSeen: 20, RootSeen: 20, RootEnd: 2001, MinStart: 1000, MaxEnd: 2002, SpanCount: 5, ErrorCount: 2}
+	want := Summary{FirstSeen: 10, LastSeen: 20, RootSeen: 20, RootEnd: 2001, MinStart: 1000, MaxEnd: 2002, SpanCount: 5, ErrorCount: 2, RootIndex: 4}
 	want.Bytes = tr.Bytes
 	if tr.Summary != want {
 		t.Fatalf("summary = %+v, want %+v", tr.Summary, want)

@@ -20,6 +20,7 @@ type Summary struct {
 	MaxEnd     uint64
 	SpanCount  int32
 	ErrorCount int32 // spans with status ERROR
+	RootIndex  int32 // position of the first root span among the trace's spans (valid if HasRoot)
 	Bytes      int64 // raw span bytes
 }
 
@@ -157,6 +158,9 @@ func (t *Trace) groupIndex(g *Group) int {
 }
 
 func (t *Trace) summarize(s *Span, now int64) {
+	if s.Root && t.RootSeen == 0 {
+		t.RootIndex = t.SpanCount
+	}
 	t.SpanCount++
 	t.Bytes += int64(len(s.Raw))
 	if s.Error {

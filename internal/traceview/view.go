@@ -13,15 +13,15 @@ type View struct {
 	trace    *buffer.Trace
 	indexed  bool
 	spans    []indexedSpan
-	root     int
 	services int // -1 until counted
 	names    [][]byte
 }
 
 type indexedSpan struct {
-	group []byte // interned group key (resource and scope)
-	span  policy.Span
-	raw   []byte
+	group  []byte // interned group key (resource and scope)
+	raw    []byte
+	parsed bool // span holds the fixed fields
+	span   policy.Span
 }
 
 var _ policy.SpanSource = (*View)(nil)
@@ -31,38 +31,53 @@ func (v *View) Reset(t *buffer.Trace) {
 	v.trace, v.indexed, v.services = t, false, -1
 }
 
-// index reads the fixed fields of every span, once per trace.
+// index finds where each span's bytes are, once per trace: a walk over the
+// trace's log that reads lengths, not fields. A span's fields are read when
+// a rule first asks for them (rules on the root read one span, not all).
 func (v *View) index() {
 	if v.indexed {
 		return
 	}
 	v.indexed = true
 	clear(v.spans) // drop references to the previous trace's bytes
-	v.spans, v.root = v.spans[:0], -1
+	v.spans = v.spans[:0]
 	if v.trace == nil {
 		return
 	}
 	for group, raw := range v.trace.Spans() {
-		f, _ := otlpwire.SpanFields(raw) // buffered spans were validated at ingest
-		isRoot := f.IsRoot()
-		if isRoot && v.root < 0 {
-			v.root = len(v.spans)
-		}
-		v.spans = append(v.spans, indexedSpan{group: group, raw: raw, span: policy.Span{
-			Name: f.Name, Kind: f.Kind, StatusCode: f.StatusCode,
-			StartUnixNano: f.StartUnixNano, EndUnixNano: f.EndUnixNano, IsRoot: isRoot,
-		}})
+		v.spans = append(v.spans, indexedSpan{group: group, raw: raw})
 	}
 }
 
 // Len implements policy.SpanSource.
-func (v *View) Len() int { v.index(); return len(v.spans) }
+func (v *View) Len() int {
+	if v.trace == nil {
+		return 0
+	}
+	return int(v.trace.SpanCount)
+}
 
-// Root implements policy.SpanSource.
-func (v *View) Root() int { v.index(); return v.root }
+// Root implements policy.SpanSource. The buffer recorded which span was the
+// root when it arrived, so this reads nothing.
+func (v *View) Root() int {
+	if v.trace == nil || !v.trace.HasRoot() {
+		return -1
+	}
+	return int(v.trace.RootIndex)
+}
 
 // Span implements policy.SpanSource.
-func (v *View) Span(i int) policy.Span { v.index(); return v.spans[i].span }
+func (v *View) Span(i int) policy.Span {
+	v.index()
+	s := &v.spans[i]
+	if !s.parsed {
+		f, _ := otlpwire.SpanFields(s.raw) // buffered spans were validated at ingest
+		s.span = policy.Span{Name: f.Name, Kind: f.Kind, StatusCode: f.StatusCode,
+			StartUnixNano: f.StartUnixNano, EndUnixNano: f.EndUnixNano, IsRoot: f.IsRoot()}
+		s.parsed = true
+	}
+	return s.span
+}
 
 // SpanAttr implements policy.SpanSource.
 func (v *View) SpanAttr(i int, key string) (policy.Value, bool) {
