@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
+	"github.com/tailsift/tailsift/internal/otlpserver"
 	"github.com/tailsift/tailsift/internal/otlpwire"
 	"github.com/tailsift/tailsift/internal/rawcodec"
 )
@@ -42,8 +43,8 @@ type Receiver struct {
 	wg       sync.WaitGroup
 	shutdown sync.Once
 
-	bufs sync.Pool // *[]byte request bodies
-	reqs sync.Pool // *otlpwire.Request
+	bufs *otlpserver.Buffers // request bodies
+	reqs sync.Pool           // *otlpwire.Request
 }
 
 // maxPooledBuffer keeps one huge request from pinning its buffer forever.
@@ -54,8 +55,8 @@ func New(cfg Config, c Consumer, reg prometheus.Registerer, log *slog.Logger) (*
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	r := &Receiver{cfg: cfg, consumer: c, log: log, metrics: newMetrics(reg)}
-	r.bufs.New = func() any { b := make([]byte, 0, 64<<10); return &b }
+	r := &Receiver{cfg: cfg, consumer: c, log: log, metrics: newMetrics(reg),
+		bufs: otlpserver.NewBuffers(64<<10, maxPooledBuffer)}
 	r.reqs.New = func() any { return new(otlpwire.Request) }
 	if cfg.GRPCAddr != "" {
 		lis, err := net.Listen("tcp", cfg.GRPCAddr)
@@ -67,7 +68,7 @@ func New(cfg Config, c Consumer, reg prometheus.Registerer, log *slog.Logger) (*
 			grpc.ForceServerCodecV2(rawcodec.Codec{}),
 			grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),
 		)
-		r.grpcSrv.RegisterService(&traceServiceDesc, r)
+		otlpserver.RegisterTraceService(r.grpcSrv, r.exportGRPC, nil, r.bufs)
 	}
 	if cfg.HTTPAddr != "" {
 		lis, err := net.Listen("tcp", cfg.HTTPAddr)
@@ -167,15 +168,6 @@ func (r *Receiver) consume(ctx context.Context, body []byte) (int, error) {
 		return len(req.Spans), err
 	}
 	return len(req.Spans), nil
-}
-
-func (r *Receiver) getBuf() *[]byte { return r.bufs.Get().(*[]byte) }
-
-func (r *Receiver) putBuf(b *[]byte) {
-	if cap(*b) <= maxPooledBuffer {
-		*b = (*b)[:0]
-		r.bufs.Put(b)
-	}
 }
 
 // malformedError marks input the client must not retry.

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tailsift/tailsift/bench/workload"
+	"github.com/tailsift/tailsift/internal/otlpserver"
 	"github.com/tailsift/tailsift/internal/otlptest"
 )
 
@@ -212,3 +213,7 @@ func realisticRequests(tb testing.TB, n int) ([][]byte, *workload.Manifest) {
 	}
 	return out, m
 }
+
+const contentProtobuf = otlpserver.ContentProtobuf
+
+const exportMethod = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"

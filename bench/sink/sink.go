@@ -1,26 +1,22 @@
 package sink
 
 import (
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net"
 	"net/http"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	_ "google.golang.org/grpc/encoding/gzip" // OTLP exporters may compress with gzip
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/tailsift/tailsift/bench/workload"
+	"github.com/tailsift/tailsift/internal/otlpserver"
 	"github.com/tailsift/tailsift/internal/otlpwire"
 	"github.com/tailsift/tailsift/internal/rawcodec"
 )
@@ -69,8 +65,8 @@ type Sink struct {
 	shutdown sync.Once
 	stopErr  error
 
-	bufs sync.Pool // *[]byte request bodies
-	reqs sync.Pool // *otlpwire.Request
+	bufs *otlpserver.Buffers // request bodies
+	reqs sync.Pool           // *otlpwire.Request
 }
 
 // maxPooledBuffer keeps one huge request from pinning its buffer forever.
@@ -85,8 +81,7 @@ func Start(cfg Config) (*Sink, error) {
 	if cfg.MaxRequestBytes == 0 {
 		cfg.MaxRequestBytes = DefaultMaxRequestBytes
 	}
-	s := &Sink{cfg: cfg, serveErr: make(chan error, 2)}
-	s.bufs.New = func() any { b := make([]byte, 0, 64<<10); return &b }
+	s := &Sink{cfg: cfg, serveErr: make(chan error, 2), bufs: otlpserver.NewBuffers(64<<10, maxPooledBuffer)}
 	s.reqs.New = func() any { return new(otlpwire.Request) }
 	s.cur.Store(newMeasurement(nil, time.Now()))
 	if cfg.GRPCAddr != "" {
@@ -99,7 +94,7 @@ func Start(cfg Config) (*Sink, error) {
 			grpc.ForceServerCodecV2(rawcodec.Codec{}),
 			grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),
 		)
-		s.grpcSrv.RegisterService(&traceServiceDesc, s)
+		otlpserver.RegisterTraceService(s.grpcSrv, s.exportGRPC, func(error) { s.cur.Load().malformed.Add(1) }, s.bufs)
 	}
 	if cfg.HTTPAddr != "" {
 		lis, err := net.Listen("tcp", cfg.HTTPAddr)
@@ -219,53 +214,13 @@ func (s *Sink) consume(body []byte) error {
 	return nil
 }
 
-func (s *Sink) getBuf() *[]byte { return s.bufs.Get().(*[]byte) }
-
-func (s *Sink) putBuf(b *[]byte) {
-	if cap(*b) <= maxPooledBuffer {
-		*b = (*b)[:0]
-		s.bufs.Put(b)
+// exportGRPC records one TraceService/Export request.
+func (s *Sink) exportGRPC(_ context.Context, body []byte) error {
+	if err := s.consume(body); err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
 	}
+	return nil
 }
-
-// traceServiceDesc serves opentelemetry.proto.collector.trace.v1.TraceService
-// with a handler that receives the request as bytes (see rawcodec).
-var traceServiceDesc = grpc.ServiceDesc{
-	ServiceName: "opentelemetry.proto.collector.trace.v1.TraceService",
-	HandlerType: (*any)(nil),
-	Methods:     []grpc.MethodDesc{{MethodName: "Export", Handler: grpcExport}},
-	Metadata:    "opentelemetry/proto/collector/trace/v1/trace_service.proto",
-}
-
-const exportMethod = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
-
-// emptyResponse is an ExportTraceServiceResponse with no partial success.
-// It is only ever read.
-var emptyResponse = []byte{}
-
-func grpcExport(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
-	s := srv.(*Sink)
-	buf := s.getBuf()
-	defer s.putBuf(buf)
-	if err := dec(buf); err != nil { // too large, or undecompressable
-		s.cur.Load().malformed.Add(1)
-		return nil, err
-	}
-	handle := func(ctx context.Context, in any) (any, error) {
-		if err := s.consume(*in.(*[]byte)); err != nil {
-			return nil, status.Error(codes.InvalidArgument, err.Error())
-		}
-		return &emptyResponse, nil
-	}
-	if interceptor == nil {
-		return handle(ctx, buf)
-	}
-	return interceptor(ctx, buf, &grpc.UnaryServerInfo{Server: srv, FullMethod: exportMethod}, handle)
-}
-
-const contentProtobuf = "application/x-protobuf"
-
-var errTooLarge = errors.New("request body too large")
 
 // handleHTTP serves POST /v1/traces. Every refusal is counted as a
 // malformed request: nothing of it was recorded.
@@ -279,20 +234,20 @@ func (s *Sink) handleHTTP(w http.ResponseWriter, req *http.Request) {
 		s.cur.Load().malformed.Add(1)
 		writeStatus(w, httpCode, msg)
 	}
-	if mt, _, err := mime.ParseMediaType(req.Header.Get("Content-Type")); err != nil || mt != contentProtobuf {
+	if mt, _, err := mime.ParseMediaType(req.Header.Get("Content-Type")); err != nil || mt != otlpserver.ContentProtobuf {
 		refuse(http.StatusUnsupportedMediaType,
-			fmt.Sprintf("unsupported Content-Type %q: the sink reads %s", req.Header.Get("Content-Type"), contentProtobuf))
+			fmt.Sprintf("unsupported Content-Type %q: the sink reads %s", req.Header.Get("Content-Type"), otlpserver.ContentProtobuf))
 		return
 	}
-	buf := s.getBuf()
-	defer s.putBuf(buf)
+	buf := s.bufs.Get()
+	defer s.bufs.Put(buf)
 	var err error
-	*buf, err = s.readBody(w, req, *buf)
+	*buf, err = otlpserver.ReadBody(w, req, *buf, int64(s.cfg.MaxRequestBytes))
 	switch {
-	case errors.Is(err, errTooLarge):
+	case errors.Is(err, otlpserver.ErrTooLarge):
 		refuse(http.StatusRequestEntityTooLarge, fmt.Sprintf("request larger than %d bytes", s.cfg.MaxRequestBytes))
 		return
-	case errors.Is(err, errUnsupportedEncoding):
+	case errors.Is(err, otlpserver.ErrUnsupportedEncoding):
 		refuse(http.StatusUnsupportedMediaType, err.Error())
 		return
 	case err != nil:
@@ -304,78 +259,12 @@ func (s *Sink) handleHTTP(w http.ResponseWriter, req *http.Request) {
 		writeStatus(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	writeBody(w, http.StatusOK, nil) // empty ExportTraceServiceResponse
-}
-
-var errUnsupportedEncoding = errors.New("unsupported Content-Encoding: use gzip or none")
-
-// readBody reads the (possibly gzip-compressed) body into dst, enforcing
-// the size limit before and after decompression.
-func (s *Sink) readBody(w http.ResponseWriter, req *http.Request, dst []byte) ([]byte, error) {
-	limit := int64(s.cfg.MaxRequestBytes)
-	if req.ContentLength > limit {
-		return dst, errTooLarge
-	}
-	var body io.Reader = http.MaxBytesReader(w, req.Body, limit)
-	switch req.Header.Get("Content-Encoding") {
-	case "", "identity":
-	case "gzip":
-		zr, err := gzip.NewReader(body)
-		if err != nil {
-			return dst, fmt.Errorf("gzip: %w", tooLarge(err))
-		}
-		defer zr.Close()
-		body = zr
-	default:
-		return dst, errUnsupportedEncoding
-	}
-	// Read one byte past the limit to tell "exactly at" from "over".
-	out, err := readAll(dst[:0], io.LimitReader(body, limit+1))
-	if err != nil {
-		return out, tooLarge(err)
-	}
-	if int64(len(out)) > limit {
-		return out, errTooLarge
-	}
-	return out, nil
-}
-
-// tooLarge turns MaxBytesReader's error into errTooLarge.
-func tooLarge(err error) error {
-	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-		return errTooLarge
-	}
-	return err
-}
-
-// readAll is io.ReadAll appending to a reused buffer.
-func readAll(dst []byte, r io.Reader) ([]byte, error) {
-	for {
-		if len(dst) == cap(dst) {
-			dst = append(dst, 0)[:len(dst)]
-		}
-		n, err := r.Read(dst[len(dst):cap(dst)])
-		dst = dst[:len(dst)+n]
-		if err == io.EOF {
-			return dst, nil
-		}
-		if err != nil {
-			return dst, err
-		}
-	}
+	otlpserver.WriteBody(w, otlpserver.ContentProtobuf, http.StatusOK, nil) // empty ExportTraceServiceResponse
 }
 
 // writeStatus writes a google.rpc.Status body, as OTLP/HTTP prescribes for
 // errors. The gRPC code is InvalidArgument: the sink refuses only what it
 // cannot read, and retrying would not help.
 func writeStatus(w http.ResponseWriter, httpCode int, msg string) {
-	body, _ := proto.Marshal(status.New(codes.InvalidArgument, msg).Proto())
-	writeBody(w, httpCode, body)
-}
-
-func writeBody(w http.ResponseWriter, code int, body []byte) {
-	w.Header().Set("Content-Type", contentProtobuf)
-	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(code)
-	w.Write(body)
+	otlpserver.WriteStatus(w, otlpserver.ContentProtobuf, httpCode, codes.InvalidArgument, msg)
 }

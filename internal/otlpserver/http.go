@@ -1,0 +1,107 @@
+package otlpserver
+
+import (
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+)
+
+// OTLP/HTTP content types.
+const (
+	ContentProtobuf = "application/x-protobuf"
+	ContentJSON     = "application/json"
+)
+
+// Errors of ReadBody the caller maps to status codes (413, 415).
+var (
+	ErrTooLarge            = errors.New("request body too large")
+	ErrUnsupportedEncoding = errors.New("unsupported Content-Encoding: use gzip or none")
+)
+
+// ReadBody reads the request body, gzip-decompressed if so encoded, into
+// dst[:0], enforcing limit before and after decompression (a small
+// compressed body may expand past it). Any other error means a malformed
+// body (400).
+func ReadBody(w http.ResponseWriter, r *http.Request, dst []byte, limit int64) ([]byte, error) {
+	if r.ContentLength > limit {
+		return dst[:0], ErrTooLarge
+	}
+	var body io.Reader = http.MaxBytesReader(w, r.Body, limit)
+	switch r.Header.Get("Content-Encoding") {
+	case "", "identity":
+	case "gzip":
+		zr, err := gzip.NewReader(body)
+		if err != nil {
+			return dst[:0], fmt.Errorf("gzip: %w", tooLarge(err))
+		}
+		defer zr.Close()
+		body = zr
+	default:
+		return dst[:0], ErrUnsupportedEncoding
+	}
+	// Read one byte past the limit to tell "exactly at" from "over".
+	out, err := readAll(dst[:0], io.LimitReader(body, limit+1))
+	if err != nil {
+		return out, tooLarge(err)
+	}
+	if int64(len(out)) > limit {
+		return out, ErrTooLarge
+	}
+	return out, nil
+}
+
+// tooLarge turns MaxBytesReader's error into ErrTooLarge.
+func tooLarge(err error) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return ErrTooLarge
+	}
+	return err
+}
+
+// readAll is io.ReadAll appending to a reused buffer.
+func readAll(dst []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(dst) == cap(dst) {
+			dst = append(dst, 0)[:len(dst)]
+		}
+		n, err := r.Read(dst[len(dst):cap(dst)])
+		dst = dst[:len(dst)+n]
+		if err == io.EOF {
+			return dst, nil
+		}
+		if err != nil {
+			return dst, err
+		}
+	}
+}
+
+// WriteStatus writes an error as OTLP/HTTP prescribes: a google.rpc.Status
+// body encoded like the request (JSON or protobuf).
+func WriteStatus(w http.ResponseWriter, mediaType string, httpCode int, code codes.Code, msg string) {
+	st := &spb.Status{Code: int32(code), Message: msg}
+	var body []byte
+	if mediaType == ContentJSON {
+		body, _ = protojson.Marshal(st)
+	} else {
+		mediaType = ContentProtobuf
+		body, _ = proto.Marshal(st)
+	}
+	WriteBody(w, mediaType, httpCode, body)
+}
+
+// WriteBody writes a response with a content type and length.
+func WriteBody(w http.ResponseWriter, mediaType string, code int, body []byte) {
+	w.Header().Set("Content-Type", mediaType)
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(code)
+	w.Write(body)
+}
