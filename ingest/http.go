@@ -83,4 +83,3 @@ func (r *Receiver) handleHTTP(w http.ResponseWriter, req *http.Request) {
 		otlpserver.WriteStatus(w, mediaType, code, codes.Unavailable, err.Error())
 	}
 }
-
