@@ -182,12 +182,13 @@ func (e *Engine) Consume(ctx context.Context, req *otlpwire.Request) error {
 		case e.kept.contains(id):
 			v = decidedKept
 			lateKept += len(req.TraceSpans(t))
-		case e.dropped.contains(id) && e.cfg.Shadow:
-			v = decidedDropped
-			lateKept += len(req.TraceSpans(t))
 		case e.dropped.contains(id):
 			v = decidedDropped
-			lateDropped += len(req.TraceSpans(t))
+			if e.cfg.Shadow {
+				lateKept += len(req.TraceSpans(t))
+			} else {
+				lateDropped += len(req.TraceSpans(t))
+			}
 		default:
 			sc.batch.StartTrace(id)
 			for _, si := range req.TraceSpans(t) {
