@@ -140,6 +140,7 @@ func (e *Engine) SetPolicies(set *policy.Set) {
 // consumeScratch is Consume's per-call working memory, pooled.
 type consumeScratch struct {
 	verdict []verdict
+	kept    []keptInfo      // per trace: how a kept trace was written, for its late spans
 	groups  []*buffer.Group // acquired group per request group, nil if unused
 	batch   buffer.Batch
 	late    [][]byte
@@ -166,6 +167,8 @@ func (e *Engine) Consume(ctx context.Context, req *otlpwire.Request) error {
 	sc := e.scratch.Get().(*consumeScratch)
 	defer e.scratch.Put(sc)
 	sc.verdict = sc.verdict[:0]
+	clear(sc.kept)
+	sc.kept = sc.kept[:0]
 	if cap(sc.groups) < len(req.Groups) {
 		sc.groups = make([]*buffer.Group, len(req.Groups))
 	}
@@ -178,8 +181,9 @@ func (e *Engine) Consume(ctx context.Context, req *otlpwire.Request) error {
 	for t := range req.Traces {
 		id := req.Traces[t].ID
 		v := undecided
+		info, wasKept := e.kept.get(id)
 		switch {
-		case e.kept.contains(id):
+		case wasKept:
 			v = decidedKept
 			lateKept += len(req.TraceSpans(t))
 		case e.dropped.contains(id):
@@ -203,6 +207,7 @@ func (e *Engine) Consume(ctx context.Context, req *otlpwire.Request) error {
 			}
 		}
 		sc.verdict = append(sc.verdict, v)
+		sc.kept = append(sc.kept, info)
 	}
 	_, err := e.buf.Append(&sc.batch, time.Now().UnixNano())
 	for i, g := range sc.groups {
@@ -233,7 +238,7 @@ func (e *Engine) forwardLate(req *otlpwire.Request, sc *consumeScratch) {
 		if v != decidedKept && !(v == decidedDropped && e.cfg.Shadow) {
 			continue
 		}
-		info, _ := e.kept.get(req.Traces[t].ID) // zero for a dropped trace in shadow mode
+		info := sc.kept[t] // zero for a dropped trace in shadow mode
 		sc.late = sc.late[:0]
 		group := int32(-1)
 		for _, si := range req.TraceSpans(t) {
