@@ -29,7 +29,7 @@ func WritePlot(r *Result, path string) error {
 		accepted = append(accepted, plotter.XY{X: x, Y: float64(b.SpansSent-a.SpansSent) / dt})
 		kept = append(kept, plotter.XY{X: x, Y: float64(b.SpansKept-a.SpansKept) / dt})
 	}
-	if err := addLines(through, "accepted by the engine", accepted, "kept (at the sink)", kept); err != nil {
+	if err := addLines(through, series{"accepted by the engine", accepted}, series{"kept (at the sink)", kept}); err != nil {
 		return err
 	}
 
@@ -40,7 +40,7 @@ func WritePlot(r *Result, path string) error {
 	for s, d := range r.IngestP99ByS {
 		p99 = append(p99, plotter.XY{X: float64(s) + 0.5, Y: float64(d.Microseconds()) / 1000})
 	}
-	if err := addLines(lat, "p99 per second", p99); err != nil {
+	if err := addLines(lat, series{"p99 per second", p99}); err != nil {
 		return err
 	}
 
@@ -55,7 +55,7 @@ func WritePlot(r *Result, path string) error {
 		rss = append(rss, plotter.XY{X: x, Y: float64(s.RSSBytes) / (1 << 20)})
 		buf = append(buf, plotter.XY{X: x, Y: float64(s.BufferBytes) / (1 << 20)})
 	}
-	if err := addLines(mem, "process live heap", heap, "process RSS", rss, "buffer (accounted)", buf); err != nil {
+	if err := addLines(mem, series{"process live heap", heap}, series{"process RSS", rss}, series{"buffer (accounted)", buf}); err != nil {
 		return err
 	}
 
@@ -86,21 +86,26 @@ var palette = []color.Color{
 	color.RGBA{R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff},
 }
 
-// addLines adds (name, points) pairs as lines with a legend.
-func addLines(p *plot.Plot, pairs ...any) error {
-	for i := 0; i+1 < len(pairs); i += 2 {
-		name, pts := pairs[i].(string), pairs[i+1].(plotter.XYs)
-		if len(pts) == 0 {
+// series is one named line of a plot.
+type series struct {
+	name string
+	pts  plotter.XYs
+}
+
+// addLines adds each series as a line with a legend entry.
+func addLines(p *plot.Plot, lines ...series) error {
+	for i, s := range lines {
+		if len(s.pts) == 0 {
 			continue
 		}
-		l, err := plotter.NewLine(pts)
+		l, err := plotter.NewLine(s.pts)
 		if err != nil {
 			return err
 		}
-		l.Color = palette[(i/2)%len(palette)]
+		l.Color = palette[i%len(palette)]
 		l.Width = vg.Points(1.5)
 		p.Add(l)
-		p.Legend.Add(name, l)
+		p.Legend.Add(s.name, l)
 	}
 	p.Legend.Top = true
 	p.Add(plotter.NewGrid())

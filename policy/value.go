@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"cmp"
 	"math"
 	"regexp"
 	"strconv"
@@ -176,7 +177,7 @@ func compare(v *Value, l *lit) (c int, ok bool) {
 	}
 	switch {
 	case isInt && l.kind == litInt:
-		return cmpInt(vi, l.i), true
+		return cmp.Compare(vi, l.i), true
 	case isInt:
 		return cmpIntFloat(vi, l.f), true
 	case l.kind == litInt:
@@ -184,16 +185,6 @@ func compare(v *Value, l *lit) (c int, ok bool) {
 	default:
 		return cmpFloat(vf, l.f), true
 	}
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func cmpFloat(a, b float64) int {
@@ -216,7 +207,7 @@ func cmpIntFloat(i int64, f float64) int {
 		return 1
 	}
 	t := math.Trunc(f) // -2^63 <= t < 2^63: exact as an int64
-	if c := cmpInt(i, int64(t)); c != 0 {
+	if c := cmp.Compare(i, int64(t)); c != 0 {
 		return c
 	}
 	return cmpFloat(0, f-t) // i == trunc(f): the fraction decides

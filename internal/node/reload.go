@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"os"
 	"sync"
 	"time"
@@ -163,5 +162,3 @@ func (n *Node) PolicyHash() string {
 	defer n.policies.mu.Unlock()
 	return n.policies.hash
 }
-
-func (p *policies) String() string { return fmt.Sprintf("policies(%s)", p.path) }
