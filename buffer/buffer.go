@@ -1,6 +1,8 @@
 package buffer
 
 import (
+	"cmp"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -82,6 +84,11 @@ type Batch struct {
 type BatchTrace struct {
 	ID         [16]byte
 	Start, End int
+	// Arrival times of a trace handed off by another node, converted to
+	// this node's clock (unix nanoseconds); 0 means the time of Append.
+	// An earlier time than the buffered trace's makes it due sooner.
+	// RootSeen is ignored unless the run has a root span.
+	FirstSeen, RootSeen int64
 }
 
 // Reset empties the batch, keeping capacity.
@@ -91,8 +98,14 @@ func (bt *Batch) Reset() {
 }
 
 // StartTrace begins a run of spans of trace id; follow with AddSpan.
-func (bt *Batch) StartTrace(id [16]byte) {
-	bt.Traces = append(bt.Traces, BatchTrace{ID: id, Start: len(bt.Spans), End: len(bt.Spans)})
+func (bt *Batch) StartTrace(id [16]byte) { bt.StartTraceSeen(id, 0, 0) }
+
+// StartTraceSeen is StartTrace for spans handed off by another node, which
+// first saw the trace, and its root span, at firstSeen and rootSeen (see
+// BatchTrace).
+func (bt *Batch) StartTraceSeen(id [16]byte, firstSeen, rootSeen int64) {
+	n := len(bt.Spans)
+	bt.Traces = append(bt.Traces, BatchTrace{ID: id, Start: n, End: n, FirstSeen: firstSeen, RootSeen: rootSeen})
 }
 
 // AddSpan adds a span to the trace begun last.
@@ -133,18 +146,26 @@ func (b *Buffer) Append(bt *Batch, now int64) (AppendResult, error) {
 		t := s.traces[run.ID]
 		if t == nil {
 			t = &Trace{ID: run.ID, seq: b.seq.Add(1)}
-			t.FirstSeen = now
+			t.FirstSeen = cmp.Or(run.FirstSeen, now)
 			s.traces[run.ID] = t
 			s.peak = max(s.peak, len(s.traces))
-			s.byFirst.push(queueEntry{id: run.ID, at: now, seq: t.seq})
+			s.byFirst.push(queueEntry{id: run.ID, at: t.FirstSeen, seq: t.seq})
 			res.NewTraces++
 			b.traces.Add(1)
 			b.used.Add(t.memory())
+		} else if run.FirstSeen != 0 && run.FirstSeen < t.FirstSeen {
+			// Another node saw the trace first. The later entry goes stale
+			// once this one takes the trace.
+			t.FirstSeen = run.FirstSeen
+			s.byFirst.push(queueEntry{id: run.ID, at: t.FirstSeen, seq: t.seq})
 		}
 		hadRoot := t.HasRoot()
-		b.used.Add(t.add(spans, now))
+		b.used.Add(t.add(spans, now, cmp.Or(run.RootSeen, now)))
 		if !hadRoot && t.HasRoot() {
-			s.byRoot.push(queueEntry{id: run.ID, at: now, seq: t.seq})
+			s.byRoot.push(queueEntry{id: run.ID, at: t.RootSeen, seq: t.seq})
+		} else if hadRoot && run.RootSeen != 0 && run.RootSeen < t.RootSeen && slices.ContainsFunc(spans, isRoot) {
+			t.RootSeen = run.RootSeen
+			s.byRoot.push(queueEntry{id: run.ID, at: t.RootSeen, seq: t.seq})
 		}
 		s.mu.Unlock()
 	}
@@ -178,6 +199,24 @@ func (b *Buffer) takeDue(s *shard, q *queue, before int64, dst []*Trace) []*Trac
 			dst = append(dst, b.remove(s, t))
 		}
 	}
+}
+
+// TakeIf removes and appends to dst every trace for which take returns true,
+// such as the traces this node no longer owns. take runs under a shard lock:
+// it must be quick, must not call the buffer and must not modify the ID.
+func (b *Buffer) TakeIf(take func(id *[16]byte) bool, dst []*Trace) []*Trace {
+	for i := range b.shards {
+		s := &b.shards[i]
+		s.mu.Lock()
+		for _, t := range s.traces {
+			if take(&t.ID) {
+				dst = append(dst, b.remove(s, t)) // its queue entries go stale
+			}
+		}
+		s.shrink()
+		s.mu.Unlock()
+	}
+	return dst
 }
 
 // TakeAll removes every trace, for shutdown.

@@ -4,15 +4,17 @@
 // Layout: traces are sharded by xxhash of the trace ID over a power-of-two
 // number of stripes, each with its own mutex, map and two arrival-ordered
 // queues (by first span, by root span) so that finding due traces costs
-// O(due), not O(buffered). A trace's spans live in one append-only byte log
-// (framing + raw span); the resource/scope "group key" of each span is
-// interned once per buffer and referenced by index, never copied per span.
+// O(due), not O(buffered). A queue is a FIFO ring, plus a small heap for the
+// entries that arrive out of order (traces handed off by another node keep
+// their original arrival times). A trace's spans live in one append-only
+// byte log (framing + raw span); the resource/scope "group key" of each span
+// is interned once per buffer and referenced by index, never copied per span.
 //
 // Memory is accounted in bytes (logs, summaries, queue entries, interned
 // groups) against Config.MemoryLimit; Append refuses a whole request with
 // ErrFull rather than take part of it.
 //
 // The buffer is format-agnostic: it stores opaque bytes and decides nothing.
-// All methods are safe for concurrent use. A *Trace returned by TakeReady or
-// TakeAll belongs to the caller; its bytes are immutable.
+// All methods are safe for concurrent use. A *Trace returned by TakeReady,
+// TakeIf or TakeAll belongs to the caller; its bytes are immutable.
 package buffer

@@ -99,14 +99,17 @@ type Span struct {
 	Error         bool
 }
 
+func isRoot(s Span) bool { return s.Root }
+
 // logSize is the log space a span takes.
 func logSize(groupIdx int, s *Span) int {
 	return protowire.SizeVarint(uint64(groupIdx)) + protowire.SizeVarint(uint64(len(s.Raw))) + len(s.Raw)
 }
 
-// add appends spans to the trace. It returns the growth of t.memory() and
-// the number of groups the trace newly references (each took a reference).
-func (t *Trace) add(spans []Span, now int64) int64 {
+// add appends spans to the trace, arrived at now, a root span at rootSeen
+// (now unless handed off). It returns the growth of t.memory(); each group
+// the trace newly references took a reference.
+func (t *Trace) add(spans []Span, now, rootSeen int64) int64 {
 	before := t.memory()
 	need := 0
 	for i := range spans {
@@ -119,7 +122,7 @@ func (t *Trace) add(spans []Span, now int64) int64 {
 		*log = protowire.AppendVarint(*log, uint64(gi))
 		*log = protowire.AppendVarint(*log, uint64(len(s.Raw)))
 		*log = append(*log, s.Raw...)
-		t.summarize(s, now)
+		t.summarize(s, rootSeen)
 	}
 	t.LastSeen = now
 	return t.memory() - before
@@ -157,7 +160,7 @@ func (t *Trace) groupIndex(g *Group) int {
 	return len(t.groups) - 1
 }
 
-func (t *Trace) summarize(s *Span, now int64) {
+func (t *Trace) summarize(s *Span, rootSeen int64) {
 	if s.Root && t.RootSeen == 0 {
 		t.RootIndex = t.SpanCount
 	}
@@ -171,7 +174,7 @@ func (t *Trace) summarize(s *Span, now int64) {
 	}
 	t.MaxEnd = max(t.MaxEnd, s.EndUnixNano)
 	if s.Root && t.RootSeen == 0 {
-		t.RootSeen = now
+		t.RootSeen = rootSeen
 		t.RootEnd = s.EndUnixNano
 	}
 }

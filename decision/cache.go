@@ -57,11 +57,17 @@ func (c *cache[V]) contains(id [16]byte) bool {
 func (c *cache[V]) add(id [16]byte, v V) {
 	s := c.stripe(&id)
 	s.mu.Lock()
+	s.insert(id, v)
+	s.mu.Unlock()
+}
+
+// insert adds id to the current generation (locked), starting a new one
+// when it is full.
+func (s *cacheStripe[V]) insert(id [16]byte, v V) {
 	if len(s.cur) >= s.limit {
 		s.prev, s.cur = s.cur, make(map[[16]byte]V, s.limit)
 	}
 	s.cur[id] = v
-	s.mu.Unlock()
 }
 
 func (c *cache[V]) len() int {
@@ -73,4 +79,31 @@ func (c *cache[V]) len() int {
 		s.mu.Unlock()
 	}
 	return n
+}
+
+// addIfAbsent adds id unless it is already remembered.
+func (c *cache[V]) addIfAbsent(id [16]byte, v V) {
+	s := c.stripe(&id)
+	s.mu.Lock()
+	_, inCur := s.cur[id]
+	_, inPrev := s.prev[id]
+	if !inCur && !inPrev {
+		s.insert(id, v)
+	}
+	s.mu.Unlock()
+}
+
+// each calls f for every entry, one stripe locked at a time; f must not
+// use the cache.
+func (c *cache[V]) each(f func(id *[16]byte, v V)) {
+	for i := range c.stripes {
+		s := &c.stripes[i]
+		s.mu.Lock()
+		for _, m := range []map[[16]byte]V{s.prev, s.cur} {
+			for id, v := range m {
+				f(&id, v)
+			}
+		}
+		s.mu.Unlock()
+	}
 }

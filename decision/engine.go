@@ -47,6 +47,8 @@ type Engine struct {
 	buf      *buffer.Buffer
 	exp      Exporter
 	policies atomic.Pointer[policySet]
+	policyMu sync.Mutex // serializes SetPolicies and SetShare
+	share    float64    // guarded by policyMu: this node's share of the cluster
 	kept     *cache[keptInfo]
 	dropped  *cache[struct{}]
 	view     traceview.View // guarded by decideMu
@@ -100,6 +102,7 @@ func New(cfg Config, buf *buffer.Buffer, set *policy.Set, exp Exporter, reg prom
 		cfg:     cfg,
 		buf:     buf,
 		exp:     exp,
+		share:   1,
 		kept:    newCache[keptInfo](cfg.KeptCacheSize),
 		dropped: newCache[struct{}](cfg.DroppedCacheSize),
 		stop:    make(chan struct{}),
@@ -116,9 +119,12 @@ func New(cfg Config, buf *buffer.Buffer, set *policy.Set, exp Exporter, reg prom
 // learned state of adaptive and rate-limit rules that the new set shares
 // with the old one carries over (policy.Set.AdoptState).
 func (e *Engine) SetPolicies(set *policy.Set) {
+	e.policyMu.Lock()
+	defer e.policyMu.Unlock()
 	if old := e.policies.Load(); old != nil {
 		set.AdoptState(old.set)
 	}
+	set.SetShare(e.share)
 	ps := &policySet{set: set, rules: map[string]*ruleOutputs{}}
 	for _, name := range set.RuleNames() {
 		out := &ruleOutputs{
@@ -142,6 +148,7 @@ type consumeScratch struct {
 	verdict []verdict
 	kept    []keptInfo      // per trace: how a kept trace was written, for its late spans
 	groups  []*buffer.Group // acquired group per request group, nil if unused
+	traces  []int32         // every trace index, when the caller selects all
 	batch   buffer.Batch
 	late    [][]byte
 }
@@ -158,44 +165,78 @@ const (
 // buffer.ErrFull (retry later) or ErrStopped and then changes nothing.
 // Consume calls req.GroupByTrace; it does not retain req.
 func (e *Engine) Consume(ctx context.Context, req *otlpwire.Request) error {
+	req.GroupByTrace()
+	return e.ConsumeGrouped(ctx, req, Input{})
+}
+
+// Input is what ConsumeGrouped takes beside the request.
+type Input struct {
+	// Traces lists the indexes in req.Traces to take; nil takes them all.
+	Traces []int32
+	// Arrivals holds, for traces handed off by another node, when they
+	// first arrived (and their root, if any), so their decision timing
+	// does not restart. Traces not in it arrive now.
+	Arrivals map[[16]byte]Arrival
+}
+
+// Arrival is when a trace's first span and first root span arrived, in
+// unix nanoseconds on this node's clock; RootSeen 0 means no root yet.
+type Arrival struct{ FirstSeen, RootSeen int64 }
+
+// ConsumeGrouped is Consume for a request on which GroupByTrace has been
+// called, taking only the traces in.Traces.
+func (e *Engine) ConsumeGrouped(ctx context.Context, req *otlpwire.Request, in Input) error {
 	e.inflight.RLock()
 	defer e.inflight.RUnlock()
 	if e.stopping {
 		return ErrStopped
 	}
-	req.GroupByTrace()
 	sc := e.scratch.Get().(*consumeScratch)
 	defer e.scratch.Put(sc)
 	sc.verdict = sc.verdict[:0]
 	clear(sc.kept)
 	sc.kept = sc.kept[:0]
+	sc.traces = sc.traces[:0]
 	if cap(sc.groups) < len(req.Groups) {
 		sc.groups = make([]*buffer.Group, len(req.Groups))
 	}
 	sc.groups = sc.groups[:len(req.Groups)] // all nil: cleared after each use
 	sc.batch.Reset()
+	selected := in.Traces
+	if selected == nil {
+		for t := range req.Traces {
+			sc.traces = append(sc.traces, int32(t))
+		}
+		selected = sc.traces
+	}
 
 	// Late spans follow the cached decision; the rest go to the buffer. In
 	// shadow mode late spans of dropped traces are forwarded too.
-	var lateKept, lateDropped int
-	for t := range req.Traces {
+	var spans, lateKept, lateDropped int
+	for _, t := range selected {
 		id := req.Traces[t].ID
+		n := len(req.TraceSpans(int(t)))
+		spans += n
 		v := undecided
 		info, wasKept := e.kept.get(id)
 		switch {
 		case wasKept:
 			v = decidedKept
-			lateKept += len(req.TraceSpans(t))
+			lateKept += n
 		case e.dropped.contains(id):
 			v = decidedDropped
 			if e.cfg.Shadow {
-				lateKept += len(req.TraceSpans(t))
+				lateKept += n
 			} else {
-				lateDropped += len(req.TraceSpans(t))
+				lateDropped += n
 			}
 		default:
-			sc.batch.StartTrace(id)
-			for _, si := range req.TraceSpans(t) {
+			if a, ok := in.Arrivals[id]; ok {
+				sc.batch.StartTraceSeen(id, a.FirstSeen, a.RootSeen)
+			} else {
+				sc.batch.StartTrace(id)
+			}
+			for _, si := range req.TraceSpans(int(t)) {
 				s := &req.Spans[si]
 				g := sc.groups[s.Group]
 				if g == nil {
@@ -221,9 +262,9 @@ func (e *Engine) Consume(ctx context.Context, req *otlpwire.Request) error {
 		return err
 	}
 	if lateKept > 0 {
-		e.forwardLate(req, sc)
+		e.forwardLate(req, selected, sc)
 	}
-	e.count.accepted.Add(int64(len(req.Spans)))
+	e.count.accepted.Add(int64(spans))
 	e.count.kept.Add(int64(lateKept))
 	e.count.lateKept.Add(int64(lateKept))
 	e.count.droppedLate.Add(int64(lateDropped))
@@ -233,15 +274,15 @@ func (e *Engine) Consume(ctx context.Context, req *otlpwire.Request) error {
 // forwardLate hands late spans of kept traces (in shadow mode, of every
 // decided trace) to the exporter, written like the rest of their trace, one
 // call per run of spans under the same group.
-func (e *Engine) forwardLate(req *otlpwire.Request, sc *consumeScratch) {
-	for t, v := range sc.verdict {
+func (e *Engine) forwardLate(req *otlpwire.Request, selected []int32, sc *consumeScratch) {
+	for i, v := range sc.verdict {
 		if v != decidedKept && !(v == decidedDropped && e.cfg.Shadow) {
 			continue
 		}
-		info := sc.kept[t] // zero for a dropped trace in shadow mode
+		info := sc.kept[i] // zero for a dropped trace in shadow mode
 		sc.late = sc.late[:0]
 		group := int32(-1)
-		for _, si := range req.TraceSpans(t) {
+		for _, si := range req.TraceSpans(int(selected[i])) {
 			s := &req.Spans[si]
 			if s.Group != group && len(sc.late) > 0 {
 				e.exp.ExportSpans(req.Groups[group].Key, sc.late, info.threshold, info.attrs)
@@ -357,7 +398,7 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 }
 
 // Stats is the engine's span accounting. Accepted == Kept + DroppedPolicy +
-// DroppedLate + Buffered, up to requests in progress.
+// DroppedLate + Buffered + HandedOff, up to requests in progress.
 type Stats struct {
 	Accepted int64
 	Kept     int64 // handed to the exporter, including LateKept and ShadowForwarded
@@ -368,6 +409,7 @@ type Stats struct {
 	DroppedPolicy   int64
 	DroppedLate     int64
 	Buffered        int64
+	HandedOff       int64 // buffered spans given to another node (TakeMoved)
 	TracesKept      int64
 	TracesDropped   int64
 }
@@ -382,6 +424,7 @@ func (e *Engine) Stats() Stats {
 		DroppedPolicy:   e.count.droppedPolicy.Load(),
 		DroppedLate:     e.count.droppedLate.Load(),
 		Buffered:        e.buf.Stats().Spans,
+		HandedOff:       e.count.handedOff.Load(),
 		TracesKept:      e.count.tracesKept.Load(),
 		TracesDropped:   e.count.tracesDropped.Load(),
 	}

@@ -16,6 +16,7 @@ type counters struct {
 	droppedLate     atomic.Int64 // late spans of dropped traces
 	lateKept        atomic.Int64 // late spans of kept traces (part of kept)
 	shadowForwarded atomic.Int64 // shadow mode: spans of dropped traces forwarded (part of kept)
+	handedOff       atomic.Int64 // spans of buffered traces handed to their new owner (TakeMoved)
 	tracesKept      atomic.Int64
 	tracesDropped   atomic.Int64
 }
@@ -47,6 +48,7 @@ func newMetrics(reg prometheus.Registerer, c *counters, e *Engine) *metrics {
 		counter("tailsift_decision_spans_shadow_forwarded_total", "Shadow mode: spans of traces the policies dropped, forwarded anyway (counted in spans_kept_total).", &c.shadowForwarded, nil),
 		counter("tailsift_decision_late_spans_total", "Spans that arrived after their trace was decided, by decision.", &c.lateKept, prometheus.Labels{"decision": "kept"}),
 		counter("tailsift_decision_late_spans_total", "Spans that arrived after their trace was decided, by decision.", &c.droppedLate, prometheus.Labels{"decision": "dropped"}),
+		counter("tailsift_decision_spans_handed_off_total", "Buffered spans handed to another node that owns their trace now.", &c.handedOff, nil),
 		gauge("tailsift_buffer_traces", "Traces buffered awaiting a decision.", func() float64 { return float64(e.buf.Stats().Traces) }, nil),
 		gauge("tailsift_buffer_spans", "Spans buffered awaiting a decision.", func() float64 { return float64(e.buf.Stats().Spans) }, nil),
 		gauge("tailsift_buffer_memory_bytes", "Memory accounted to the buffer (span bytes and bookkeeping).", func() float64 { return float64(e.buf.Stats().Bytes) }, nil),
