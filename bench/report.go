@@ -42,6 +42,12 @@ func (r *Result) WriteText(w io.Writer) {
 	wl := r.Workload
 	fmt.Fprintf(w, "workload: %d services, mean %d spans/trace (%.1f%% with %d-%d), %.0f%% error traces, %.0f%% at least %v, seed %d\n\n",
 		wl.Services, wl.MeanSpans, 100*wl.LargeShare, wl.LargeMin, wl.LargeMax, 100*wl.ErrorShare, 100*wl.TailShare, wl.TailMin, wl.Seed)
+	for _, ev := range r.Events {
+		fmt.Fprintf(w, "event at %s\n", ev)
+	}
+	if len(r.Events) > 0 {
+		fmt.Fprintln(w)
+	}
 
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	s := r.Sink
@@ -97,8 +103,13 @@ func (r *Result) WriteText(w io.Writer) {
 		if !e.AccountingOK {
 			ok = "DOES NOT ADD UP"
 		}
-		fmt.Fprintf(tw, "accounting\t%s\taccepted %d = sent %d + export failed %d + dropped %d + late dropped %d + buffered %d + pending %d\n",
+		fmt.Fprintf(tw, "accounting\t%s\taccepted %d = sent %d + export failed %d + dropped %d + late dropped %d + buffered %d + pending %d",
 			ok, st.Accepted, st.Sent, st.ExportFailed, st.DroppedPolicy, st.DroppedLate, st.Buffered, st.ExportPending)
+		if r.Nodes > 1 {
+			fmt.Fprintf(tw, " + forwarded %d + queued %d + handed off %d + cluster dropped %d; from clients %d",
+				st.Forwarded, st.ForwardQueued, st.HandedOff+st.HandoffPending, st.ClusterDropped, st.ClientAccepted)
+		}
+		fmt.Fprintln(tw)
 	}
 	tw.Flush()
 	if s.Completeness() < 1 {

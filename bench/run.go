@@ -1,10 +1,12 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"runtime"
 	"runtime/metrics"
+	"slices"
 	"time"
 
 	"github.com/tailsift/tailsift/bench/sink"
@@ -23,6 +25,7 @@ type Result struct {
 	Workload    workload.Config `json:"workload"`
 	RootWait    time.Duration   `json:"root_wait_ns,omitempty"`
 	Decision    time.Duration   `json:"decision_wait_ns,omitempty"`
+	Events      []string        `json:"events,omitempty"` // cluster events of the run, with their times
 
 	SpansScheduled int           `json:"spans_scheduled"`
 	TracesSent     int           `json:"traces_scheduled"`
@@ -104,10 +107,16 @@ func Run(ctx context.Context, sc Scenario) (*Result, error) {
 	var nodes []*node.Node
 	targets := sc.Targets
 	if !external {
-		for range sc.Nodes {
+		for i := range sc.Nodes {
 			cfg := sc.Node
-			cfg.OTLPGRPC, cfg.OTLPHTTP, cfg.Admin = "127.0.0.1:0", "127.0.0.1:0", ""
+			cfg.OTLPGRPC, cfg.OTLPHTTP, cfg.Admin, cfg.ClusterBind = "127.0.0.1:0", "127.0.0.1:0", "", ""
 			cfg.Forward = snk.GRPCAddr().String()
+			if sc.Nodes > 1 { // a cluster on loopback, joined through the first node
+				cfg.ClusterBind, cfg.NodeName = "127.0.0.1:0", fmt.Sprintf("bench-%d", i)
+				if i > 0 {
+					cfg.Join = []string{nodes[0].Cluster().GossipAddr()}
+				}
+			}
 			var n *node.Node
 			withComponent(componentEngine, func() { n, err = node.New(cfg, node.Options{}) })
 			if err != nil {
@@ -120,6 +129,9 @@ func Run(ctx context.Context, sc Scenario) (*Result, error) {
 				addr = n.HTTPAddr()
 			}
 			targets = append(targets, addr.String())
+		}
+		if err := waitForMembers(ctx, nodes, 30*time.Second); err != nil {
+			return nil, err
 		}
 	}
 
@@ -167,6 +179,12 @@ func Run(ctx context.Context, sc Scenario) (*Result, error) {
 			return nil, err
 		}
 	}
+	var victim *node.Node
+	if sc.KillAt > 0 {
+		victim = nodes[len(nodes)-1]
+		snd.markDown(victim.GRPCAddr().String())
+		snd.markDown(victim.HTTPAddr().String())
+	}
 	start := time.Now()
 	snk.Expect(sched.Manifest, start)
 	smp := startSampler(start, 250*time.Millisecond, func(s *Sample) {
@@ -186,8 +204,16 @@ func Run(ctx context.Context, sc Scenario) (*Result, error) {
 	})
 	stopProgress := reportProgress(ctx, sc, sched, snd, smp, start)
 	probe := probeMemory(start, sc.Duration-sc.Duration/10, nodes)
+	evDone := make(chan []*node.Node, 1)
+	go func() { evDone <- runEvents(ctx, sc, start, nodes, snd, snk, res) }()
 	withComponent(componentGenerator, func() { snd.run(ctx, start) })
-	drain(ctx, sc, nodes, snk)
+	joined := <-evDone
+	for _, n := range joined {
+		defer n.Shutdown(context.Background())
+	}
+	nodes = append(nodes, joined...)
+	live := slices.DeleteFunc(slices.Clone(nodes), func(n *node.Node) bool { return n == victim })
+	drain(ctx, sc, live, snk)
 	stopProgress()
 	samples := smp.finish()
 	var cpu CPU
@@ -303,21 +329,91 @@ func engineFigures(cpu CPU, nodes []*node.Node, samples []Sample, res *Result, p
 		e.RSSPerSpan = (float64(probe.RSSBytes) - float64(base.RSSBytes)) / n
 	}
 	for _, n := range nodes {
-		s := n.Stats()
-		e.Stats.Accepted += s.Accepted
-		e.Stats.Sent += s.Sent
-		e.Stats.ExportFailed += s.ExportFailed
-		e.Stats.DroppedPolicy += s.DroppedPolicy
-		e.Stats.DroppedLate += s.DroppedLate
-		e.Stats.Buffered += s.Buffered
-		e.Stats.ExportPending += s.ExportPending
-		e.Stats.TracesKept += s.TracesKept
-		e.Stats.TracesDropped += s.TracesDropped
+		e.Stats = e.Stats.Plus(n.Stats())
 	}
-	s := e.Stats
-	e.AccountingOK = s.Accepted == s.Sent+s.ExportFailed+s.DroppedPolicy+s.DroppedLate+s.Buffered+s.ExportPending &&
-		s.Accepted == res.SpansSent
+	// Every node's identity holds, so the sum's does; spans passed between
+	// nodes count on both sides, so the clients' spans are ClientAccepted.
+	e.AccountingOK = e.Stats.Accepted == e.Stats.Out() && e.Stats.ClientAccepted == res.SpansSent
 	return e
+}
+
+// runEvents applies the scenario's cluster events at their times and
+// returns the nodes that joined. It logs each event in res.Events.
+func runEvents(ctx context.Context, sc Scenario, start time.Time, nodes []*node.Node, snd *sender, snk *sink.Sink, res *Result) []*node.Node {
+	type event struct {
+		at time.Duration
+		do func() string
+	}
+	var evs []event
+	var joined []*node.Node
+	if sc.JoinAt > 0 {
+		evs = append(evs, event{sc.JoinAt, func() string {
+			cfg := sc.Node
+			cfg.OTLPGRPC, cfg.OTLPHTTP, cfg.Admin, cfg.ClusterBind = "127.0.0.1:0", "", "", "127.0.0.1:0"
+			cfg.NodeName, cfg.Forward = fmt.Sprintf("bench-%d", len(nodes)), snk.GRPCAddr().String()
+			cfg.Join = []string{nodes[0].Cluster().GossipAddr()}
+			var n *node.Node
+			var err error
+			withComponent(componentEngine, func() { n, err = node.New(cfg, node.Options{}) })
+			if err != nil {
+				return "join failed: " + err.Error()
+			}
+			joined = append(joined, n)
+			return cfg.NodeName + " joined"
+		}})
+	}
+	if sc.LeaveAt > 0 {
+		evs = append(evs, event{sc.LeaveAt, func() string {
+			n := nodes[1]
+			snd.markDown(n.GRPCAddr().String()) // readiness fails first: the balancer stops sending
+			snd.markDown(n.HTTPAddr().String())
+			t0 := time.Now()
+			err := n.Shutdown(ctx)
+			msg := fmt.Sprintf("bench-1 left gracefully in %v", time.Since(t0).Round(time.Millisecond))
+			if err != nil {
+				msg += " (" + err.Error() + ")"
+			}
+			return msg
+		}})
+	}
+	if sc.KillAt > 0 {
+		evs = append(evs, event{sc.KillAt, func() string {
+			nodes[len(nodes)-1].Abort()
+			return fmt.Sprintf("bench-%d killed", len(nodes)-1)
+		}})
+	}
+	slices.SortFunc(evs, func(a, b event) int { return cmp.Compare(a.at, b.at) })
+	for _, ev := range evs {
+		select {
+		case <-ctx.Done():
+			return joined
+		case <-time.After(time.Until(start.Add(ev.at))):
+		}
+		msg := ev.do()
+		res.Events = append(res.Events, fmt.Sprintf("%v: %s", time.Since(start).Round(100*time.Millisecond), msg))
+	}
+	return joined
+}
+
+// waitForMembers waits until every node of an in-process cluster sees all
+// of them in its ring.
+func waitForMembers(ctx context.Context, nodes []*node.Node, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		ready := true
+		for _, n := range nodes {
+			if len(n.Cluster().Members()) != len(nodes) {
+				ready = false
+			}
+		}
+		if ready {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("in-process cluster of %d nodes did not form within %v", len(nodes), timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // liveHeap is the heap marked live by the last GC: what the process holds,
@@ -347,7 +443,7 @@ func drain(ctx context.Context, sc Scenario, nodes []*node.Node, snk *sink.Sink)
 		if len(nodes) > 0 {
 			idle := true
 			for _, n := range nodes {
-				if s := n.Stats(); s.Buffered > 0 || s.ExportPending > 0 {
+				if s := n.Stats(); s.Buffered > 0 || s.ExportPending > 0 || s.ForwardQueued > 0 || s.HandoffPending > 0 {
 					idle = false
 				}
 			}

@@ -26,6 +26,13 @@ type Scenario struct {
 	// Node (listen addresses and forward are set by the run).
 	Nodes int
 	Node  node.Config
+	// Cluster events of an in-process run, as times after the load starts
+	// (0: none). JoinAt starts one more node, which joins the cluster;
+	// LeaveAt shuts the second node down gracefully (it hands off and
+	// leaves; the load moves to the other nodes); KillAt aborts the last
+	// node as a crash would. The load never goes to the node to be killed,
+	// so only spans forwarded to it are at risk.
+	JoinAt, LeaveAt, KillAt time.Duration
 
 	// External mode: the samplers' OTLP addresses (host:port, gRPC or HTTP
 	// per Protocol) and where the sink listens for their forwards.
@@ -100,8 +107,11 @@ func (s Scenario) Validate() error {
 	if len(s.Targets) == 0 && s.Nodes < 1 {
 		errs = append(errs, fmt.Errorf("--nodes must be at least 1, got %d", s.Nodes))
 	}
-	if len(s.Targets) == 0 && s.Nodes > 1 {
-		errs = append(errs, errors.New("--nodes > 1 needs clustering, which is not built yet: run one node"))
+	if (s.JoinAt > 0 || s.LeaveAt > 0 || s.KillAt > 0) && (len(s.Targets) > 0 || s.Nodes < 2) {
+		errs = append(errs, errors.New("--join-at, --leave-at and --kill-at need an in-process cluster: --nodes 2 or more"))
+	}
+	if s.LeaveAt > 0 && s.KillAt > 0 && s.Nodes < 3 {
+		errs = append(errs, errors.New("--leave-at with --kill-at needs --nodes 3 or more: they stop different nodes"))
 	}
 	if len(s.TargetAdmins) > 0 && len(s.Targets) == 0 {
 		errs = append(errs, errors.New("--target-admin goes with --target (external mode)"))

@@ -138,6 +138,8 @@ func (c *httpClient) close() { c.hc.CloseIdleConnections() }
 type sender struct {
 	sched    *workload.Schedule
 	clients  []client
+	targets  []string      // per client
+	down     []atomic.Bool // per client: its target left; send elsewhere
 	maxRate  bool
 	retryFor time.Duration // give a request up after retrying this long
 	stats    *sendStats
@@ -163,8 +165,31 @@ func newSender(sched *workload.Schedule, targets []string, protocol string, conn
 			return nil, fmt.Errorf("protocol must be grpc or http, got %q", protocol)
 		}
 		s.clients = append(s.clients, c)
+		s.targets = append(s.targets, addr)
 	}
+	s.down = make([]atomic.Bool, len(s.clients))
 	return s, nil
+}
+
+// markDown stops sending to target, as a load balancer does once a node
+// fails its readiness check: its connections' requests go to the next
+// target.
+func (s *sender) markDown(target string) {
+	for i, t := range s.targets {
+		if t == target {
+			s.down[i].Store(true)
+		}
+	}
+}
+
+// pick returns client c, or the next one whose target is up.
+func (s *sender) pick(c int) int {
+	for i := range s.clients {
+		if j := (c + i) % len(s.clients); !s.down[j].Load() {
+			return j
+		}
+	}
+	return c
 }
 
 func (s *sender) close() {
@@ -189,14 +214,14 @@ func (s *sender) run(ctx context.Context, start time.Time) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.runConn(ctx, start, s.clients[c], reqs)
+			s.runConn(ctx, start, c, reqs)
 		}()
 	}
 	wg.Wait()
 	s.stats.lastSendFinish.Store(time.Now().UnixNano())
 }
 
-func (s *sender) runConn(ctx context.Context, start time.Time, c client, reqs []*workload.Request) {
+func (s *sender) runConn(ctx context.Context, start time.Time, c int, reqs []*workload.Request) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	<-timer.C
@@ -220,15 +245,18 @@ func (s *sender) runConn(ctx context.Context, start time.Time, c client, reqs []
 	}
 }
 
-// sendOne sends a request, retrying retryable refusals with backoff as an
-// SDK would; a request still refused after retryFor marks its traces
-// undelivered, so the sink does not blame the engine for them.
-func (s *sender) sendOne(ctx context.Context, c client, r *workload.Request) {
+// sendOne sends a request on connection c, retrying retryable refusals
+// with backoff as an SDK would, on the next connection (any node takes any
+// span; a node may be leaving); a request still refused after retryFor
+// marks its traces undelivered, so the sink does not blame the engine for
+// them.
+func (s *sender) sendOne(ctx context.Context, c int, r *workload.Request) {
 	deadline := time.Now().Add(s.retryFor)
 	backoff := 50 * time.Millisecond
+	c = s.pick(c)
 	for {
 		t0 := time.Now()
-		err := c.export(ctx, r.Body)
+		err := s.clients[c].export(ctx, r.Body)
 		s.lat.record(t0, time.Since(t0))
 		if err == nil {
 			s.stats.spansSent.Add(int64(r.Spans))
@@ -243,6 +271,7 @@ func (s *sender) sendOne(ctx context.Context, c client, r *workload.Request) {
 			return
 		}
 		s.stats.retries.Add(1)
+		c = s.pick((c + 1) % len(s.clients))
 		select {
 		case <-time.After(backoff):
 		case <-ctx.Done():

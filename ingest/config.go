@@ -3,6 +3,8 @@ package ingest
 import (
 	"errors"
 	"fmt"
+
+	"google.golang.org/grpc"
 )
 
 // Config configures the receivers.
@@ -16,6 +18,10 @@ type Config struct {
 	// MaxRequestBytes bounds a request's size, compressed and decompressed.
 	// Default 16 MiB.
 	MaxRequestBytes int
+	// RegisterGRPC, if set, registers more services on the OTLP/gRPC server
+	// before it starts (the cluster's peer service). Its server decodes
+	// messages with rawcodec: handlers receive *[]byte.
+	RegisterGRPC func(*grpc.Server)
 }
 
 // DefaultConfig returns the defaults documented on Config.

@@ -69,6 +69,9 @@ func New(cfg Config, c Consumer, reg prometheus.Registerer, log *slog.Logger) (*
 			grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),
 		)
 		otlpserver.RegisterTraceService(r.grpcSrv, r.exportGRPC, nil, r.bufs)
+		if cfg.RegisterGRPC != nil {
+			cfg.RegisterGRPC(r.grpcSrv)
+		}
 	}
 	if cfg.HTTPAddr != "" {
 		lis, err := net.Listen("tcp", cfg.HTTPAddr)
@@ -151,6 +154,21 @@ func (r *Receiver) Shutdown(ctx context.Context) error {
 		r.wg.Wait()
 	})
 	return err
+}
+
+// Abort closes the listeners and every connection at once, failing the
+// requests in progress, as a crashed process would. Shutdown after Abort
+// does nothing.
+func (r *Receiver) Abort() {
+	r.shutdown.Do(func() {
+		if r.httpSrv != nil {
+			r.httpSrv.Close()
+		}
+		if r.grpcSrv != nil {
+			r.grpcSrv.Stop()
+		}
+		r.wg.Wait()
+	})
 }
 
 // consume scans body and hands it to the consumer. It returns the number of

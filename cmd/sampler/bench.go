@@ -46,6 +46,9 @@ drives a running deployment whose --forward points at --sink-listen.
 	fs.Uint64Var(&w.Seed, "seed", w.Seed, "workload seed: same seed, same traces")
 
 	fs.IntVar(&sc.Nodes, "nodes", sc.Nodes, "in-process sampler nodes")
+	fs.DurationVar(&sc.JoinAt, "join-at", 0, "in-process cluster: start one more node this long into the load")
+	fs.DurationVar(&sc.LeaveAt, "leave-at", 0, "in-process cluster: shut the second node down gracefully this long into the load")
+	fs.DurationVar(&sc.KillAt, "kill-at", 0, "in-process cluster: crash the last node this long into the load (it gets no load directly)")
 	n := &sc.Node
 	fs.StringVar(&n.Policies, "policies", n.Policies, "policy file for in-process nodes (default: the embedded example)")
 	fs.DurationVar(&n.DecisionWait, "decision-wait", n.DecisionWait, "in-process nodes' --decision-wait")

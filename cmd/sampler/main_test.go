@@ -53,7 +53,7 @@ func TestRunProcess(t *testing.T) {
 	bin := buildSampler(t)
 	grpcAddr, httpAddr, adminAddr := freePort(t), freePort(t), freePort(t)
 	cmd := exec.Command(bin, "run", "--otlp-grpc", grpcAddr, "--otlp-http", httpAddr, "--admin", adminAddr,
-		"--decision-wait", "1m", "--root-wait", "1m")
+		"--cluster-bind", "127.0.0.1:0", "--decision-wait", "1m", "--root-wait", "1m")
 	stdout, _ := cmd.StdoutPipe()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -133,7 +133,7 @@ func TestConfigFileWithFlagOverride(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "sampler.yaml")
 	grpcAddr := freePort(t)
-	os.WriteFile(path, []byte(fmt.Sprintf("otlp_grpc: %s\notlp_http: \"\"\nadmin: \"\"\nmemory_limit: 64MiB\ndecision_wait: 1m\n", grpcAddr)), 0o644)
+	os.WriteFile(path, []byte(fmt.Sprintf("otlp_grpc: %s\notlp_http: \"\"\nadmin: \"\"\ncluster_bind: 127.0.0.1:0\nmemory_limit: 64MiB\ndecision_wait: 1m\n", grpcAddr)), 0o644)
 	// The flag wins over the file: with the file's 1m wait the trace would
 	// not be decided before the check below.
 	var out, errb syncBuffer
@@ -219,7 +219,7 @@ func TestSIGHUPReloadsPolicies(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "policies.yaml")
 	os.WriteFile(path, []byte("rules:\n  - name: errors\n    type: error\ndefault: drop\n"), 0o644)
 	cmd := exec.Command(bin, "run", "--otlp-grpc", freePort(t), "--otlp-http", "", "--admin", "",
-		"--policies", path, "--policy-poll", "0")
+		"--cluster-bind", "", "--policies", path, "--policy-poll", "0")
 	var stderr syncBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {

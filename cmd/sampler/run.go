@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -40,6 +41,19 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&f.MaxRequestSize, "max-request-size", "largest accepted OTLP request `size`")
 	fs.StringVar(&f.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&f.LogFormat, "log-format", cfg.LogFormat, "text or json (logs go to stderr)")
+	fs.StringVar(&f.NodeName, "node-name", cfg.NodeName, "this node's `name`, unique in the cluster (default: the host name)")
+	fs.StringVar(&f.ClusterBind, "cluster-bind", cfg.ClusterBind, "gossip listen `address` (TCP and UDP) for cluster membership; empty runs a single node without gossip")
+	fs.StringVar(&f.ClusterAdvertise, "cluster-advertise", cfg.ClusterAdvertise, "gossip `address` peers reach this node on (default: from --cluster-bind); peers forward spans to its host at the --otlp-grpc port")
+	fs.Func("join", "`host:port`[,host:port...] of cluster nodes to join; a name resolving to several addresses (a Kubernetes headless service) joins them all, and is resolved again periodically", func(v string) error {
+		f.Join = nil
+		for _, j := range strings.Split(v, ",") {
+			if j = strings.TrimSpace(j); j != "" {
+				f.Join = append(f.Join, j)
+			}
+		}
+		return nil
+	})
+	fs.StringVar(&f.ClusterKeyFile, "cluster-key-file", cfg.ClusterKeyFile, "`file` with the gossip encryption key: 16, 24 or 32 bytes, raw or base64 (head -c 32 /dev/urandom | base64)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -89,7 +103,8 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	}
 	s := n.Stats()
 	log.Info("stopped", "spans_accepted", s.Accepted, "spans_sent", s.Sent, "spans_dropped", s.DroppedPolicy+s.DroppedLate,
-		"spans_export_failed", s.ExportFailed, "traces_kept", s.TracesKept, "traces_dropped", s.TracesDropped)
+		"spans_export_failed", s.ExportFailed, "spans_forwarded", s.Forwarded, "spans_handed_off", s.HandedOff,
+		"traces_kept", s.TracesKept, "traces_dropped", s.TracesDropped)
 	return 0
 }
 
@@ -126,6 +141,16 @@ func applyFlag(cfg, f *node.Config, name string) {
 		cfg.LogLevel = f.LogLevel
 	case "log-format":
 		cfg.LogFormat = f.LogFormat
+	case "node-name":
+		cfg.NodeName = f.NodeName
+	case "cluster-bind":
+		cfg.ClusterBind = f.ClusterBind
+	case "cluster-advertise":
+		cfg.ClusterAdvertise = f.ClusterAdvertise
+	case "join":
+		cfg.Join = f.Join
+	case "cluster-key-file":
+		cfg.ClusterKeyFile = f.ClusterKeyFile
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/tailsift/tailsift/buffer"
+	"github.com/tailsift/tailsift/cluster"
 	"github.com/tailsift/tailsift/decision"
 	"github.com/tailsift/tailsift/export"
 	"github.com/tailsift/tailsift/ingest"
@@ -36,12 +37,18 @@ type Config struct {
 	MaxRequestSize bytesize.Size `yaml:"max_request_size"` // largest accepted OTLP request
 	LogLevel       string        `yaml:"log_level"`        // debug | info | warn | error
 	LogFormat      string        `yaml:"log_format"`       // text | json
+
+	NodeName         string   `yaml:"node_name"`         // unique in the cluster; default the host name
+	ClusterBind      string   `yaml:"cluster_bind"`      // gossip listen address (TCP+UDP); "" = no clustering
+	ClusterAdvertise string   `yaml:"cluster_advertise"` // gossip address peers use; "" = derived from cluster_bind
+	Join             []string `yaml:"join"`              // host:port of peers; a name with several addresses joins them all
+	ClusterKeyFile   string   `yaml:"cluster_key_file"`  // gossip encryption key file (16/24/32 bytes, raw or base64)
 }
 
 // DefaultConfig returns the defaults: local-only listeners, kept traces to
 // stdout, the embedded example policies.
 func DefaultConfig() Config {
-	ic, dc, bc := ingest.DefaultConfig(), decision.DefaultConfig(), buffer.DefaultConfig()
+	ic, dc, bc, cc := ingest.DefaultConfig(), decision.DefaultConfig(), buffer.DefaultConfig(), cluster.DefaultConfig()
 	return Config{
 		OTLPGRPC:       ic.GRPCAddr,
 		OTLPHTTP:       ic.HTTPAddr,
@@ -55,6 +62,8 @@ func DefaultConfig() Config {
 		MaxRequestSize: bytesize.Size(ic.MaxRequestBytes),
 		LogLevel:       "info",
 		LogFormat:      "text",
+		NodeName:       cc.NodeName,
+		ClusterBind:    cc.Bind,
 	}
 }
 
@@ -90,6 +99,12 @@ func (c Config) Validate() error {
 	if err := ec.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("forward (--forward): %w", err))
 	}
+	if err := c.clusterConfig(nil).Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.ClusterBind != "" && c.OTLPGRPC == "" {
+		errs = append(errs, errors.New("cluster_bind (--cluster-bind) needs otlp_grpc (--otlp-grpc): peers forward spans over OTLP/gRPC; set cluster_bind to \"\" to run without a cluster"))
+	}
 	if c.Forward == "file:" {
 		errs = append(errs, errors.New("forward (--forward): file: needs a path, e.g. file:/var/lib/tailsift/kept.jsonl"))
 	}
@@ -111,6 +126,14 @@ func (c Config) components() (ingest.Config, buffer.Config, decision.Config, exp
 		ec.Endpoint = "stdout" // the node opens the file and passes it as the writer
 	}
 	return ic, bc, dc, ec
+}
+
+// clusterConfig maps the cluster keys; key is the gossip key read from
+// ClusterKeyFile.
+func (c Config) clusterConfig(key []byte) cluster.Config {
+	cc := cluster.DefaultConfig()
+	cc.NodeName, cc.Bind, cc.Advertise, cc.Join, cc.SecretKey = c.NodeName, c.ClusterBind, c.ClusterAdvertise, c.Join, key
+	return cc
 }
 
 // forwardFile is the path of a file:PATH forward, or "".

@@ -132,7 +132,7 @@ type sentTrace struct {
 func startNode(t *testing.T, forward string) *node.Node {
 	t.Helper()
 	cfg := node.DefaultConfig()
-	cfg.OTLPGRPC, cfg.OTLPHTTP, cfg.Admin = "127.0.0.1:0", "127.0.0.1:0", ""
+	cfg.OTLPGRPC, cfg.OTLPHTTP, cfg.Admin, cfg.ClusterBind = "127.0.0.1:0", "127.0.0.1:0", "", ""
 	cfg.Forward = forward
 	cfg.DecisionWait, cfg.RootWait = 5*time.Second, time.Second // slack for a loaded CI machine
 	n, err := node.New(cfg, node.Options{})
@@ -324,7 +324,7 @@ func TestSDKEndToEnd(t *testing.T) {
 func TestForwardFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "kept.jsonl")
 	cfg := node.DefaultConfig()
-	cfg.OTLPGRPC, cfg.OTLPHTTP, cfg.Admin, cfg.Forward = "127.0.0.1:0", "", "", "file:"+path
+	cfg.OTLPGRPC, cfg.OTLPHTTP, cfg.Admin, cfg.Forward, cfg.ClusterBind = "127.0.0.1:0", "", "", "file:"+path, ""
 	n, err := node.New(cfg, node.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/tailsift/tailsift/buffer"
+	"github.com/tailsift/tailsift/cluster"
 	"github.com/tailsift/tailsift/decision"
 	"github.com/tailsift/tailsift/export"
 	"github.com/tailsift/tailsift/ingest"
@@ -31,6 +33,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Stdout is where the "stdout" forward writes; nil means os.Stdout.
 	Stdout io.Writer
+	// Cluster, if set, adjusts the cluster settings that have no flag
+	// (failure detection and retry timings, for tests and benchmarks).
+	Cluster func(*cluster.Config)
 }
 
 // Node is one running sampler.
@@ -42,6 +47,9 @@ type Node struct {
 	engine *decision.Engine
 	exp    *export.Exporter
 	recv   *ingest.Receiver
+	clu    *cluster.Cluster
+	// stopping is set when Shutdown begins: /readyz answers 503.
+	stopping atomic.Bool
 
 	adminLis  net.Listener
 	admin     *http.Server
@@ -98,9 +106,37 @@ func New(cfg Config, opts Options) (_ *Node, err error) {
 		n.exp.Shutdown(context.Background())
 		return nil, err
 	}
-	if n.recv, err = ingest.New(ic, n.engine, n.reg, n.log.With("component", "ingest")); err != nil {
+	var key []byte
+	if cfg.ClusterKeyFile != "" {
+		if key, err = cluster.ReadKeyFile(cfg.ClusterKeyFile); err != nil {
+			n.engine.Shutdown(context.Background())
+			n.exp.Shutdown(context.Background())
+			return nil, fmt.Errorf("cluster_key_file (--cluster-key-file): %w", err)
+		}
+	}
+	cc := cfg.clusterConfig(key)
+	if opts.Cluster != nil {
+		opts.Cluster(&cc)
+	}
+	if n.clu, err = cluster.New(cc, n.engine, n.reg, n.log.With("component", "cluster")); err != nil {
 		n.engine.Shutdown(context.Background())
 		n.exp.Shutdown(context.Background())
+		return nil, err
+	}
+	ic.RegisterGRPC = n.clu.RegisterGRPC
+	if n.recv, err = ingest.New(ic, n.clu.Router(), n.reg, n.log.With("component", "ingest")); err != nil {
+		n.clu.Close(context.Background())
+		n.engine.Shutdown(context.Background())
+		n.exp.Shutdown(context.Background())
+		return nil, err
+	}
+	if n.recv.GRPCAddr() != nil {
+		if err := n.clu.Start(n.recv.GRPCAddr().String()); err != nil {
+			n.Shutdown(context.Background())
+			return nil, err
+		}
+	} else if err := n.clu.Start(""); err != nil { // clustering off: Validate checked
+		n.Shutdown(context.Background())
 		return nil, err
 	}
 	if cfg.Admin != "" {
@@ -157,6 +193,13 @@ func (n *Node) startAdmin(addr string) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{Registry: n.reg}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if reason := n.notReady(); reason != "" {
+			http.Error(w, "not ready: "+reason, http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ready\n")
+	})
 	mux.HandleFunc("POST /-/reload", func(w http.ResponseWriter, _ *http.Request) {
 		if err := n.ReloadPolicies("POST /-/reload"); err != nil {
 			http.Error(w, "policies not reloaded, the previous ones keep running:\n"+err.Error(), http.StatusBadRequest)
@@ -176,6 +219,22 @@ func (n *Node) startAdmin(addr string) error {
 	return nil
 }
 
+// notReady returns why the node should not get traffic, or "" if it
+// should: its policies are loaded (New fails otherwise), it has joined its
+// cluster, and it is not shutting down.
+func (n *Node) notReady() string {
+	switch {
+	case n.stopping.Load():
+		return "shutting down"
+	case !n.clu.Ready():
+		return "not joined to the cluster yet (--join)"
+	}
+	return ""
+}
+
+// Cluster returns the node's cluster membership.
+func (n *Node) Cluster() *cluster.Cluster { return n.clu }
+
 // GRPCAddr, HTTPAddr and AdminAddr return the bound addresses (nil if off).
 func (n *Node) GRPCAddr() net.Addr { return n.recv.GRPCAddr() }
 func (n *Node) HTTPAddr() net.Addr { return n.recv.HTTPAddr() }
@@ -189,47 +248,111 @@ func (n *Node) AdminAddr() net.Addr {
 // Registry returns the node's metrics registry.
 func (n *Node) Registry() *prometheus.Registry { return n.reg }
 
-// Stats is the node's span accounting: every accepted span is sent, failed
-// to export (with a reason, in metrics), dropped, or still in flight:
-// Accepted == Sent + ExportFailed + DroppedPolicy + DroppedLate + Buffered + ExportPending.
+// Stats is the node's span accounting. Every accepted span (from clients,
+// from peers, or handed off by a peer) is sent, failed to export (with a
+// reason, in metrics), dropped, still in flight here, or passed to a peer
+// that acknowledged it:
+//
+//	Accepted == Sent + ExportFailed + DroppedPolicy + DroppedLate + Buffered + ExportPending
+//	          + Forwarded + ForwardQueued + HandedOff + HandoffPending + ClusterDropped
+//
+// Summed over a cluster, spans passed between nodes cancel out, and the
+// spans clients sent are ClientAccepted.
 type Stats struct {
-	Accepted      int64
-	Sent          int64
-	ExportFailed  int64
-	DroppedPolicy int64
-	DroppedLate   int64
-	Buffered      int64
-	ExportPending int64
-	TracesKept    int64
-	TracesDropped int64
-	BufferBytes   int64 // memory accounted to the buffer
+	Accepted       int64
+	ClientAccepted int64 // from clients (OTLP), as opposed to peers
+	Sent           int64
+	ExportFailed   int64
+	DroppedPolicy  int64
+	DroppedLate    int64
+	Buffered       int64
+	ExportPending  int64
+	Forwarded      int64 // to the owner of their trace, acknowledged
+	ForwardQueued  int64
+	HandedOff      int64 // buffered spans handed to a new owner, acknowledged
+	HandoffPending int64
+	ClusterDropped int64 // could be neither forwarded nor kept here
+	TracesKept     int64
+	TracesDropped  int64
+	BufferBytes    int64 // memory accounted to the buffer
 }
 
 // Stats returns the node's accounting.
 func (n *Node) Stats() Stats {
-	d, e := n.engine.Stats(), n.exp.Stats()
+	d, e, c := n.engine.Stats(), n.exp.Stats(), n.clu.Stats()
 	return Stats{
-		Accepted: d.Accepted, Sent: e.Sent, ExportFailed: e.Failed,
+		Accepted:       c.ReceivedClient + c.ReceivedPeer + c.HandoffIn,
+		ClientAccepted: c.ReceivedClient,
+		Sent:           e.Sent, ExportFailed: e.Failed,
 		DroppedPolicy: d.DroppedPolicy, DroppedLate: d.DroppedLate,
 		Buffered: d.Buffered, ExportPending: e.Pending,
+		Forwarded: c.Forwarded, ForwardQueued: c.ForwardQueued,
+		HandedOff: c.HandoffOut, HandoffPending: c.HandoffPending, ClusterDropped: c.Lost,
 		TracesKept: d.TracesKept, TracesDropped: d.TracesDropped,
 		BufferBytes: n.buf.Stats().Bytes,
 	}
 }
 
+// Plus returns the field-wise sum of s and o, for a cluster's totals.
+func (s Stats) Plus(o Stats) Stats {
+	return Stats{
+		Accepted: s.Accepted + o.Accepted, ClientAccepted: s.ClientAccepted + o.ClientAccepted,
+		Sent: s.Sent + o.Sent, ExportFailed: s.ExportFailed + o.ExportFailed,
+		DroppedPolicy: s.DroppedPolicy + o.DroppedPolicy, DroppedLate: s.DroppedLate + o.DroppedLate,
+		Buffered: s.Buffered + o.Buffered, ExportPending: s.ExportPending + o.ExportPending,
+		Forwarded: s.Forwarded + o.Forwarded, ForwardQueued: s.ForwardQueued + o.ForwardQueued,
+		HandedOff: s.HandedOff + o.HandedOff, HandoffPending: s.HandoffPending + o.HandoffPending,
+		ClusterDropped: s.ClusterDropped + o.ClusterDropped,
+		TracesKept:     s.TracesKept + o.TracesKept, TracesDropped: s.TracesDropped + o.TracesDropped,
+		BufferBytes: s.BufferBytes + o.BufferBytes,
+	}
+}
+
+// Settled reports whether s accounts for every accepted span with nothing
+// in flight: the identity on Stats holds and no span waits anywhere.
+func (s Stats) Settled() bool {
+	return s.Buffered == 0 && s.ExportPending == 0 && s.ForwardQueued == 0 && s.HandoffPending == 0 &&
+		s.Accepted == s.Out()
+}
+
+// Out is the right-hand side of the accounting identity.
+func (s Stats) Out() int64 {
+	return s.Sent + s.ExportFailed + s.DroppedPolicy + s.DroppedLate + s.Buffered + s.ExportPending +
+		s.Forwarded + s.ForwardQueued + s.HandedOff + s.HandoffPending + s.ClusterDropped
+}
+
+// Abort stops the node as a crash would, for failure tests (sampler bench
+// --kill-at): receivers close their connections, gossip stops without
+// leaving, nothing is handed off, and nothing more is exported; spans
+// still in the node are failed (counted in ExportFailed) when Shutdown
+// later releases its resources.
+func (n *Node) Abort() {
+	n.stopping.Store(true)
+	n.recv.Abort()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	n.exp.Shutdown(ctx)
+	n.clu.Abort()
+}
+
 // SetPolicies swaps the policy set of a running node.
 func (n *Node) SetPolicies(set *policy.Set) { n.engine.SetPolicies(set) }
 
-// Shutdown stops the node in data-path order: stop ingest (requests in
-// progress finish), decide every buffered trace, flush and send exports,
-// then close the admin endpoint. Idempotent; ctx bounds the whole.
+// Shutdown stops the node in data-path order: leave the cluster, handing
+// buffered traces to the remaining nodes; stop ingest (requests in progress
+// finish, routed to their owners); hand off what they brought and deliver
+// the forward queues; decide every trace still here; flush and send
+// exports; then close the admin endpoint. Idempotent; ctx bounds the whole.
 func (n *Node) Shutdown(ctx context.Context) error {
 	n.shutdownOnce.Do(func() {
+		n.stopping.Store(true)
 		n.policies.close()
 		var errs []error
+		errs = append(errs, n.clu.Leave(ctx))
 		if n.recv != nil {
 			errs = append(errs, n.recv.Shutdown(ctx))
 		}
+		errs = append(errs, n.clu.Close(ctx))
 		errs = append(errs, n.engine.Shutdown(ctx))
 		errs = append(errs, n.exp.Shutdown(ctx))
 		if n.admin != nil {

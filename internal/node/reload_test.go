@@ -33,7 +33,7 @@ func TestPolicyReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := node.DefaultConfig()
-	cfg.OTLPGRPC, cfg.OTLPHTTP, cfg.Admin, cfg.Forward = "127.0.0.1:0", "", "127.0.0.1:0", sk.addr
+	cfg.OTLPGRPC, cfg.OTLPHTTP, cfg.Admin, cfg.Forward, cfg.ClusterBind = "127.0.0.1:0", "", "127.0.0.1:0", sk.addr, ""
 	cfg.Policies, cfg.PolicyPoll = path, 20*time.Millisecond
 	cfg.DecisionWait, cfg.RootWait = time.Second, 50*time.Millisecond
 	n, err := node.New(cfg, node.Options{})

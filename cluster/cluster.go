@@ -1,0 +1,482 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+
+	"github.com/tailsift/tailsift/internal/otlpwire"
+)
+
+// Cluster is this node's membership in the cluster, its router and its
+// hand-off. Create it with New, register its gRPC service on the OTLP
+// server, then Start it once the OTLP receiver listens.
+type Cluster struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+	engine  Engine
+	router  *Router
+	fwd     *forwarder
+	handoff *handoffClient
+
+	ml      *memberlist.Memberlist // nil when clustering is off
+	otlp    string                 // this node's OTLP/gRPC address, as advertised in its metadata
+	changed chan struct{}          // 1 slot: membership changed
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	joined  atomic.Bool
+	left    atomic.Bool // Leave has run: the ring excludes this node
+	aborted atomic.Bool
+	closed  sync.Once
+
+	ringMu sync.Mutex // serializes ring changes and hand-off passes
+}
+
+// New prepares a cluster node over engine. Until Start it owns every trace.
+func New(cfg Config, engine Engine, reg prometheus.Registerer, log *slog.Logger) (*Cluster, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c := &Cluster{cfg: cfg, log: log, engine: engine, changed: make(chan struct{}, 1), stop: make(chan struct{})}
+	c.fwd = newForwarder(cfg, log, nil)
+	c.metrics = newMetrics(reg, func() float64 { return float64(c.fwd.pendingBytes()) })
+	c.fwd.metrics = c.metrics
+	c.router = &Router{self: cfg.NodeName, engine: engine, fwd: c.fwd, log: log, metrics: c.metrics}
+	c.router.scratch.New = func() any { return &routeScratch{peers: map[int][]int32{}} }
+	c.router.state.Store(&ringState{ring: NewRing([]Member{{Name: cfg.NodeName}}, cfg.VirtualNodes), self: 0})
+	c.fwd.reinject = c.router.reinject
+	c.handoff = newHandoffClient(c)
+	c.metrics.members.Store(1)
+	return c, nil
+}
+
+// Router is the ingest consumer that routes spans to their owners.
+func (c *Cluster) Router() *Router { return c.router }
+
+// Enabled reports whether clustering is on.
+func (c *Cluster) Enabled() bool { return c.cfg.Bind != "" }
+
+// Start joins the cluster, advertising otlpAddr (the OTLP/gRPC listener)
+// to peers. With clustering off it only marks the node ready.
+func (c *Cluster) Start(otlpAddr string) error {
+	if !c.Enabled() {
+		c.joined.Store(true)
+		return nil
+	}
+	c.otlp = otlpAddr
+	mc, err := c.memberlistConfig()
+	if err != nil {
+		return err
+	}
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return fmt.Errorf("cluster: gossip on %s (--cluster-bind): %w", c.cfg.Bind, err)
+	}
+	c.ml = ml
+	c.updateRing()
+	c.wg.Add(2)
+	go c.watch()
+	go c.rejoin()
+	local := ml.LocalNode()
+	c.log.Info("cluster gossip started", "node", c.cfg.NodeName, "gossip", net.JoinHostPort(local.Addr.String(), strconv.Itoa(int(local.Port))),
+		"otlp", c.memberOf(local).Addr, "join", c.cfg.Join, "encrypted", len(c.cfg.SecretKey) > 0)
+	return nil
+}
+
+func (c *Cluster) memberlistConfig() (*memberlist.Config, error) {
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = c.cfg.NodeName
+	host, port, err := splitPort(c.cfg.Bind)
+	if err != nil {
+		return nil, fmt.Errorf("cluster_bind (--cluster-bind): %w", err)
+	}
+	mc.BindAddr, mc.BindPort = host, port
+	mc.AdvertisePort = port
+	if c.cfg.Advertise != "" {
+		if mc.AdvertiseAddr, mc.AdvertisePort, err = splitPort(c.cfg.Advertise); err != nil {
+			return nil, fmt.Errorf("cluster_advertise (--cluster-advertise): %w", err)
+		}
+	}
+	if c.cfg.ProbeInterval > 0 {
+		mc.ProbeInterval = c.cfg.ProbeInterval
+		mc.ProbeTimeout = c.cfg.ProbeInterval / 2
+		mc.GossipInterval = min(mc.GossipInterval, c.cfg.ProbeInterval/4)
+	}
+	if c.cfg.SuspicionMult > 0 {
+		mc.SuspicionMult = c.cfg.SuspicionMult
+	}
+	mc.SecretKey = c.cfg.SecretKey
+	mc.Delegate = delegate{meta: c.meta}
+	mc.Events = events{c.changed}
+	mc.Logger = nil
+	mc.LogOutput = logWriter{c.log.With("component", "memberlist")}
+	return mc, nil
+}
+
+func splitPort(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("bad port in %q", addr)
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	return host, port, nil
+}
+
+// meta is this node's metadata: its OTLP/gRPC address. An unspecified host
+// (0.0.0.0) is left out; peers use the address they gossip with.
+func (c *Cluster) meta() []byte {
+	host, port, err := net.SplitHostPort(c.otlp)
+	if err != nil {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = ""
+	}
+	return []byte("otlp=" + net.JoinHostPort(host, port))
+}
+
+// memberOf reads a gossip member's metadata.
+func (c *Cluster) memberOf(n *memberlist.Node) Member {
+	m := Member{Name: n.Name}
+	if addr, ok := strings.CutPrefix(string(n.Meta), "otlp="); ok {
+		host, port, err := net.SplitHostPort(addr)
+		if err == nil {
+			if host == "" {
+				host = n.Addr.String()
+			}
+			m.Addr = net.JoinHostPort(host, port)
+		}
+	}
+	return m
+}
+
+type delegate struct{ meta func() []byte }
+
+func (d delegate) NodeMeta(limit int) []byte {
+	m := d.meta()
+	if len(m) > limit {
+		return nil
+	}
+	return m
+}
+func (delegate) NotifyMsg([]byte)                           {}
+func (delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (delegate) LocalState(join bool) []byte                { return nil }
+func (delegate) MergeRemoteState(buf []byte, join bool)     {}
+
+// events turns memberlist's callbacks (made under its locks) into a signal.
+type events struct{ changed chan struct{} }
+
+func (e events) NotifyJoin(*memberlist.Node)   { e.signal() }
+func (e events) NotifyLeave(*memberlist.Node)  { e.signal() }
+func (e events) NotifyUpdate(*memberlist.Node) { e.signal() }
+func (e events) signal() {
+	select {
+	case e.changed <- struct{}{}:
+	default:
+	}
+}
+
+// logWriter sends memberlist's log lines to slog at their level.
+type logWriter struct{ log *slog.Logger }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	line := strings.TrimSpace(string(p))
+	level := slog.LevelDebug
+	for prefix, l := range map[string]slog.Level{"[ERR]": slog.LevelError, "[WARN]": slog.LevelWarn, "[INFO]": slog.LevelInfo} {
+		if i := strings.Index(line, prefix); i >= 0 {
+			level, line = l, strings.TrimSpace(line[i+len(prefix):])
+			break
+		}
+	}
+	w.log.Log(context.Background(), level, line)
+	return len(p), nil
+}
+
+// watch applies membership changes to the ring.
+func (c *Cluster) watch() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-c.changed:
+			c.updateRing()
+		}
+	}
+}
+
+// updateRing rebuilds the ring from the gossip members and, if it changed,
+// hands off what this node no longer owns.
+func (c *Cluster) updateRing() {
+	c.ringMu.Lock()
+	defer c.ringMu.Unlock()
+	if c.left.Load() {
+		return
+	}
+	var members []Member
+	for _, n := range c.ml.Members() {
+		m := c.memberOf(n)
+		if m.Addr == "" {
+			c.log.Warn("cluster member without an OTLP address in its metadata, ignored", "member", n.Name)
+			continue
+		}
+		members = append(members, m)
+	}
+	c.setRing(members)
+}
+
+// setRing installs a ring over members (locked by ringMu) and hands off.
+func (c *Cluster) setRing(members []Member) {
+	old := c.router.current()
+	if slices.Equal(sortedMembers(members), old.ring.Members()) {
+		return
+	}
+	ring := NewRing(members, c.cfg.VirtualNodes)
+	st := &ringState{ring: ring, self: ring.Index(c.cfg.NodeName)}
+	c.router.state.Store(st)
+	c.fwd.setMembers(ring)
+	if st.self >= 0 {
+		c.engine.SetShare(ring.Share(c.cfg.NodeName))
+	}
+	c.metrics.members.Store(int64(ring.Len()))
+	c.metrics.ringChanges.Add(1)
+	names := make([]string, ring.Len())
+	for i, m := range ring.Members() {
+		names[i] = m.Name
+	}
+	c.log.Info("cluster ring changed", "members", names, "share", ring.Share(c.cfg.NodeName))
+	// Wait out requests routing with the old ring, then hand off.
+	c.router.barrier.Lock()
+	c.router.barrier.Unlock() //nolint:staticcheck // an empty critical section is the barrier
+	c.handoff.pass(st)
+}
+
+func sortedMembers(ms []Member) []Member {
+	return NewRing(ms, 0).Members()
+}
+
+// rejoin joins the configured peers until it reaches one (then the node is
+// ready), and every RejoinInterval joins addresses not yet members.
+func (c *Cluster) rejoin() {
+	defer c.wg.Done()
+	delay := time.Duration(0)
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-time.After(delay):
+		}
+		c.joinRound()
+		delay = c.cfg.RejoinInterval
+		if !c.joined.Load() {
+			delay = min(time.Second, delay) // not ready yet: try again soon
+		}
+	}
+}
+
+// joinRound resolves the join addresses and joins those that are not
+// members. The node counts as joined once a round finds a peer or finds
+// that the only address is its own.
+func (c *Cluster) joinRound() {
+	if len(c.cfg.Join) == 0 {
+		c.joined.Store(true)
+		return
+	}
+	known := map[string]bool{}
+	for _, n := range c.ml.Members() {
+		known[net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))] = true
+	}
+	var todo []string
+	for _, j := range c.cfg.Join {
+		host, port, _ := net.SplitHostPort(j)
+		addrs, err := net.DefaultResolver.LookupHost(context.Background(), host)
+		if err != nil {
+			c.log.Warn("cannot resolve --join address", "join", j, "err", err)
+			continue
+		}
+		for _, a := range addrs {
+			if addr := net.JoinHostPort(a, port); !known[addr] {
+				todo = append(todo, addr)
+			}
+		}
+	}
+	if len(todo) == 0 {
+		c.joined.Store(true) // every address is a member, or ourselves
+		return
+	}
+	n, err := c.ml.Join(todo)
+	if n > 0 {
+		c.joined.Store(true)
+	}
+	if err != nil && !c.joined.Load() {
+		c.log.Warn("cannot join the cluster yet, retrying", "addresses", todo, "err", err)
+	}
+}
+
+// GossipAddr returns the gossip address peers join (host:port), or "" when
+// clustering is off.
+func (c *Cluster) GossipAddr() string {
+	if c.ml == nil {
+		return ""
+	}
+	n := c.ml.LocalNode()
+	return net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
+}
+
+// Ready reports whether the node has joined the cluster (or needs not).
+func (c *Cluster) Ready() bool { return c.joined.Load() && !c.left.Load() }
+
+// Members returns the current ring's members.
+func (c *Cluster) Members() []Member { return c.router.Ring().Members() }
+
+// Leave hands this node's traces and decisions to the rest of the cluster
+// and leaves it: peers stop routing to it, and spans that still arrive are
+// forwarded to their owners. Call it before ingest stops; call Close after.
+func (c *Cluster) Leave(ctx context.Context) error {
+	if c.ml == nil || c.left.Load() || c.aborted.Load() {
+		return nil
+	}
+	timeout := 5 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(d)/4)
+	}
+	err := c.ml.Leave(timeout)
+	c.ringMu.Lock()
+	defer c.ringMu.Unlock()
+	c.left.Store(true)
+	var peers []Member
+	for _, m := range c.router.Ring().Members() {
+		if m.Name != c.cfg.NodeName {
+			peers = append(peers, m)
+		}
+	}
+	if len(peers) == 0 {
+		return err // the last node: it decides what it holds itself
+	}
+	c.log.Info("leaving the cluster: handing off buffered traces", "peers", len(peers))
+	c.setRing(peers)
+	return err
+}
+
+// Close hands off what arrived since Leave, delivers or keeps locally what
+// waits in the forward queues (until ctx ends), and stops gossip. Call it
+// after ingest stopped and before the engine stops.
+func (c *Cluster) Close(ctx context.Context) error {
+	var err error
+	c.closed.Do(func() { err = c.close(ctx) })
+	return err
+}
+
+func (c *Cluster) close(ctx context.Context) error {
+	var errs []error
+	if c.left.Load() && !c.aborted.Load() {
+		c.ringMu.Lock()
+		c.router.barrier.Lock()
+		c.router.barrier.Unlock() //nolint:staticcheck // barrier
+		c.handoff.pass(c.router.current())
+		c.ringMu.Unlock()
+	}
+	c.fwd.closing.Store(true)
+	c.router.barrier.Lock()
+	c.router.barrier.Unlock() //nolint:staticcheck // barrier: no route enqueues after this
+	errs = append(errs, c.fwd.close(ctx))
+	close(c.stop)
+	c.wg.Wait()
+	if c.ml != nil && !c.aborted.Load() {
+		errs = append(errs, c.ml.Shutdown())
+	}
+	c.handoff.close()
+	return errors.Join(errs...)
+}
+
+// Abort stops gossip without leaving, as a crash would: peers find the node
+// dead by failure detection. Forward batches still queued are kept
+// locally. Close afterwards only stops what is left.
+func (c *Cluster) Abort() {
+	if c.ml != nil {
+		c.ml.Shutdown()
+	}
+	c.aborted.Store(true)
+	c.left.Store(true)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	c.Close(ctx)
+}
+
+// RegisterGRPC registers the hand-off service on the node's OTLP server.
+func (c *Cluster) RegisterGRPC(s *grpc.Server) { registerHandoff(s, c.receiveHandoff) }
+
+// reinject routes an undelivered forward batch again, or keeps it here.
+func (r *Router) reinject(body []byte, hops int, keepLocal bool) {
+	var req otlpwire.Request
+	if err := req.Scan(body); err != nil { // built by us from scanned spans
+		r.log.Error("BUG: cannot rescan a forward batch", "err", err)
+		return
+	}
+	if keepLocal {
+		hops = MaxHops
+	}
+	for attempt := 0; ; attempt++ {
+		err := r.route(context.Background(), &req, hops, true)
+		if err == nil {
+			return
+		}
+		if attempt == 100 { // about 10s of a full buffer
+			r.metrics.lost.Add(int64(len(req.Spans)))
+			r.log.Error("spans that could not be forwarded could not be kept either: dropped", "spans", len(req.Spans), "err", err)
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Stats is the cluster layer's span accounting on this node.
+type Stats struct {
+	ReceivedClient, ReceivedPeer int64 // spans accepted by Router.Consume
+	Forwarded                    int64 // acknowledged by peers
+	ForwardQueued                int64 // in batches, queues or in flight
+	Rerouted, KeptLocal          int64 // undelivered forwards routed again or kept here
+	HandoffIn, HandoffOut        int64 // spans of handed-off traces
+	HandoffPending               int64
+	HandoffKeptLocal             int64
+	Lost                         int64 // could be neither forwarded nor kept (buffer full for long)
+	Members                      int
+}
+
+// Stats returns the current accounting.
+func (c *Cluster) Stats() Stats {
+	m := c.metrics
+	return Stats{
+		ReceivedClient: m.spansIn.client.Load(), ReceivedPeer: m.spansIn.peer.Load(),
+		Forwarded: m.spansOut.Load(), ForwardQueued: m.queuedSpans.Load(),
+		Rerouted: m.requeued.rerouted.Load(), KeptLocal: m.requeued.keptLocal.Load(),
+		HandoffIn: m.handoff.spansIn.Load(), HandoffOut: m.handoff.spansOut.Load(),
+		HandoffPending: m.handoff.pendingSpans.Load(), HandoffKeptLocal: m.handoff.givenBack.Load(),
+		Lost:    m.lost.Load(),
+		Members: c.router.Ring().Len(),
+	}
+}

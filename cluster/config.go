@@ -1,0 +1,186 @@
+package cluster
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+)
+
+// Config configures a cluster node. Zero durations and sizes mean their
+// defaults (DefaultConfig); New does not modify the caller's Config.
+type Config struct {
+	// NodeName identifies the node; unique in the cluster. Flag --node-name.
+	NodeName string
+	// Bind is the gossip listen address (TCP and UDP). "" disables
+	// clustering: the node owns every trace. Flag --cluster-bind.
+	Bind string
+	// Advertise is the address peers reach this node's gossip on; "" means
+	// Bind's, or a private IP of this host if Bind's host is unspecified.
+	// Peers forward spans to its host at the OTLP/gRPC port. Flag
+	// --cluster-advertise.
+	Advertise string
+	// Join lists host:port of nodes to join. A name resolving to several
+	// addresses joins them all; names are resolved again every
+	// RejoinInterval, so nodes that start later (or a split cluster) join.
+	// Flag --join.
+	Join []string
+	// RejoinInterval is how often Join is resolved again and unknown
+	// addresses joined. Default 30s.
+	RejoinInterval time.Duration
+	// SecretKey encrypts gossip (16, 24 or 32 bytes); nil means plaintext.
+	// Flag --cluster-key-file (see ReadKeyFile).
+	SecretKey []byte
+	// VirtualNodes is the number of ring points per member.
+	VirtualNodes int
+
+	// ProbeInterval and SuspicionMult tune failure detection (memberlist's
+	// LAN defaults: 1s and 4, which declare a killed node dead after about
+	// 5 to 10 seconds). Tests shorten them.
+	ProbeInterval time.Duration
+	SuspicionMult int
+
+	// ForwardQueueBytes bounds the raw span bytes waiting to be forwarded;
+	// past it ingest answers "retry later". Default 64 MiB.
+	ForwardQueueBytes int
+	// ForwardBatchBytes and ForwardBatchTimeout: a batch to a peer is sent
+	// when it reaches this size or this age. Defaults 512 KiB, 20ms.
+	ForwardBatchBytes   int
+	ForwardBatchTimeout time.Duration
+	// ForwardWorkers is the number of requests in flight per peer. Default 2.
+	ForwardWorkers int
+	// ForwardTimeout bounds one attempt. Default 5s.
+	ForwardTimeout time.Duration
+	// Retry backoff for forwards: full jitter from ForwardRetryInitial,
+	// doubling up to ForwardRetryMax. A batch still undelivered after
+	// ForwardRetryMaxElapsed is kept on this node. Defaults 50ms, 1s, 30s
+	// (longer than failure detection takes, so a dead peer's batches are
+	// rerouted to its successor rather than kept here).
+	ForwardRetryInitial    time.Duration
+	ForwardRetryMax        time.Duration
+	ForwardRetryMaxElapsed time.Duration
+
+	// HandoffBatchBytes bounds one hand-off message. Default 1 MiB.
+	HandoffBatchBytes int
+	// HandoffRetryMaxElapsed: traces not handed off after this long stay
+	// here and are decided here. Default 15s.
+	HandoffRetryMaxElapsed time.Duration
+}
+
+// DefaultConfig returns the defaults documented on Config, with the host
+// name as the node name and clustering on 127.0.0.1:7946.
+func DefaultConfig() Config {
+	name, _ := os.Hostname()
+	return Config{
+		NodeName:               name,
+		Bind:                   "127.0.0.1:7946",
+		RejoinInterval:         30 * time.Second,
+		VirtualNodes:           DefaultVirtualNodes,
+		ForwardQueueBytes:      64 << 20,
+		ForwardBatchBytes:      512 << 10,
+		ForwardBatchTimeout:    20 * time.Millisecond,
+		ForwardWorkers:         2,
+		ForwardTimeout:         5 * time.Second,
+		ForwardRetryInitial:    50 * time.Millisecond,
+		ForwardRetryMax:        time.Second,
+		ForwardRetryMaxElapsed: 30 * time.Second,
+		HandoffBatchBytes:      1 << 20,
+		HandoffRetryMaxElapsed: 15 * time.Second,
+	}
+}
+
+// withDefaults fills zero fields.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	setDur := func(v *time.Duration, def time.Duration) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	setInt := func(v *int, def int) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	setDur(&c.RejoinInterval, d.RejoinInterval)
+	setInt(&c.VirtualNodes, d.VirtualNodes)
+	setInt(&c.ForwardQueueBytes, d.ForwardQueueBytes)
+	setInt(&c.ForwardBatchBytes, d.ForwardBatchBytes)
+	setDur(&c.ForwardBatchTimeout, d.ForwardBatchTimeout)
+	setInt(&c.ForwardWorkers, d.ForwardWorkers)
+	setDur(&c.ForwardTimeout, d.ForwardTimeout)
+	setDur(&c.ForwardRetryInitial, d.ForwardRetryInitial)
+	setDur(&c.ForwardRetryMax, d.ForwardRetryMax)
+	setDur(&c.ForwardRetryMaxElapsed, d.ForwardRetryMaxElapsed)
+	setInt(&c.HandoffBatchBytes, d.HandoffBatchBytes)
+	setDur(&c.HandoffRetryMaxElapsed, d.HandoffRetryMaxElapsed)
+	return c
+}
+
+// Validate reports every problem, naming the flag that fixes it.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Bind == "" {
+		return nil // clustering off: nothing else is used
+	}
+	if c.NodeName == "" {
+		errs = append(errs, errors.New("node_name (--node-name) must not be empty when clustering is on"))
+	}
+	if _, _, err := net.SplitHostPort(c.Bind); err != nil {
+		errs = append(errs, fmt.Errorf("cluster_bind (--cluster-bind) %q: %v", c.Bind, err))
+	}
+	if c.Advertise != "" {
+		if _, _, err := net.SplitHostPort(c.Advertise); err != nil {
+			errs = append(errs, fmt.Errorf("cluster_advertise (--cluster-advertise) %q: %v", c.Advertise, err))
+		}
+	}
+	for _, j := range c.Join {
+		if _, _, err := net.SplitHostPort(j); err != nil {
+			errs = append(errs, fmt.Errorf("join (--join) %q: want host:port: %v", j, err))
+		}
+	}
+	switch len(c.SecretKey) {
+	case 0, 16, 24, 32:
+	default:
+		errs = append(errs, fmt.Errorf("cluster key (--cluster-key-file) must be 16, 24 or 32 bytes, got %d", len(c.SecretKey)))
+	}
+	for _, v := range []struct {
+		name string
+		bad  bool
+	}{
+		{"rejoin interval", c.RejoinInterval < 0},
+		{"forward queue bytes", c.ForwardQueueBytes < 0},
+		{"forward batch bytes", c.ForwardBatchBytes < 0},
+		{"forward workers", c.ForwardWorkers < 0},
+		{"forward retry durations", c.ForwardRetryInitial < 0 || c.ForwardRetryMax < 0 || c.ForwardRetryMaxElapsed < 0},
+		{"hand-off settings", c.HandoffBatchBytes < 0 || c.HandoffRetryMaxElapsed < 0},
+	} {
+		if v.bad {
+			errs = append(errs, fmt.Errorf("cluster: %s must not be negative", v.name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ReadKeyFile reads a gossip encryption key: 16, 24 or 32 bytes, raw or
+// base64-encoded (as made by `head -c 32 /dev/urandom | base64`).
+func ReadKeyFile(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cluster key file: %w", err)
+	}
+	if text := strings.TrimSpace(string(data)); text != "" {
+		if key, err := base64.StdEncoding.DecodeString(text); err == nil && validKeyLen(len(key)) {
+			return key, nil
+		}
+	}
+	if validKeyLen(len(data)) {
+		return data, nil
+	}
+	return nil, fmt.Errorf("cluster key file %s: want 16, 24 or 32 bytes, raw or base64", path)
+}
+
+func validKeyLen(n int) bool { return n == 16 || n == 24 || n == 32 }

@@ -1,0 +1,20 @@
+// Package cluster makes several sampler nodes one: membership by gossip
+// (hashicorp/memberlist), a consistent-hash ring that names the owner of
+// each trace ID, routing of spans to their owner, and hand-off of buffered
+// traces and recent decisions when the ring changes.
+//
+// Any node accepts OTLP. After a request is scanned, the Router groups its
+// traces by owner once: the local traces go to this node's engine, each
+// peer's traces are batched and sent to the peer as an ordinary OTLP/gRPC
+// export, marked with a hop count in gRPC metadata. A node that receives
+// spans it does not own (its view of the ring is newer than the sender's)
+// forwards them once more; the hop limit ends any loop.
+//
+// A span is acknowledged to its client once it is in the local buffer or in
+// a bounded per-peer queue; a peer that cannot be reached after retries does
+// not lose it: the spans are kept locally and counted. Hand-off is a small
+// gRPC method (Handoff) whose payload is an OTLP request plus each trace's
+// age and the decisions for moved trace IDs.
+//
+// The package knows nothing of policies: it moves bytes and trace IDs.
+package cluster

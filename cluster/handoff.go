@@ -1,0 +1,276 @@
+package cluster
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/tailsift/tailsift/buffer"
+	"github.com/tailsift/tailsift/decision"
+	"github.com/tailsift/tailsift/internal/otlpwire"
+	"github.com/tailsift/tailsift/internal/rawcodec"
+)
+
+// handoffMethod is the peer service's one method.
+const handoffMethod = "/tailsift.cluster.v1.Peer/Handoff"
+
+// registerHandoff serves the hand-off method on s (a rawcodec server).
+func registerHandoff(s *grpc.Server, receive func(ctx context.Context, body []byte) error) {
+	s.RegisterService(&grpc.ServiceDesc{
+		ServiceName: "tailsift.cluster.v1.Peer",
+		HandlerType: (*any)(nil),
+		Methods: []grpc.MethodDesc{{MethodName: "Handoff", Handler: func(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+			var body []byte
+			if err := dec(&body); err != nil {
+				return nil, err
+			}
+			if err := receive(ctx, body); err != nil {
+				return nil, err
+			}
+			return &[]byte{}, nil
+		}}},
+	}, struct{}{})
+}
+
+// receiveHandoff takes traces and decisions from a node that no longer
+// owns them. Decisions first: a handed-off trace that was decided already
+// follows the decision.
+func (c *Cluster) receiveHandoff(ctx context.Context, body []byte) error {
+	var h handoff
+	if err := h.decode(body); err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	var req otlpwire.Request
+	if err := req.Scan(h.traces); err != nil {
+		return status.Error(codes.InvalidArgument, "hand-off traces: "+err.Error())
+	}
+	c.engine.AdoptDecisions(h.decisions)
+	now := time.Now().UnixNano()
+	arrivals := make(map[[16]byte]decision.Arrival, len(h.arrivals))
+	for _, a := range h.arrivals {
+		ar := decision.Arrival{FirstSeen: now - a.firstAge}
+		if a.hasRoot {
+			ar.RootSeen = now - a.rootAge
+		}
+		arrivals[a.id] = ar
+	}
+	req.GroupByTrace()
+	if len(req.Spans) > 0 {
+		if err := c.engine.ConsumeGrouped(ctx, &req, decision.Input{Arrivals: arrivals}); err != nil {
+			st, _ := status.New(codes.ResourceExhausted, err.Error()).
+				WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)})
+			return st.Err()
+		}
+	}
+	m := c.metrics
+	m.handoff.tracesIn.Add(int64(len(req.Traces)))
+	m.handoff.spansIn.Add(int64(len(req.Spans)))
+	m.handoff.decisionsIn.Add(int64(len(h.decisions)))
+	return nil
+}
+
+// handoffClient sends hand-off messages, one connection per peer address.
+type handoffClient struct {
+	c     *Cluster
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn
+}
+
+func newHandoffClient(c *Cluster) *handoffClient {
+	return &handoffClient{c: c, conns: map[string]*grpc.ClientConn{}}
+}
+
+func (h *handoffClient) conn(addr string) (*grpc.ClientConn, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if cc := h.conns[addr]; cc != nil {
+		return cc, nil
+	}
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawcodec.Codec{})))
+	if err != nil {
+		return nil, err
+	}
+	h.conns[addr] = cc
+	return cc, nil
+}
+
+func (h *handoffClient) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for addr, cc := range h.conns {
+		cc.Close()
+		delete(h.conns, addr)
+	}
+}
+
+// outgoing is what one new owner gets.
+type outgoing struct {
+	member    Member
+	traces    []*buffer.Trace
+	decisions []decision.Record
+}
+
+// pass hands every buffered trace and remembered decision this node does
+// not own under st to its owner, in parallel per owner. Traces that cannot
+// be delivered stay here.
+func (h *handoffClient) pass(st *ringState) {
+	c := h.c
+	if st.ring.Len() == 0 {
+		return
+	}
+	moved := func(id *[16]byte) bool { return st.ring.Owner(id) != st.self }
+	traces := c.engine.TakeMoved(moved, nil)
+	decisions := c.engine.Decisions(moved, nil)
+	if len(traces) == 0 && len(decisions) == 0 {
+		return
+	}
+	byOwner := map[int]*outgoing{}
+	get := func(o int) *outgoing {
+		if byOwner[o] == nil {
+			byOwner[o] = &outgoing{member: st.ring.Members()[o]}
+		}
+		return byOwner[o]
+	}
+	var spans int64
+	for _, t := range traces {
+		g := get(st.ring.Owner(&t.ID))
+		g.traces = append(g.traces, t)
+		spans += int64(t.SpanCount)
+	}
+	c.metrics.handoff.pendingSpans.Add(spans)
+	for i := range decisions {
+		g := get(st.ring.Owner(&decisions[i].ID))
+		g.decisions = append(g.decisions, decisions[i])
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	for _, g := range byOwner {
+		wg.Go(func() { h.send(g) })
+	}
+	wg.Wait()
+	c.log.Info("hand-off done", "traces", len(traces), "spans", spans, "decisions", len(decisions),
+		"owners", len(byOwner), "took", time.Since(start).Round(time.Millisecond))
+}
+
+// send delivers g in messages of at most HandoffBatchBytes.
+func (h *handoffClient) send(g *outgoing) {
+	c := h.c
+	var b otlpwire.Builder
+	var msg handoff
+	var batch []*buffer.Trace
+	flush := func() {
+		if len(batch) == 0 && len(msg.decisions) == 0 {
+			return
+		}
+		msg.traces = b.AppendRequest(nil)
+		body := msg.appendTo(nil)
+		var spans int64
+		for _, t := range batch {
+			spans += int64(t.SpanCount)
+		}
+		if err := h.deliver(g.member, body); err != nil {
+			c.metrics.handoff.failures.Add(1)
+			c.log.Warn("hand-off failed, keeping the traces here", "peer", g.member.Name, "traces", len(batch), "spans", spans, "err", err)
+			h.keep(msg, batch)
+		} else {
+			c.metrics.handoff.tracesOut.Add(int64(len(batch)))
+			c.metrics.handoff.spansOut.Add(spans)
+			c.metrics.handoff.decisionsOut.Add(int64(len(msg.decisions)))
+		}
+		c.metrics.handoff.pendingSpans.Add(-spans)
+		b.Reset()
+		msg, batch = handoff{}, batch[:0]
+	}
+	now := time.Now().UnixNano()
+	for _, t := range g.traces {
+		for key, span := range t.Spans() {
+			b.Add(key, span)
+		}
+		a := arrivalAge{id: t.ID, firstAge: max(0, now-t.FirstSeen)}
+		if t.HasRoot() {
+			a.rootAge, a.hasRoot = max(0, now-t.RootSeen), true
+		}
+		msg.arrivals = append(msg.arrivals, a)
+		batch = append(batch, t)
+		if b.Size() >= c.cfg.HandoffBatchBytes {
+			flush()
+		}
+	}
+	for _, d := range g.decisions {
+		msg.decisions = append(msg.decisions, d)
+		if len(msg.decisions) >= 20_000 { // about 1 MiB
+			flush()
+		}
+	}
+	flush()
+}
+
+// deliver sends one message, retrying transient errors with backoff.
+func (h *handoffClient) deliver(m Member, body []byte) error {
+	c := h.c
+	cc, err := h.conn(m.Addr)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	step := c.cfg.ForwardRetryInitial
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.ForwardTimeout)
+		var resp []byte
+		err = cc.Invoke(ctx, handoffMethod, &body, &resp)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		delay, retry := retryDelay(err)
+		if !retry || time.Since(start) > c.cfg.HandoffRetryMaxElapsed {
+			return err
+		}
+		if delay == 0 {
+			delay = time.Duration(rand.Int64N(int64(step) + 1))
+			step = min(2*step, c.cfg.ForwardRetryMax)
+		}
+		time.Sleep(delay)
+	}
+}
+
+// keep gives undeliverable traces back to the local engine, with their
+// arrival times (decisions stay remembered here anyway).
+func (h *handoffClient) keep(msg handoff, batch []*buffer.Trace) {
+	c := h.c
+	if len(batch) == 0 {
+		return
+	}
+	var req otlpwire.Request
+	if err := req.Scan(msg.traces); err != nil {
+		c.log.Error("BUG: cannot rescan a hand-off batch", "err", err)
+		return
+	}
+	req.GroupByTrace()
+	arrivals := make(map[[16]byte]decision.Arrival, len(batch))
+	for _, t := range batch {
+		arrivals[t.ID] = decision.Arrival{FirstSeen: t.FirstSeen, RootSeen: t.RootSeen}
+	}
+	for attempt := 0; ; attempt++ {
+		err := c.engine.ConsumeGrouped(context.Background(), &req, decision.Input{Arrivals: arrivals})
+		if err == nil {
+			c.metrics.handoff.givenBack.Add(int64(len(req.Spans)))
+			return
+		}
+		if attempt == 100 {
+			c.metrics.lost.Add(int64(len(req.Spans)))
+			c.log.Error("traces that could not be handed off could not be kept either: dropped", "spans", len(req.Spans), "err", err)
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

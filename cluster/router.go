@@ -1,0 +1,182 @@
+package cluster
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc/metadata"
+
+	"github.com/tailsift/tailsift/buffer"
+	"github.com/tailsift/tailsift/decision"
+	"github.com/tailsift/tailsift/internal/otlpwire"
+)
+
+// Engine is this node's decision engine, as the router uses it.
+type Engine interface {
+	ConsumeGrouped(ctx context.Context, req *otlpwire.Request, in decision.Input) error
+	TakeMoved(moved func(id *[16]byte) bool, dst []*buffer.Trace) []*buffer.Trace
+	Decisions(moved func(id *[16]byte) bool, dst []decision.Record) []decision.Record
+	AdoptDecisions(recs []decision.Record)
+	SetShare(f float64)
+}
+
+// HopsKey is the gRPC metadata key that marks a forwarded export with the
+// number of times its spans were forwarded.
+const HopsKey = "tailsift-hops"
+
+// MaxHops bounds forwarding. A node forwards spans it does not own once
+// more (hop 2) because its ring is newer than the sender's, as during a
+// join or leave; spans at the limit are taken locally, so no view of the
+// ring, however stale, makes a loop.
+const MaxHops = 2
+
+// Router is the ingest consumer of a cluster node: it sends each trace's
+// spans to the trace's owner. Safe for concurrent use.
+type Router struct {
+	self    string
+	engine  Engine
+	fwd     *forwarder
+	log     *slog.Logger
+	metrics *metrics
+
+	state atomic.Pointer[ringState]
+	// barrier is held shared by each request while it routes with a ring,
+	// and exclusively by a ring change after the swap, so that hand-off
+	// starts once no request is appending with the old ring.
+	barrier sync.RWMutex
+	scratch sync.Pool // *routeScratch
+}
+
+// ringState is a ring with this node's place in it.
+type ringState struct {
+	ring *Ring
+	self int // index of this node in ring.Members(), -1 if not a member (leaving)
+}
+
+type routeScratch struct {
+	local []int32
+	peers map[int][]int32 // owner index -> trace indexes
+	order []int           // owners with traces, in first-seen order
+}
+
+func (r *Router) current() *ringState { return r.state.Load() }
+
+// Ring returns the ring the router routes with.
+func (r *Router) Ring() *Ring { return r.current().ring }
+
+// Consume routes the spans of one scanned request (ingest.Consumer). It
+// returns an error with RetryAfter when the forward queues are full, or the
+// engine's error, and then has accepted none of the spans.
+func (r *Router) Consume(ctx context.Context, req *otlpwire.Request) error {
+	hops := hopsOf(ctx)
+	if err := r.route(ctx, req, hops, false); err != nil {
+		return err
+	}
+	if hops == 0 {
+		r.metrics.spansIn.client.Add(int64(len(req.Spans)))
+	} else {
+		r.metrics.spansIn.peer.Add(int64(len(req.Spans)))
+		r.metrics.bytesIn.Add(int64(req.SpanBytes()))
+	}
+	return nil
+}
+
+// hopsOf reads the hop count a peer put on a forwarded export.
+func hopsOf(ctx context.Context) int {
+	vs := metadata.ValueFromIncomingContext(ctx, HopsKey)
+	if len(vs) == 0 {
+		return 0
+	}
+	n, err := strconv.Atoi(vs[0])
+	if err != nil || n < 0 {
+		return MaxHops // unreadable: never forward it again
+	}
+	return n
+}
+
+// route groups req's traces by owner: the local ones go to the engine, the
+// rest to their owners' queues. reserved means the bytes are already
+// accounted in the forward budget (spans coming back from a failed
+// forward), so the budget is not checked again.
+func (r *Router) route(ctx context.Context, req *otlpwire.Request, hops int, reserved bool) error {
+	req.GroupByTrace()
+	r.barrier.RLock()
+	defer r.barrier.RUnlock()
+	st := r.current()
+	if st.ring.Len() == 0 || (st.ring.Len() == 1 && st.self == 0) || hops >= MaxHops {
+		return r.engine.ConsumeGrouped(ctx, req, decision.Input{})
+	}
+	sc := r.scratch.Get().(*routeScratch)
+	defer r.putScratch(sc)
+	for t := range req.Traces {
+		o := st.ring.Owner(&req.Traces[t].ID)
+		if o == st.self {
+			sc.local = append(sc.local, int32(t))
+			continue
+		}
+		if len(sc.peers[o]) == 0 { // emptied, not deleted, after each request
+			sc.order = append(sc.order, o)
+		}
+		sc.peers[o] = append(sc.peers[o], int32(t))
+	}
+	if len(sc.order) == 0 {
+		return r.engine.ConsumeGrouped(ctx, req, decision.Input{})
+	}
+	var remoteBytes int64
+	for _, o := range sc.order {
+		remoteBytes += tracesBytes(req, sc.peers[o])
+	}
+	if !reserved && !r.fwd.reserve(remoteBytes) {
+		return errQueueFull
+	}
+	if len(sc.local) > 0 {
+		if err := r.engine.ConsumeGrouped(ctx, req, decision.Input{Traces: sc.local}); err != nil {
+			if !reserved {
+				r.fwd.release(remoteBytes)
+			}
+			return err
+		}
+	}
+	members := st.ring.Members()
+	for _, o := range sc.order {
+		r.fwd.enqueue(members[o], req, sc.peers[o], hops+1)
+	}
+	return nil
+}
+
+func (r *Router) putScratch(sc *routeScratch) {
+	sc.local = sc.local[:0]
+	for _, o := range sc.order {
+		sc.peers[o] = sc.peers[o][:0]
+	}
+	sc.order = sc.order[:0]
+	if len(sc.peers) > 64 { // do not pin a large map after a big cluster shrank
+		sc.peers = map[int][]int32{}
+	}
+	r.scratch.Put(sc)
+}
+
+func tracesBytes(req *otlpwire.Request, traces []int32) int64 {
+	var n int64
+	for _, t := range traces {
+		for _, si := range req.TraceSpans(int(t)) {
+			n += int64(len(req.Spans[si].Raw))
+		}
+	}
+	return n
+}
+
+// errQueueFull asks the client to retry: the forward queues are full
+// because peers are slow or unreachable.
+var errQueueFull = &queueFullError{}
+
+type queueFullError struct{}
+
+func (*queueFullError) Error() string {
+	return "cluster: forward queues full (peers slow or unreachable), try again later"
+}
+func (*queueFullError) RetryAfter() time.Duration { return time.Second }

@@ -1,0 +1,255 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/tailsift/tailsift/decision"
+)
+
+// A hand-off message moves buffered traces and remembered decisions to the
+// node that owns their trace IDs now. It is a protobuf message written and
+// read with protowire:
+//
+//	message Handoff {
+//	  bytes traces = 1;                // an OTLP ExportTraceServiceRequest
+//	  repeated Arrival arrivals = 2;   // one per trace in traces
+//	  repeated Decision decisions = 3;
+//	}
+//	message Arrival {
+//	  bytes trace_id = 1;
+//	  int64 first_seen_age_nanos = 2;  // how long ago, at the sender, the first span arrived
+//	  int64 root_seen_age_nanos = 3;   // the same for the root span; absent if none
+//	}
+//	message Decision {
+//	  bytes trace_id = 1;
+//	  bool kept = 2;
+//	  fixed64 threshold = 3;           // kept at p<1: the sampling threshold
+//	  repeated Attribute attrs = 4;    // root-span attributes of kept traces
+//	}
+//	message Attribute { string key = 1; string value = 2; }
+//
+// Times travel as ages, not timestamps, so clock skew between nodes does
+// not move decisions; the transfer time itself is not counted.
+
+// handoff is a decoded hand-off message.
+type handoff struct {
+	traces    []byte // ExportTraceServiceRequest
+	arrivals  []arrivalAge
+	decisions []decision.Record
+}
+
+type arrivalAge struct {
+	id            [16]byte
+	firstAge      int64
+	rootAge       int64
+	hasRoot       bool
+	firstSeenNano int64 // set by the receiver from firstAge
+}
+
+func (h *handoff) appendTo(b []byte) []byte {
+	if len(h.traces) > 0 {
+		b = protowire.AppendTag(b, 1, protowire.BytesType)
+		b = protowire.AppendBytes(b, h.traces)
+	}
+	var msg []byte
+	for _, a := range h.arrivals {
+		msg = protowire.AppendTag(msg[:0], 1, protowire.BytesType)
+		msg = protowire.AppendBytes(msg, a.id[:])
+		msg = protowire.AppendTag(msg, 2, protowire.VarintType)
+		msg = protowire.AppendVarint(msg, uint64(a.firstAge))
+		if a.hasRoot {
+			msg = protowire.AppendTag(msg, 3, protowire.VarintType)
+			msg = protowire.AppendVarint(msg, uint64(a.rootAge))
+		}
+		b = protowire.AppendTag(b, 2, protowire.BytesType)
+		b = protowire.AppendBytes(b, msg)
+	}
+	for i := range h.decisions {
+		d := &h.decisions[i]
+		msg = protowire.AppendTag(msg[:0], 1, protowire.BytesType)
+		msg = protowire.AppendBytes(msg, d.ID[:])
+		if d.Kept {
+			msg = protowire.AppendTag(msg, 2, protowire.VarintType)
+			msg = protowire.AppendVarint(msg, 1)
+		}
+		if d.Threshold != 0 {
+			msg = protowire.AppendTag(msg, 3, protowire.Fixed64Type)
+			msg = protowire.AppendFixed64(msg, d.Threshold)
+		}
+		for _, a := range d.Attrs {
+			attr := protowire.AppendTag(nil, 1, protowire.BytesType)
+			attr = protowire.AppendString(attr, a.Key)
+			attr = protowire.AppendTag(attr, 2, protowire.BytesType)
+			attr = protowire.AppendString(attr, a.Value)
+			msg = protowire.AppendTag(msg, 4, protowire.BytesType)
+			msg = protowire.AppendBytes(msg, attr)
+		}
+		b = protowire.AppendTag(b, 3, protowire.BytesType)
+		b = protowire.AppendBytes(b, msg)
+	}
+	return b
+}
+
+var errMalformed = errors.New("malformed hand-off message")
+
+// fields calls f for each field of a message, checking the wire format.
+func fields(b []byte, f func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return fmt.Errorf("%w: %v", errMalformed, protowire.ParseError(n))
+		}
+		b = b[n:]
+		var v []byte
+		var x uint64
+		switch typ {
+		case protowire.BytesType:
+			v, n = protowire.ConsumeBytes(b)
+		case protowire.VarintType:
+			x, n = protowire.ConsumeVarint(b)
+		case protowire.Fixed64Type:
+			x, n = protowire.ConsumeFixed64(b)
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if n < 0 {
+			return fmt.Errorf("%w: field %d: %v", errMalformed, num, protowire.ParseError(n))
+		}
+		b = b[n:]
+		if err := f(num, typ, v, x); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// want checks a known field's wire type.
+func want(typ, expected protowire.Type, what string) error {
+	if typ != expected {
+		return fmt.Errorf("%w: %s has wire type %d", errMalformed, what, typ)
+	}
+	return nil
+}
+
+func traceID(v []byte, what string) ([16]byte, error) {
+	var id [16]byte
+	if len(v) != 16 {
+		return id, fmt.Errorf("%w: %s trace_id has %d bytes, want 16", errMalformed, what, len(v))
+	}
+	copy(id[:], v)
+	return id, nil
+}
+
+// decode parses a hand-off message. The result references b.
+func (h *handoff) decode(b []byte) error {
+	*h = handoff{}
+	return fields(b, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
+		switch num {
+		case 1:
+			if err := want(typ, protowire.BytesType, "traces"); err != nil {
+				return err
+			}
+			h.traces = v
+		case 2:
+			if err := want(typ, protowire.BytesType, "arrival"); err != nil {
+				return err
+			}
+			a, err := decodeArrival(v)
+			if err != nil {
+				return err
+			}
+			h.arrivals = append(h.arrivals, a)
+		case 3:
+			if err := want(typ, protowire.BytesType, "decision"); err != nil {
+				return err
+			}
+			d, err := decodeDecision(v)
+			if err != nil {
+				return err
+			}
+			h.decisions = append(h.decisions, d)
+		}
+		return nil // unknown fields: skipped, for newer senders
+	})
+}
+
+func decodeArrival(b []byte) (arrivalAge, error) {
+	var a arrivalAge
+	var hasID bool
+	err := fields(b, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error {
+		var err error
+		switch num {
+		case 1:
+			if err = want(typ, protowire.BytesType, "arrival.trace_id"); err == nil {
+				a.id, err = traceID(v, "arrival")
+				hasID = true
+			}
+		case 2:
+			if err = want(typ, protowire.VarintType, "arrival.first_seen_age_nanos"); err == nil {
+				a.firstAge = int64(x)
+			}
+		case 3:
+			if err = want(typ, protowire.VarintType, "arrival.root_seen_age_nanos"); err == nil {
+				a.rootAge, a.hasRoot = int64(x), true
+			}
+		}
+		return err
+	})
+	if err == nil && !hasID {
+		err = fmt.Errorf("%w: arrival without trace_id", errMalformed)
+	}
+	if err == nil && (a.firstAge < 0 || a.rootAge < 0) {
+		err = fmt.Errorf("%w: negative age", errMalformed)
+	}
+	return a, err
+}
+
+func decodeDecision(b []byte) (decision.Record, error) {
+	var d decision.Record
+	var hasID bool
+	err := fields(b, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error {
+		var err error
+		switch num {
+		case 1:
+			if err = want(typ, protowire.BytesType, "decision.trace_id"); err == nil {
+				d.ID, err = traceID(v, "decision")
+				hasID = true
+			}
+		case 2:
+			if err = want(typ, protowire.VarintType, "decision.kept"); err == nil {
+				d.Kept = x != 0
+			}
+		case 3:
+			if err = want(typ, protowire.Fixed64Type, "decision.threshold"); err == nil {
+				d.Threshold = x
+			}
+		case 4:
+			if err = want(typ, protowire.BytesType, "decision.attrs"); err == nil {
+				var a decision.Attribute
+				err = fields(v, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
+					if num != 1 && num != 2 {
+						return nil
+					}
+					if err := want(typ, protowire.BytesType, "attribute"); err != nil {
+						return err
+					}
+					if num == 1 {
+						a.Key = string(v)
+					} else {
+						a.Value = string(v)
+					}
+					return nil
+				})
+				d.Attrs = append(d.Attrs, a)
+			}
+		}
+		return err
+	})
+	if err == nil && !hasID {
+		err = fmt.Errorf("%w: decision without trace_id", errMalformed)
+	}
+	return d, err
+}

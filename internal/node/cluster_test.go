@@ -1,0 +1,123 @@
+package node_test
+
+import (
+	"log/slog"
+	"os"
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/tailsift/tailsift/cluster"
+	"github.com/tailsift/tailsift/internal/node"
+)
+
+// fastFailure makes memberlist declare a stopped node dead in about a
+// second on loopback, and gives up on unreachable peers quickly.
+func fastFailure(c *cluster.Config) {
+	c.ProbeInterval, c.SuspicionMult = 200*time.Millisecond, 2
+	c.ForwardRetryMaxElapsed = 5 * time.Second
+	c.RejoinInterval = time.Second
+}
+
+// startCluster starts n nodes on loopback that join the first one, and
+// waits until each sees all of them.
+func startCluster(t *testing.T, n int, forward string) []*node.Node {
+	t.Helper()
+	var nodes []*node.Node
+	for i := range n {
+		cfg := node.DefaultConfig()
+		cfg.OTLPGRPC, cfg.OTLPHTTP, cfg.Admin, cfg.ClusterBind = "127.0.0.1:0", "", "127.0.0.1:0", "127.0.0.1:0"
+		cfg.NodeName, cfg.Forward = fmt.Sprintf("node-%d", i), forward
+		cfg.DecisionWait, cfg.RootWait = 10*time.Second, 500*time.Millisecond
+		if i > 0 {
+			cfg.Join = []string{nodes[0].Cluster().GossipAddr()}
+		}
+		nd, err := node.New(cfg, node.Options{Cluster: fastFailure, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("node", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nd.Shutdown(context.Background()) })
+		nodes = append(nodes, nd)
+	}
+	waitFor(t, func() bool {
+		for _, nd := range nodes {
+			if len(nd.Cluster().Members()) != n {
+				return false
+			}
+		}
+		return true
+	}, fmt.Sprintf("%d nodes to see each other", n))
+	return nodes
+}
+
+// One trace whose three spans are sent by three SDKs to three different
+// nodes arrives at the backend whole, once, decided by root_wait (so by
+// one node that had the root), and every node's accounting adds up.
+func TestClusterGathersTrace(t *testing.T) {
+	sk := startSink(t)
+	nodes := startCluster(t, 3, sk.addr)
+	ctx := context.Background()
+	var tps []*sdktrace.TracerProvider
+	for _, nd := range nodes {
+		exp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(nd.GRPCAddr().String()), otlptracegrpc.WithInsecure())
+		if err != nil {
+			t.Fatal(err)
+		}
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+		t.Cleanup(func() { tp.Shutdown(ctx) })
+		tps = append(tps, tp)
+	}
+	var ids []trace.TraceID
+	for i := range 20 {
+		rootCtx, root := tps[i%3].Tracer("t").Start(ctx, "root")
+		childCtx, child := tps[(i+1)%3].Tracer("t").Start(rootCtx, "child")
+		_, leaf := tps[(i+2)%3].Tracer("t").Start(childCtx, "leaf")
+		leaf.SetStatus(codes.Error, "boom") // kept by the error rule
+		leaf.End()
+		child.End()
+		root.End()
+		ids = append(ids, root.SpanContext().TraceID())
+	}
+	start := time.Now()
+	defer func() {
+		for i, nd := range nodes {
+			t.Logf("node %d: %+v %+v", i, nd.Stats(), nd.Cluster().Stats())
+		}
+	}()
+	waitFor(t, func() bool {
+		for _, id := range ids {
+			if len(sk.received(id)) < 3 {
+				return false
+			}
+		}
+		return true
+	}, "every trace at the sink")
+	t.Logf("all traces arrived %v after the last root", time.Since(start))
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("traces took %v: decided by decision_wait, not by their root", d)
+	}
+	for _, id := range ids {
+		for sid, n := range sk.received(id) {
+			if n != 1 {
+				t.Errorf("trace %s span %s received %d times", id, sid, n)
+			}
+		}
+	}
+	var total node.Stats
+	for i, nd := range nodes {
+		s := nd.Stats()
+		if s.Accepted != s.Out() {
+			t.Errorf("node %d accounting: %+v", i, s)
+		}
+		total = total.Plus(s)
+	}
+	if total.ClientAccepted != 60 || total.Forwarded == 0 {
+		t.Errorf("cluster: %d spans from clients (want 60), %d forwarded", total.ClientAccepted, total.Forwarded)
+	}
+}
