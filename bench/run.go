@@ -205,7 +205,7 @@ func Run(ctx context.Context, sc Scenario) (*Result, error) {
 	stopProgress := reportProgress(ctx, sc, sched, snd, smp, start)
 	probe := probeMemory(start, sc.Duration-sc.Duration/10, nodes)
 	evDone := make(chan []*node.Node, 1)
-	go func() { evDone <- runEvents(ctx, sc, start, nodes, snd, snk, res) }()
+	go func() { evDone <- runEvents(ctx, sc, start, nodes, snd, snk, sched.Manifest, res) }()
 	withComponent(componentGenerator, func() { snd.run(ctx, start) })
 	joined := <-evDone
 	for _, n := range joined {
@@ -339,7 +339,7 @@ func engineFigures(cpu CPU, nodes []*node.Node, samples []Sample, res *Result, p
 
 // runEvents applies the scenario's cluster events at their times and
 // returns the nodes that joined. It logs each event in res.Events.
-func runEvents(ctx context.Context, sc Scenario, start time.Time, nodes []*node.Node, snd *sender, snk *sink.Sink, res *Result) []*node.Node {
+func runEvents(ctx context.Context, sc Scenario, start time.Time, nodes []*node.Node, snd *sender, snk *sink.Sink, m *workload.Manifest, res *Result) []*node.Node {
 	type event struct {
 		at time.Duration
 		do func() string
@@ -378,8 +378,28 @@ func runEvents(ctx context.Context, sc Scenario, start time.Time, nodes []*node.
 	}
 	if sc.KillAt > 0 {
 		evs = append(evs, event{sc.KillAt, func() string {
-			nodes[len(nodes)-1].Abort()
-			return fmt.Sprintf("bench-%d killed", len(nodes)-1)
+			victim := nodes[len(nodes)-1]
+			ring := nodes[0].Cluster().Router().Ring()
+			victim.Abort()
+			st := victim.Stats()
+			// Traces the victim owned may have had spans on it: they are
+			// not the engine's to complete. Every other trace never
+			// touched it (the load does not go there) and must arrive.
+			excluded := 0
+			self := ring.Index(victim.Cluster().Name())
+			for i := range m.Traces {
+				if tr := &m.Traces[i]; ring.Owner(&tr.ID) == self {
+					tr.Undelivered.Store(true)
+					excluded++
+				}
+			}
+			msg := fmt.Sprintf("bench-%d killed holding %d buffered spans; the %d traces it owned are excluded from completeness",
+				len(nodes)-1, st.Buffered+st.ForwardQueued, excluded)
+			t0 := time.Now()
+			if err := waitForMembers(ctx, nodes[:len(nodes)-1], 60*time.Second); err != nil {
+				return msg + "; the others did not see it gone: " + err.Error()
+			}
+			return msg + fmt.Sprintf("; the others removed it from the ring %v later", time.Since(t0).Round(10*time.Millisecond))
 		}})
 	}
 	slices.SortFunc(evs, func(a, b event) int { return cmp.Compare(a.at, b.at) })

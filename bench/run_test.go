@@ -97,6 +97,97 @@ func TestRunInProcess(t *testing.T) {
 	}
 }
 
+// clusterScenario is shortScenario over an in-process cluster of n nodes.
+func clusterScenario(n int, d time.Duration) Scenario {
+	sc := shortScenario()
+	sc.Nodes, sc.Duration = n, d
+	sc.Workload.Connections = 6 // spread over every node: each trace's spans reach several
+	return sc
+}
+
+func checkCluster(t *testing.T, r *Result) {
+	t.Helper()
+	checkIntact(t, r)
+	e := r.Engine
+	if e == nil || !e.AccountingOK || e.Stats.ClientAccepted != r.SpansSent {
+		t.Fatalf("cluster accounting: %+v (generator sent %d)", e, r.SpansSent)
+	}
+	if e.Stats.Forwarded == 0 || e.Stats.ClusterDropped != 0 {
+		t.Fatalf("forwarded %d spans between nodes, dropped %d", e.Stats.Forwarded, e.Stats.ClusterDropped)
+	}
+}
+
+// Three real memberlist nodes on loopback, the load spread over all of
+// them so every trace's spans arrive at several nodes: every kept trace
+// reaches the sink complete and exactly once (one node decided it), and
+// every error trace is kept.
+func TestRunCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a load")
+	}
+	r, err := Run(context.Background(), clusterScenario(3, 3*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkCluster(t, r)
+}
+
+// A fourth node joins and then one of the first three leaves gracefully,
+// both under load: traces move between owners in flight, and none is
+// fragmented or lost.
+func TestRunClusterJoinAndLeave(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a load")
+	}
+	sc := clusterScenario(3, 6*time.Second)
+	sc.JoinAt, sc.LeaveAt = 2*time.Second, 4*time.Second
+	r, err := Run(context.Background(), sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Events) != 2 || !strings.Contains(r.Events[0], "joined") || !strings.Contains(r.Events[1], "left gracefully") {
+		t.Fatalf("events: %q", r.Events)
+	}
+	checkCluster(t, r)
+	if r.Engine.Stats.HandedOff == 0 {
+		t.Fatalf("nothing handed off across a join and a leave: %+v", r.Engine.Stats)
+	}
+}
+
+// A node is killed under load (no leave, no hand-off). The others keep
+// working and see it gone; every trace it did not own (so whose spans
+// never touched it: the load does not go there) arrives complete; what
+// it held is reported, and the others' accounting adds up.
+func TestRunClusterKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a load")
+	}
+	sc := clusterScenario(3, 10*time.Second)
+	sc.KillAt = 3 * time.Second
+	r, err := Run(context.Background(), sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Events) != 1 || !strings.Contains(r.Events[0], "killed holding") || !strings.Contains(r.Events[0], "removed it from the ring") {
+		t.Fatalf("events: %q", r.Events)
+	}
+	s := r.Sink
+	if s.Undelivered == 0 || s.Undelivered >= int64(r.TracesSent) {
+		t.Fatalf("%d of %d traces excluded as owned by the killed node", s.Undelivered, r.TracesSent)
+	}
+	if s.Fragmented != 0 || s.Duplicated != 0 || s.Completeness() != 1 {
+		t.Fatalf("traces the killed node did not own arrived incomplete: %+v", s)
+	}
+	if errs := s.Classes[workload.ClassError]; errs.Complete != errs.Sent {
+		t.Fatalf("error traces kept %d/%d", errs.Complete, errs.Sent)
+	}
+	// The last seconds of load ran after failure detection removed the
+	// node: the survivors decided and forwarded through to the end.
+	if r.Sink.Delay.Count == 0 || r.Engine == nil || !r.Engine.AccountingOK {
+		t.Fatalf("after the kill: %+v", r.Engine)
+	}
+}
+
 // TestRunExternal drives a node started on its own, as a deployment would
 // be, over OTLP/HTTP.
 func TestRunExternal(t *testing.T) {
@@ -194,7 +285,7 @@ func TestJudge(t *testing.T) {
 
 func TestScenarioValidate(t *testing.T) {
 	sc := DefaultScenario()
-	sc.Rate, sc.Duration, sc.Protocol, sc.Nodes = -1, 0, "udp", 2
+	sc.Rate, sc.Duration, sc.Protocol, sc.Nodes = -1, 0, "udp", 0
 	err := sc.Validate()
 	for _, want := range []string{"--rate", "--duration", "--protocol", "--nodes"} {
 		if err == nil || !strings.Contains(err.Error(), want) {

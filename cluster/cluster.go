@@ -70,6 +70,9 @@ func New(cfg Config, engine Engine, reg prometheus.Registerer, log *slog.Logger)
 // Router is the ingest consumer that routes spans to their owners.
 func (c *Cluster) Router() *Router { return c.router }
 
+// Name is this node's name in the cluster.
+func (c *Cluster) Name() string { return c.cfg.NodeName }
+
 // Enabled reports whether clustering is on.
 func (c *Cluster) Enabled() bool { return c.cfg.Bind != "" }
 

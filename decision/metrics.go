@@ -49,6 +49,8 @@ func newMetrics(reg prometheus.Registerer, c *counters, e *Engine) *metrics {
 		counter("tailsift_decision_late_spans_total", "Spans that arrived after their trace was decided, by decision.", &c.lateKept, prometheus.Labels{"decision": "kept"}),
 		counter("tailsift_decision_late_spans_total", "Spans that arrived after their trace was decided, by decision.", &c.droppedLate, prometheus.Labels{"decision": "dropped"}),
 		counter("tailsift_decision_spans_handed_off_total", "Buffered spans handed to another node that owns their trace now.", &c.handedOff, nil),
+		gauge("tailsift_decision_cluster_share", "This node's share of the cluster's traces (its part of the ring): the adaptive and rate_limit targets, which are cluster-wide, are multiplied by it.",
+			func() float64 { return e.policies.Load().set.Share() }, nil),
 		gauge("tailsift_buffer_traces", "Traces buffered awaiting a decision.", func() float64 { return float64(e.buf.Stats().Traces) }, nil),
 		gauge("tailsift_buffer_spans", "Spans buffered awaiting a decision.", func() float64 { return float64(e.buf.Stats().Spans) }, nil),
 		gauge("tailsift_buffer_memory_bytes", "Memory accounted to the buffer (span bytes and bookkeeping).", func() float64 { return float64(e.buf.Stats().Bytes) }, nil),

@@ -1,10 +1,11 @@
 package node_test
 
 import (
-	"log/slog"
-	"os"
 	"context"
 	"fmt"
+	"math"
+	"net"
+	"net/http"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tailsift/tailsift/cluster"
+	"github.com/tailsift/tailsift/internal/metricstest"
 	"github.com/tailsift/tailsift/internal/node"
 )
 
@@ -38,7 +40,7 @@ func startCluster(t *testing.T, n int, forward string) []*node.Node {
 		if i > 0 {
 			cfg.Join = []string{nodes[0].Cluster().GossipAddr()}
 		}
-		nd, err := node.New(cfg, node.Options{Cluster: fastFailure, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("node", i)})
+		nd, err := node.New(cfg, node.Options{Cluster: fastFailure})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -86,8 +88,10 @@ func TestClusterGathersTrace(t *testing.T) {
 	}
 	start := time.Now()
 	defer func() {
-		for i, nd := range nodes {
-			t.Logf("node %d: %+v %+v", i, nd.Stats(), nd.Cluster().Stats())
+		if t.Failed() {
+			for i, nd := range nodes {
+				t.Logf("node %d: %+v %+v", i, nd.Stats(), nd.Cluster().Stats())
+			}
 		}
 	}()
 	waitFor(t, func() bool {
@@ -119,5 +123,87 @@ func TestClusterGathersTrace(t *testing.T) {
 	}
 	if total.ClientAccepted != 60 || total.Forwarded == 0 {
 		t.Errorf("cluster: %d spans from clients (want 60), %d forwarded", total.ClientAccepted, total.Forwarded)
+	}
+}
+
+// Adaptive and rate-limit targets are cluster-wide: each node applies the
+// share of the trace-ID space it owns, so the shares always sum to one,
+// also after a node leaves.
+func TestClusterShareOfTargets(t *testing.T) {
+	nodes := startCluster(t, 3, "stdout")
+	shares := func(nodes []*node.Node) (sum float64, each []float64) {
+		for _, nd := range nodes {
+			v := metricstest.Value(t, nd.Registry(), "tailsift_decision_cluster_share", nil)
+			each = append(each, v)
+			sum += v
+		}
+		return sum, each
+	}
+	sum, each := shares(nodes)
+	for _, v := range each {
+		if v < 0.25 || v > 0.42 {
+			t.Errorf("node share %.3f of 3, want about 1/3 (all: %v)", v, each)
+		}
+	}
+	if math.Abs(sum-1) > 1e-9 {
+		t.Fatalf("shares sum to %v: %v", sum, each)
+	}
+	if err := nodes[2].Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		return len(nodes[0].Cluster().Members()) == 2 && len(nodes[1].Cluster().Members()) == 2
+	}, "the others to see the leave")
+	if sum, each := shares(nodes[:2]); math.Abs(sum-1) > 1e-9 {
+		t.Fatalf("after a leave, shares sum to %v: %v", sum, each)
+	}
+}
+
+// /readyz answers 503 until the node has joined a peer given by --join,
+// and 200 once it has; a node without --join is ready at once.
+func TestReadyzWaitsForJoin(t *testing.T) {
+	readyz := func(nd *node.Node) int {
+		resp, err := http.Get("http://" + nd.AdminAddr().String() + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	// A peer address nobody listens on yet: reserve a port, then free it.
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	peerGossip := lis.Addr().String()
+	lis.Close()
+
+	cfg := node.DefaultConfig()
+	cfg.OTLPGRPC, cfg.OTLPHTTP, cfg.Admin, cfg.ClusterBind = "127.0.0.1:0", "", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.NodeName, cfg.Forward, cfg.Join = "waiting", "stdout", []string{peerGossip}
+	waiting, err := node.New(cfg, node.Options{Cluster: fastFailure})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer waiting.Shutdown(context.Background())
+	time.Sleep(300 * time.Millisecond) // a join round has failed by now
+	if code := readyz(waiting); code != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz = %d before any peer is reachable, want 503", code)
+	}
+
+	// The peer starts on that address: the next join round reaches it.
+	pcfg := cfg
+	pcfg.NodeName, pcfg.ClusterBind, pcfg.Join = "peer", peerGossip, nil
+	peer, err := node.New(pcfg, node.Options{Cluster: fastFailure})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Shutdown(context.Background())
+	if code := readyz(peer); code != http.StatusOK {
+		t.Fatalf("/readyz = %d on a node with no --join, want 200", code)
+	}
+	waitFor(t, func() bool { return readyz(waiting) == http.StatusOK }, "the node to join and be ready")
+	if n := len(waiting.Cluster().Members()); n != 2 {
+		t.Fatalf("ready with %d members", n)
 	}
 }
