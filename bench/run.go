@@ -211,8 +211,9 @@ func Run(ctx context.Context, sc Scenario) (*Result, error) {
 	for _, n := range joined {
 		defer n.Shutdown(context.Background())
 	}
-	nodes = append(nodes, joined...)
-	live := slices.DeleteFunc(slices.Clone(nodes), func(n *node.Node) bool { return n == victim })
+	// A new slice: the sampler goroutine still reads nodes.
+	all := append(slices.Clone(nodes), joined...)
+	live := slices.DeleteFunc(slices.Clone(all), func(n *node.Node) bool { return n == victim })
 	drain(ctx, sc, live, snk)
 	stopProgress()
 	samples := smp.finish()
@@ -240,7 +241,7 @@ func Run(ctx context.Context, sc Scenario) (*Result, error) {
 	res.Sink = snk.Report(sc.Slow)
 	res.Samples = samples
 	if !external {
-		res.Engine = engineFigures(cpu, nodes, samples, res, sched.Bytes, probe())
+		res.Engine = engineFigures(cpu, all, samples, res, sched.Bytes, probe())
 	} else if adm != nil {
 		end, err := adm.total(ctx)
 		if err != nil {

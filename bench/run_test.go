@@ -198,7 +198,7 @@ func TestRunExternal(t *testing.T) {
 	sc.Protocol = "http"
 	sinkAddr := freeAddr(t)
 	cfg := sc.Node
-	cfg.OTLPGRPC, cfg.OTLPHTTP, cfg.Admin, cfg.Forward = "", "127.0.0.1:0", "127.0.0.1:0", sinkAddr
+	cfg.OTLPGRPC, cfg.OTLPHTTP, cfg.Admin, cfg.Forward, cfg.ClusterBind = "", "127.0.0.1:0", "127.0.0.1:0", sinkAddr, ""
 	n, err := node.New(cfg, node.Options{})
 	if err != nil {
 		t.Fatal(err)
