@@ -93,6 +93,9 @@ func (c *Cluster) Start(otlpAddr string) error {
 		return fmt.Errorf("cluster: gossip on %s (--cluster-bind): %w", c.cfg.Bind, err)
 	}
 	c.ml = ml
+	if len(c.cfg.Join) == 0 {
+		c.joined.Store(true) // the first node: nothing to join
+	}
 	c.updateRing()
 	c.wg.Add(2)
 	go c.watch()

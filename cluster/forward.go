@@ -303,7 +303,7 @@ func (p *peer) worker() {
 func (p *peer) deliver(out outbound) {
 	f := p.f
 	start := time.Now()
-	step := f.cfg.ForwardRetryInitial
+	wait := backoff{step: f.cfg.ForwardRetryInitial, max: f.cfg.ForwardRetryMax}
 	for {
 		if p.gone.Load() {
 			f.requeue(out, false)
@@ -325,8 +325,7 @@ func (p *peer) deliver(out outbound) {
 			return
 		}
 		if delay == 0 {
-			delay = time.Duration(rand.Int64N(int64(step) + 1))
-			step = min(2*step, f.cfg.ForwardRetryMax)
+			delay = wait.next()
 		}
 		select {
 		case <-time.After(delay):
@@ -359,6 +358,16 @@ func hopsValue(h int) string {
 		return string(rune('0' + h))
 	}
 	return "9"
+}
+
+// backoff draws full-jitter waits: uniform in [0, step], the step doubling
+// up to max.
+type backoff struct{ step, max time.Duration }
+
+func (b *backoff) next() time.Duration {
+	d := time.Duration(rand.Int64N(int64(b.step) + 1))
+	b.step = min(2*b.step, b.max)
+	return d
 }
 
 // retryDelay tells whether a forward error is worth retrying, and the

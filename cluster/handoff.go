@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -222,7 +221,7 @@ func (h *handoffClient) deliver(m Member, body []byte) error {
 		return err
 	}
 	start := time.Now()
-	step := c.cfg.ForwardRetryInitial
+	wait := backoff{step: c.cfg.ForwardRetryInitial, max: c.cfg.ForwardRetryMax}
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.ForwardTimeout)
 		var resp []byte
@@ -236,8 +235,7 @@ func (h *handoffClient) deliver(m Member, body []byte) error {
 			return err
 		}
 		if delay == 0 {
-			delay = time.Duration(rand.Int64N(int64(step) + 1))
-			step = min(2*step, c.cfg.ForwardRetryMax)
+			delay = wait.next()
 		}
 		time.Sleep(delay)
 	}
