@@ -16,8 +16,6 @@ import (
 	"github.com/hashicorp/memberlist"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
-
-	"github.com/tailsift/tailsift/internal/otlpwire"
 )
 
 // Cluster is this node's membership in the cluster, its router and its
@@ -435,30 +433,6 @@ func (c *Cluster) Abort() {
 
 // RegisterGRPC registers the hand-off service on the node's OTLP server.
 func (c *Cluster) RegisterGRPC(s *grpc.Server) { registerHandoff(s, c.receiveHandoff) }
-
-// reinject routes an undelivered forward batch again, or keeps it here.
-func (r *Router) reinject(body []byte, hops int, keepLocal bool) {
-	var req otlpwire.Request
-	if err := req.Scan(body); err != nil { // built by us from scanned spans
-		r.log.Error("BUG: cannot rescan a forward batch", "err", err)
-		return
-	}
-	if keepLocal {
-		hops = MaxHops
-	}
-	for attempt := 0; ; attempt++ {
-		err := r.route(context.Background(), &req, hops, true)
-		if err == nil {
-			return
-		}
-		if attempt == 100 { // about 10s of a full buffer
-			r.metrics.lost.Add(int64(len(req.Spans)))
-			r.log.Error("spans that could not be forwarded could not be kept either: dropped", "spans", len(req.Spans), "err", err)
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
 
 // Stats is the cluster layer's span accounting on this node.
 type Stats struct {

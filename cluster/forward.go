@@ -37,7 +37,7 @@ type forwarder struct {
 	cfg      Config
 	log      *slog.Logger
 	metrics  *metrics
-	reinject func(body []byte, hops int, keepLocal bool) // routes a batch again; see Router
+	reinject func(body []byte, spans, hops int, keepLocal bool) // routes a batch again; see Router
 
 	limit  int64
 	budget atomic.Int64 // raw span bytes reserved by the router, queued or in flight
@@ -397,7 +397,7 @@ func (f *forwarder) requeue(out outbound, keepLocal bool) {
 	} else {
 		f.metrics.requeued.rerouted.Add(int64(out.spans))
 	}
-	f.reinject(out.body, out.hops-1, keepLocal)
+	f.reinject(out.body, out.spans, out.hops-1, keepLocal)
 	f.release(out.bytes)
 }
 

@@ -245,30 +245,24 @@ func (h *handoffClient) deliver(m Member, body []byte) error {
 // arrival times (decisions stay remembered here anyway).
 func (h *handoffClient) keep(msg handoff, batch []*buffer.Trace) {
 	c := h.c
-	if len(batch) == 0 {
+	var spans int
+	arrivals := make(map[[16]byte]decision.Arrival, len(batch))
+	for _, t := range batch {
+		spans += int(t.SpanCount)
+		arrivals[t.ID] = decision.Arrival{FirstSeen: t.FirstSeen, RootSeen: t.RootSeen}
+	}
+	if spans == 0 {
 		return
 	}
 	var req otlpwire.Request
-	if err := req.Scan(msg.traces); err != nil {
-		c.log.Error("BUG: cannot rescan a hand-off batch", "err", err)
+	if err := req.Scan(msg.traces); err != nil { // we built it from buffered spans
+		c.router.lose(spans, "BUG: cannot rescan a hand-off batch", err)
 		return
 	}
 	req.GroupByTrace()
-	arrivals := make(map[[16]byte]decision.Arrival, len(batch))
-	for _, t := range batch {
-		arrivals[t.ID] = decision.Arrival{FirstSeen: t.FirstSeen, RootSeen: t.RootSeen}
-	}
-	for attempt := 0; ; attempt++ {
-		err := c.engine.ConsumeGrouped(context.Background(), &req, decision.Input{Arrivals: arrivals})
-		if err == nil {
-			c.metrics.handoff.givenBack.Add(int64(len(req.Spans)))
-			return
-		}
-		if attempt == 100 {
-			c.metrics.lost.Add(int64(len(req.Spans)))
-			c.log.Error("traces that could not be handed off could not be kept either: dropped", "spans", len(req.Spans), "err", err)
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
+	if c.router.retryLocal(spans, "traces that could not be handed off", func() error {
+		return c.engine.ConsumeGrouped(context.Background(), &req, decision.Input{Arrivals: arrivals})
+	}) {
+		c.metrics.handoff.givenBack.Add(int64(spans))
 	}
 }

@@ -99,10 +99,10 @@ func hopsOf(ctx context.Context) int {
 }
 
 // route groups req's traces by owner: the local ones go to the engine, the
-// rest to their owners' queues. reserved means the bytes are already
-// accounted in the forward budget (spans coming back from a failed
-// forward), so the budget is not checked again.
-func (r *Router) route(ctx context.Context, req *otlpwire.Request, hops int, reserved bool) error {
+// rest to their owners' queues. requeued means the spans come back from an
+// undelivered batch whose bytes the caller releases afterwards: the
+// budget is taken without the limit check, as the bytes only move.
+func (r *Router) route(ctx context.Context, req *otlpwire.Request, hops int, requeued bool) error {
 	req.GroupByTrace()
 	r.barrier.RLock()
 	defer r.barrier.RUnlock()
@@ -130,14 +130,14 @@ func (r *Router) route(ctx context.Context, req *otlpwire.Request, hops int, res
 	for _, o := range sc.order {
 		remoteBytes += tracesBytes(req, sc.peers[o])
 	}
-	if !reserved && !r.fwd.reserve(remoteBytes) {
+	if requeued {
+		r.fwd.budget.Add(remoteBytes)
+	} else if !r.fwd.reserve(remoteBytes) {
 		return errQueueFull
 	}
 	if len(sc.local) > 0 {
 		if err := r.engine.ConsumeGrouped(ctx, req, decision.Input{Traces: sc.local}); err != nil {
-			if !reserved {
-				r.fwd.release(remoteBytes)
-			}
+			r.fwd.release(remoteBytes)
 			return err
 		}
 	}
@@ -146,6 +146,44 @@ func (r *Router) route(ctx context.Context, req *otlpwire.Request, hops int, res
 		r.fwd.enqueue(members[o], req, sc.peers[o], hops+1)
 	}
 	return nil
+}
+
+// reinject routes an undelivered forward batch of spans spans again, or
+// keeps it here.
+func (r *Router) reinject(body []byte, spans, hops int, keepLocal bool) {
+	var req otlpwire.Request
+	if err := req.Scan(body); err != nil { // we built it from scanned spans
+		r.lose(spans, "BUG: cannot rescan a forward batch", err)
+		return
+	}
+	if keepLocal {
+		hops = MaxHops
+	}
+	r.retryLocal(len(req.Spans), "spans that could not be forwarded", func() error {
+		return r.route(context.Background(), &req, hops, true)
+	})
+}
+
+// retryLocal calls take until this node accepts the spans (its buffer may
+// be full for a while); after about 10 s they are counted lost.
+func (r *Router) retryLocal(spans int, what string, take func() error) bool {
+	for attempt := 0; ; attempt++ {
+		err := take()
+		if err == nil {
+			return true
+		}
+		if attempt == 100 {
+			r.lose(spans, what+" could not be kept here either: dropped", err)
+			return false
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// lose counts spans the cluster layer had to drop.
+func (r *Router) lose(spans int, msg string, err error) {
+	r.metrics.lost.Add(int64(spans))
+	r.log.Error(msg, "spans", spans, "err", err)
 }
 
 func (r *Router) putScratch(sc *routeScratch) {

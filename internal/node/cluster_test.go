@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"testing"
@@ -13,10 +14,15 @@ import (
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/tailsift/tailsift/cluster"
 	"github.com/tailsift/tailsift/internal/metricstest"
 	"github.com/tailsift/tailsift/internal/node"
+	"github.com/tailsift/tailsift/internal/otlptest"
 )
 
 // fastFailure makes memberlist declare a stopped node dead in about a
@@ -205,5 +211,69 @@ func TestReadyzWaitsForJoin(t *testing.T) {
 	waitFor(t, func() bool { return readyz(waiting) == http.StatusOK }, "the node to join and be ready")
 	if n := len(waiting.Cluster().Members()); n != 2 {
 		t.Fatalf("ready with %d members", n)
+	}
+}
+
+// Spans forwarded to a node that crashed are not lost: the forward fails,
+// and once gossip has removed the node the batch is routed again, to the
+// trace's new owner. The forward budget comes back to zero.
+func TestClusterReroutesAfterPeerDies(t *testing.T) {
+	sk := startSink(t)
+	nodes := startCluster(t, 3, sk.addr)
+	ring := nodes[0].Cluster().Router().Ring()
+	dead := ring.Index("node-2")
+	nodes[2].Abort()
+
+	// Error traces (kept by the example policies) that node-2 owns, sent
+	// to node-0 before anyone has noticed the crash.
+	rng := rand.New(rand.NewPCG(5, 5))
+	req := &coltracepb.ExportTraceServiceRequest{ResourceSpans: []*tracepb.ResourceSpans{{ScopeSpans: []*tracepb.ScopeSpans{{}}}}}
+	var ids []trace.TraceID
+	for len(ids) < 20 {
+		var id [16]byte
+		copy(id[:], otlptest.TraceID(rng))
+		if ring.Owner(&id) != dead {
+			continue
+		}
+		ids = append(ids, id)
+		now := uint64(time.Now().UnixNano())
+		req.ResourceSpans[0].ScopeSpans[0].Spans = append(req.ResourceSpans[0].ScopeSpans[0].Spans, &tracepb.Span{
+			TraceId: id[:], SpanId: otlptest.SpanID(rng), Name: "GET /fail",
+			StartTimeUnixNano: now - 1e6, EndTimeUnixNano: now,
+			Status: &tracepb.Status{Code: tracepb.Status_STATUS_CODE_ERROR},
+		})
+	}
+	conn, err := grpc.NewClient(nodes[0].GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := coltracepb.NewTraceServiceClient(conn).Export(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		for _, id := range ids {
+			if len(sk.received(id)) != 1 {
+				return false
+			}
+		}
+		return true
+	}, "the traces at the sink after the crash")
+	for _, id := range ids {
+		for _, n := range sk.received(id) {
+			if n != 1 {
+				t.Fatalf("trace %s: span received %d times", id, n)
+			}
+		}
+	}
+	cs := nodes[0].Cluster().Stats()
+	if cs.Rerouted == 0 || cs.Lost != 0 {
+		t.Fatalf("node-0: %+v, want the batch rerouted and nothing lost", cs)
+	}
+	waitFor(t, func() bool {
+		return metricstest.Value(t, nodes[0].Registry(), "tailsift_cluster_forward_queue_bytes", nil) == 0
+	}, "the forward budget to come back to zero")
+	if s := nodes[0].Stats(); s.Accepted != s.Out() {
+		t.Fatalf("node-0 accounting: %+v", s)
 	}
 }

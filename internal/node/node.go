@@ -130,12 +130,11 @@ func New(cfg Config, opts Options) (_ *Node, err error) {
 		n.exp.Shutdown(context.Background())
 		return nil, err
 	}
-	if n.recv.GRPCAddr() != nil {
-		if err := n.clu.Start(n.recv.GRPCAddr().String()); err != nil {
-			n.Shutdown(context.Background())
-			return nil, err
-		}
-	} else if err := n.clu.Start(""); err != nil { // clustering off: Validate checked
+	otlpGRPC := "" // only with clustering off: Validate checked
+	if a := n.recv.GRPCAddr(); a != nil {
+		otlpGRPC = a.String()
+	}
+	if err := n.clu.Start(otlpGRPC); err != nil {
 		n.Shutdown(context.Background())
 		return nil, err
 	}
