@@ -262,6 +262,10 @@ func (c *Cluster) setRing(members []Member) {
 	ring := NewRing(members, c.cfg.VirtualNodes)
 	st := &ringState{ring: ring, self: ring.Index(c.cfg.NodeName)}
 	c.router.state.Store(st)
+	// Wait out requests routing with the old ring: they may still queue
+	// for a departed member. Then retire departed peers and hand off.
+	c.router.barrier.Lock()
+	c.router.barrier.Unlock() //nolint:staticcheck // an empty critical section is the barrier
 	c.fwd.setMembers(ring)
 	if st.self >= 0 {
 		c.engine.SetShare(ring.Share(c.cfg.NodeName))
@@ -273,9 +277,6 @@ func (c *Cluster) setRing(members []Member) {
 		names[i] = m.Name
 	}
 	c.log.Info("cluster ring changed", "members", names, "share", ring.Share(c.cfg.NodeName))
-	// Wait out requests routing with the old ring, then hand off.
-	c.router.barrier.Lock()
-	c.router.barrier.Unlock() //nolint:staticcheck // an empty critical section is the barrier
 	c.handoff.pass(st)
 }
 

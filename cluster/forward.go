@@ -56,10 +56,11 @@ type forwarder struct {
 // peer is one destination: its batch being filled, its queue of built
 // requests and its connection.
 type peer struct {
-	f      *forwarder
-	member Member
-	conn   *grpc.ClientConn
-	gone   atomic.Bool // no longer in the ring: undelivered batches are routed again
+	f       *forwarder
+	member  Member
+	conn    *grpc.ClientConn
+	gone    atomic.Bool  // no longer in the ring: undelivered batches are routed again
+	workers atomic.Int32 // running; the last to exit closes conn
 
 	mu         sync.Mutex
 	b          otlpwire.Builder
@@ -123,6 +124,7 @@ func (f *forwarder) peer(m Member) *peer {
 		old.retire()
 	}
 	f.peers[m.Name] = p
+	p.workers.Store(int32(f.cfg.ForwardWorkers))
 	for range f.cfg.ForwardWorkers {
 		f.wg.Add(1)
 		go p.worker()
@@ -289,7 +291,10 @@ func (p *peer) worker() {
 	for {
 		out, ok := p.next()
 		if !ok {
-			if p.conn != nil {
+			// The last worker out closes the connection: closing it under
+			// a sibling's call in flight would fail a request the peer may
+			// have taken, and routing it again would duplicate its spans.
+			if p.workers.Add(-1) == 0 && p.conn != nil {
 				p.conn.Close()
 			}
 			return
