@@ -165,22 +165,21 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// ReadKeyFile reads a gossip encryption key: 16, 24 or 32 bytes, raw or
-// base64-encoded (as made by `head -c 32 /dev/urandom | base64`).
+// ReadKeyFile reads a gossip encryption key: 16, 24 or 32 bytes, base64
+// encoded (as made by `head -c 32 /dev/urandom | base64`). Only base64:
+// accepting raw bytes too would make some files mean two different keys
+// (32 ASCII characters are also the base64 of 24 bytes).
 func ReadKeyFile(path string) ([]byte, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("cluster key file: %w", err)
 	}
-	if text := strings.TrimSpace(string(data)); text != "" {
-		if key, err := base64.StdEncoding.DecodeString(text); err == nil && validKeyLen(len(key)) {
-			return key, nil
-		}
+	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(data)))
+	if err != nil {
+		return nil, fmt.Errorf("cluster key file %s: not base64 (make one with: head -c 32 /dev/urandom | base64): %v", path, err)
 	}
-	if validKeyLen(len(data)) {
-		return data, nil
+	if n := len(key); n != 16 && n != 24 && n != 32 {
+		return nil, fmt.Errorf("cluster key file %s: the key must be 16, 24 or 32 bytes, got %d", path, n)
 	}
-	return nil, fmt.Errorf("cluster key file %s: want 16, 24 or 32 bytes, raw or base64", path)
+	return key, nil
 }
-
-func validKeyLen(n int) bool { return n == 16 || n == 24 || n == 32 }

@@ -53,7 +53,7 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 		}
 		return nil
 	})
-	fs.StringVar(&f.ClusterKeyFile, "cluster-key-file", cfg.ClusterKeyFile, "`file` with the gossip encryption key: 16, 24 or 32 bytes, raw or base64 (head -c 32 /dev/urandom | base64)")
+	fs.StringVar(&f.ClusterKeyFile, "cluster-key-file", cfg.ClusterKeyFile, "`file` with the gossip encryption key: 16, 24 or 32 bytes, base64 (head -c 32 /dev/urandom | base64)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}

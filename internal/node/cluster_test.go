@@ -2,11 +2,15 @@ package node_test
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -275,5 +279,56 @@ func TestClusterReroutesAfterPeerDies(t *testing.T) {
 	}, "the forward budget to come back to zero")
 	if s := nodes[0].Stats(); s.Accepted != s.Out() {
 		t.Fatalf("node-0 accounting: %+v", s)
+	}
+}
+
+// With --cluster-key-file gossip is encrypted: nodes with the same key
+// form a cluster; a node with another key cannot join. The join address is
+// a host name, resolved as --join does for a DNS service.
+func TestClusterGossipKey(t *testing.T) {
+	dir := t.TempDir()
+	writeKey := func(name string, data []byte) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	key := writeKey("key", []byte(base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))+"\n"))
+	otherKey := writeKey("other", []byte(base64.StdEncoding.EncodeToString([]byte("fedcba9876543210"))))
+	start := func(name, keyFile string, join []string) *node.Node {
+		cfg := node.DefaultConfig()
+		cfg.OTLPGRPC, cfg.OTLPHTTP, cfg.Admin, cfg.ClusterBind = "127.0.0.1:0", "", "", "127.0.0.1:0"
+		cfg.NodeName, cfg.Forward, cfg.ClusterKeyFile, cfg.Join = name, "stdout", keyFile, join
+		nd, err := node.New(cfg, node.Options{Cluster: fastFailure})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nd.Shutdown(context.Background()) })
+		return nd
+	}
+	first := start("first", key, nil)
+	_, port, _ := net.SplitHostPort(first.Cluster().GossipAddr())
+	second := start("second", key, []string{net.JoinHostPort("localhost", port)})
+	waitFor(t, func() bool { return len(first.Cluster().Members()) == 2 && second.Cluster().Ready() },
+		"nodes with the same key to join")
+
+	stranger := start("stranger", otherKey, []string{first.Cluster().GossipAddr()})
+	time.Sleep(time.Second) // several join rounds
+	if stranger.Cluster().Ready() || len(stranger.Cluster().Members()) != 1 || len(first.Cluster().Members()) != 2 {
+		t.Fatalf("a node with another key joined: stranger sees %d members, first sees %d",
+			len(stranger.Cluster().Members()), len(first.Cluster().Members()))
+	}
+
+	bad := node.DefaultConfig()
+	bad.OTLPGRPC, bad.OTLPHTTP, bad.Admin, bad.ClusterBind = "127.0.0.1:0", "", "", "127.0.0.1:0"
+	for file, want := range map[string]string{
+		writeKey("short", []byte(base64.StdEncoding.EncodeToString([]byte("too short")))): "16, 24 or 32 bytes, got 9",
+		writeKey("raw", []byte("0123456789abcdef0123456789abcde!")):                    "not base64",
+	} {
+		bad.ClusterKeyFile = file
+		if _, err := node.New(bad, node.Options{}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want an error saying %q", filepath.Base(file), err, want)
+		}
 	}
 }

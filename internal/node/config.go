@@ -42,7 +42,7 @@ type Config struct {
 	ClusterBind      string   `yaml:"cluster_bind"`      // gossip listen address (TCP+UDP); "" = no clustering
 	ClusterAdvertise string   `yaml:"cluster_advertise"` // gossip address peers use; "" = derived from cluster_bind
 	Join             []string `yaml:"join"`              // host:port of peers; a name with several addresses joins them all
-	ClusterKeyFile   string   `yaml:"cluster_key_file"`  // gossip encryption key file (16/24/32 bytes, raw or base64)
+	ClusterKeyFile   string   `yaml:"cluster_key_file"`  // gossip encryption key file (16/24/32 bytes, base64)
 }
 
 // DefaultConfig returns the defaults: local-only listeners, kept traces to
