@@ -324,7 +324,7 @@ func TestClusterGossipKey(t *testing.T) {
 	bad.OTLPGRPC, bad.OTLPHTTP, bad.Admin, bad.ClusterBind = "127.0.0.1:0", "", "", "127.0.0.1:0"
 	for file, want := range map[string]string{
 		writeKey("short", []byte(base64.StdEncoding.EncodeToString([]byte("too short")))): "16, 24 or 32 bytes, got 9",
-		writeKey("raw", []byte("0123456789abcdef0123456789abcde!")):                    "not base64",
+		writeKey("raw", []byte("0123456789abcdef0123456789abcde!")):                       "not base64",
 	} {
 		bad.ClusterKeyFile = file
 		if _, err := node.New(bad, node.Options{}); err == nil || !strings.Contains(err.Error(), want) {
