@@ -335,6 +335,9 @@ func (c *Cluster) joinRound() {
 	}
 	n, err := c.ml.Join(todo)
 	if n > 0 {
+		// Join has merged the peer's member list: route with it before
+		// reporting ready, rather than when the watcher gets to it.
+		c.updateRing()
 		c.joined.Store(true)
 	}
 	if err != nil && !c.joined.Load() {
