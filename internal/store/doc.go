@@ -1,0 +1,13 @@
+// Package store is the sampler's on-disk state: one embedded Badger
+// database under --data-dir, used as a key-value store by the buffer (span
+// bytes spilled past the memory limit, the write-ahead log of accepted
+// spans) and the decision engine (recent decisions). The callers own the
+// key layout; the store owns Badger: its memory budget, group commit,
+// background deletion, value-log garbage collection, the disk limit and
+// encryption at rest.
+//
+// Concurrency: every method is safe for concurrent use. Put calls that
+// arrive while a commit is in progress are committed together in the next
+// one, with one fsync for all that asked for durability (group commit).
+// Deletes are batched by a background loop. Close stops both and waits.
+package store

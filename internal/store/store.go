@@ -1,0 +1,375 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+)
+
+// ErrDiskFull is returned by Put when the database has reached its disk
+// limit. It is temporary: decided traces are deleted continuously.
+var ErrDiskFull = errors.New("store: disk limit reached (--disk-limit), try again later")
+
+// ErrNotFound is returned by Get for a key that is not stored.
+var ErrNotFound = errors.New("store: key not found")
+
+// ErrClosed is returned by calls after Close.
+var ErrClosed = errors.New("store: closed")
+
+// Entry is one key-value pair to write. TTL, if set, makes the entry
+// expire on its own (decisions: no delete needed).
+type Entry struct {
+	Key, Value []byte
+	TTL        time.Duration
+}
+
+// Store is the sampler's database. See the package documentation.
+type Store struct {
+	cfg Config
+	db  *badger.DB
+	log *slog.Logger
+
+	commits chan *commit // to the committer; unbuffered hand-over, batched on its side
+
+	delMu   sync.Mutex
+	pending [][]byte // keys to delete, copied; guarded by delMu
+
+	diskBytes atomic.Int64 // measured every DiskCheckInterval
+	stats     counters
+
+	closeOnce sync.Once
+	closeErr  error
+	closing   chan struct{}
+	closed    atomic.Bool
+	wg        sync.WaitGroup
+}
+
+type counters struct {
+	puts, putBytes, syncs, commitGroups, deletes, gcRuns, gcRewrites, refusedFull atomic.Int64
+}
+
+// commit is one Put call waiting for the committer.
+type commit struct {
+	entries []Entry
+	sync    bool
+	done    chan error
+}
+
+var commitPool = sync.Pool{New: func() any { return &commit{done: make(chan error, 1)} }}
+
+// Open opens (or creates) the database in cfg.Dir and starts its loops.
+// log nil discards Badger's log output.
+func Open(cfg Config, log *slog.Logger) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	opts := badger.DefaultOptions(cfg.Dir).
+		WithLogger(badgerLogger{log}).
+		WithLoggingLevel(badger.WARNING).
+		WithSyncWrites(false). // the committer syncs once per group
+		WithMemTableSize(cfg.MemTableSize).
+		WithNumMemtables(cfg.NumMemtables).
+		WithNumLevelZeroTables(2).
+		WithNumLevelZeroTablesStall(8).
+		WithIndexCacheSize(cfg.IndexCacheSize).
+		WithBlockCacheSize(0).
+		WithCompression(options.None). // span bytes: CPU matters more than disk
+		WithValueThreshold(cfg.ValueThreshold).
+		WithValueLogFileSize(cfg.ValueLogFileSize).
+		WithNumCompactors(2).
+		WithDetectConflicts(false). // writes are blind, keys never contended
+		WithMetricsEnabled(false).  // Badger's metrics are process-global expvars
+		WithNumVersionsToKeep(1)
+	if len(cfg.EncryptionKey) > 0 {
+		opts = opts.WithEncryptionKey(cfg.EncryptionKey).WithBlockCacheSize(cfg.BlockCacheSize)
+	}
+	db, err := badger.Open(opts)
+	if err != nil {
+		if errors.Is(err, badger.ErrEncryptionKeyMismatch) {
+			return nil, fmt.Errorf("data_dir %s was written with another --data-key-file (or none): %w", cfg.Dir, err)
+		}
+		return nil, fmt.Errorf("opening data_dir %s: %w", cfg.Dir, err)
+	}
+	s := &Store{cfg: cfg, db: db, log: log, commits: make(chan *commit), closing: make(chan struct{})}
+	s.measureDisk()
+	s.wg.Add(3)
+	go s.committer()
+	go s.deleter()
+	go s.maintain()
+	return s, nil
+}
+
+// Put writes entries and returns once they are committed; with sync, once
+// they are on stable storage. It refuses with ErrDiskFull while the disk
+// limit is reached. Put copies nothing: entries must stay unchanged until
+// it returns.
+func (s *Store) Put(entries []Entry, sync bool) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	if s.Full() {
+		s.stats.refusedFull.Add(1)
+		return ErrDiskFull
+	}
+	c := commitPool.Get().(*commit)
+	c.entries, c.sync = entries, sync
+	select {
+	case s.commits <- c:
+	case <-s.closing:
+		return ErrClosed
+	}
+	err := <-c.done
+	c.entries = nil
+	commitPool.Put(c)
+	return err
+}
+
+// committer writes each group of waiting Put calls as one batch, with one
+// fsync if any of them asked for it: under load, many requests share a
+// sync, and a lone request pays for one sync only.
+func (s *Store) committer() {
+	defer s.wg.Done()
+	var group []*commit
+	for {
+		select {
+		case <-s.closing:
+			return
+		case c := <-s.commits:
+			group = append(group[:0], c)
+		}
+	gather:
+		for {
+			select {
+			case c := <-s.commits:
+				group = append(group, c)
+			default:
+				break gather
+			}
+		}
+		err := s.writeGroup(group)
+		for i, c := range group {
+			c.done <- err
+			group[i] = nil
+		}
+	}
+}
+
+func (s *Store) writeGroup(group []*commit) error {
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	sync := false
+	var n, size int64
+	for _, c := range group {
+		sync = sync || c.sync
+		for _, e := range c.entries {
+			be := badger.NewEntry(e.Key, e.Value)
+			if e.TTL > 0 {
+				be = be.WithTTL(e.TTL)
+			}
+			if err := wb.SetEntry(be); err != nil {
+				return fmt.Errorf("store: write: %w", err)
+			}
+			n++
+			size += int64(len(e.Key) + len(e.Value))
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		return fmt.Errorf("store: write: %w", err)
+	}
+	if sync {
+		if err := s.db.Sync(); err != nil {
+			return fmt.Errorf("store: sync: %w", err)
+		}
+		s.stats.syncs.Add(1)
+	}
+	s.stats.commitGroups.Add(1)
+	s.stats.puts.Add(n)
+	s.stats.putBytes.Add(size)
+	return nil
+}
+
+// Get appends the value stored under key to dst.
+func (s *Store) Get(key, dst []byte) ([]byte, error) {
+	if s.closed.Load() {
+		return dst, ErrClosed
+	}
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(key)
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			dst = append(dst, v...)
+			return nil
+		})
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return dst, ErrNotFound
+	}
+	return dst, err
+}
+
+// Scan calls fn for every key with the prefix, in key order. The slices
+// are valid only during the call.
+func (s *Store) Scan(prefix []byte, fn func(key, value []byte) error) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	return s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: false})
+		defer it.Close()
+		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+			item := it.Item()
+			err := item.Value(func(v []byte) error { return fn(item.Key(), v) })
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// DropPrefix deletes every key with the prefix, now.
+func (s *Store) DropPrefix(prefix []byte) error {
+	return s.db.DropPrefix(prefix)
+}
+
+// Delete queues keys for deletion; the deleter commits them within
+// DeleteInterval. The keys are copied.
+func (s *Store) Delete(keys ...[]byte) {
+	if len(keys) == 0 {
+		return
+	}
+	s.delMu.Lock()
+	for _, k := range keys {
+		s.pending = append(s.pending, bytes.Clone(k))
+	}
+	s.delMu.Unlock()
+}
+
+func (s *Store) deleter() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.DeleteInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.closing:
+			s.flushDeletes() // deletes queued before Close are not lost
+			return
+		case <-t.C:
+			s.flushDeletes()
+		}
+	}
+}
+
+func (s *Store) flushDeletes() {
+	s.delMu.Lock()
+	keys := s.pending
+	s.pending = nil
+	s.delMu.Unlock()
+	if len(keys) == 0 {
+		return
+	}
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, k := range keys {
+		if err := wb.Delete(k); err != nil {
+			s.log.Error("store: queueing deletes", "err", err)
+			return
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		s.log.Error("store: committing deletes", "err", err)
+		return
+	}
+	s.stats.deletes.Add(int64(len(keys)))
+}
+
+// Full reports whether the disk limit is reached.
+func (s *Store) Full() bool { return s.diskBytes.Load() >= s.cfg.DiskLimit }
+
+// maintain measures the disk use and runs value-log garbage collection.
+func (s *Store) maintain() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.DiskCheckInterval)
+	defer t.Stop()
+	lastGC := time.Now()
+	for {
+		select {
+		case <-s.closing:
+			return
+		case now := <-t.C:
+			s.measureDisk()
+			if now.Sub(lastGC) >= s.cfg.GCInterval || s.diskBytes.Load() > s.cfg.DiskLimit/2 {
+				s.collectGarbage()
+				lastGC = now
+			}
+		}
+	}
+}
+
+// collectGarbage rewrites value-log files that are at least half garbage,
+// until none is left.
+func (s *Store) collectGarbage() {
+	s.stats.gcRuns.Add(1)
+	for range 16 { // bounded: one file per round
+		if err := s.db.RunValueLogGC(0.5); err != nil {
+			if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
+				s.log.Warn("store: value log garbage collection", "err", err)
+			}
+			return
+		}
+		s.stats.gcRewrites.Add(1)
+	}
+}
+
+// Close stops the loops, commits queued deletes and closes the database.
+// Put calls after Close fail with ErrClosed.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.closing)
+		s.wg.Wait()
+		s.closed.Store(true)
+		s.closeErr = s.db.Close()
+	})
+	return s.closeErr
+}
+
+// Stats is a point-in-time view of the store.
+type Stats struct {
+	DiskBytes, DiskLimit int64
+	Puts, PutBytes       int64 // entries written, and their key+value bytes
+	Syncs, CommitGroups  int64 // fsyncs, and commits (each of one or more Put calls)
+	Deletes              int64
+	GCRuns, GCRewrites   int64 // collection rounds, and value-log files rewritten
+	RefusedFull          int64 // Put calls refused for the disk limit
+}
+
+// Stats returns current figures.
+func (s *Store) Stats() Stats {
+	return Stats{
+		DiskBytes: s.diskBytes.Load(), DiskLimit: s.cfg.DiskLimit,
+		Puts: s.stats.puts.Load(), PutBytes: s.stats.putBytes.Load(),
+		Syncs: s.stats.syncs.Load(), CommitGroups: s.stats.commitGroups.Load(),
+		Deletes: s.stats.deletes.Load(), GCRuns: s.stats.gcRuns.Load(), GCRewrites: s.stats.gcRewrites.Load(),
+		RefusedFull: s.stats.refusedFull.Load(),
+	}
+}
+
+// badgerLogger sends Badger's log lines to slog.
+type badgerLogger struct{ log *slog.Logger }
+
+func (l badgerLogger) Errorf(f string, a ...any)   { l.log.Error(fmt.Sprintf(f, a...), "component", "badger") }
+func (l badgerLogger) Warningf(f string, a ...any) { l.log.Warn(fmt.Sprintf(f, a...), "component", "badger") }
+func (l badgerLogger) Infof(f string, a ...any)    { l.log.Info(fmt.Sprintf(f, a...), "component", "badger") }
+func (l badgerLogger) Debugf(f string, a ...any)   { l.log.Debug(fmt.Sprintf(f, a...), "component", "badger") }
