@@ -25,6 +25,22 @@ type Trace interface {
 	Spans() iter.Seq2[[]byte, []byte]
 }
 
+// Delivered is implemented by a Trace that wants to know when the exporter
+// is done with it: every span of it was sent (acknowledged by the
+// destination) or counted failed, so the caller may forget it (delete it
+// from a write-ahead log, say). ExportTrace checks for it; ExportSpans does
+// not report.
+type Delivered interface {
+	// Delivered is called once, after every span of the trace was sent or
+	// counted failed. sent reports whether all of them were sent. It is
+	// called from an exporter goroutine and must not block for long or
+	// call the exporter. A trace that fails at once (no spans, malformed
+	// keys, a full queue, Shutdown begun) is told before ExportTrace
+	// returns, on the caller's goroutine: the caller must not hold a lock
+	// around ExportTrace that Delivered takes.
+	Delivered(sent bool)
+}
+
 // Exporter batches kept spans into OTLP requests and sends them to one
 // destination. Its methods are safe for concurrent use.
 type Exporter struct {
@@ -40,8 +56,11 @@ type Exporter struct {
 	batchSeq   uint64           // incremented when a batch is taken
 	batchStart time.Time        // when the batch got its first span
 	closed     bool             // Shutdown has begun: Export* fail their spans
+	traces     *traceList       // Delivered traces with spans in the batch; nil if none
+	dropped    *traceList       // traces of batches dropped (queue full), told after unlock
 
 	scratch  sync.Pool     // *collector
+	lists    sync.Pool     // *traceList
 	doorbell chan struct{} // 1 slot: a batch got its first span
 	queue    chan request  // built requests, bounded
 
@@ -61,8 +80,9 @@ type Exporter struct {
 
 // request is one built ExportTraceServiceRequest, owned by the queue.
 type request struct {
-	buf   []byte
-	spans int64
+	buf    []byte
+	spans  int64
+	traces *traceList // told when the request is done; nil if none
 }
 
 // New validates cfg, connects nothing yet (gRPC connects on first use),
@@ -117,6 +137,7 @@ func newExporter(cfg Config, reg prometheus.Registerer, log *slog.Logger, s send
 		failLog:      logLimiter{every: 10 * time.Second},
 	}
 	e.scratch.New = newCollector
+	e.lists.New = func() any { return new(traceList) }
 	m, err := newMetrics(reg,
 		func() float64 { return float64(e.stats().Pending) },
 		func() float64 { return float64(len(e.queue)) })
