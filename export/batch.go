@@ -16,7 +16,8 @@ import (
 // sent together in one request unless they alone exceed BatchMaxBytes. It
 // does not wait for the network. k says what to write into the spans (see
 // [Keep]): spans it changes are written into the batch's arena, the others
-// are added as they are.
+// are added as they are. If t implements [Delivered] it is told when every
+// span of it was sent or counted failed.
 //
 // The yielded slices are retained without a copy until the batch is built:
 // the caller must not modify them after the call.
@@ -26,7 +27,8 @@ func (e *Exporter) ExportTrace(t Trace, k Keep) {
 	if k.edits() {
 		c.edit(&k)
 	}
-	e.add(c.refs, false)
+	d, _ := t.(Delivered)
+	e.add(c.refs, false, d)
 	c.reset()
 	e.scratch.Put(c)
 }
@@ -47,7 +49,7 @@ func (e *Exporter) ExportSpans(groupKey []byte, spans [][]byte, k Keep) {
 	if k.edits() {
 		c.edit(&k)
 	}
-	e.add(c.refs, true)
+	e.add(c.refs, true, nil)
 	c.reset()
 	e.scratch.Put(c)
 }
@@ -85,9 +87,13 @@ func (c *collector) reset() {
 
 // add puts refs into the current batch, in one request if they fit; copy
 // says to copy the bytes into the batch's arena first. Edited spans are
-// always written into the arena.
-func (e *Exporter) add(refs []spanRef, copy bool) {
+// always written into the arena. d, if not nil, is told when every span
+// is done (see Delivered).
+func (e *Exporter) add(refs []spanRef, copy bool, d Delivered) {
 	if len(refs) == 0 {
+		if d != nil {
+			d.Delivered(true)
+		}
 		return
 	}
 	n := int64(len(refs))
@@ -97,21 +103,33 @@ func (e *Exporter) add(refs []spanRef, copy bool) {
 	if bad > 0 {
 		e.fail(reasonRejected, bad, errMalformedKey)
 		if bad == n {
+			if d != nil {
+				d.Delivered(false)
+			}
 			return
 		}
 	}
 
 	max := e.cfg.BatchMaxBytes
+	split := size > max // only a trace bigger than a batch is split
+	var p *parts
+	if d != nil && (split || bad > 0) {
+		p = newParts(d, bad > 0) // one allocation, for a rare trace
+		d = p
+	}
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	if e.closed {
 		e.failClosed(n - bad)
+		e.mu.Unlock()
+		if d != nil {
+			d.Delivered(false)
+		}
 		return
 	}
 	if e.b.Spans() > 0 && e.b.Size()+size > max {
 		e.flushLocked() // keep the trace whole: start a new batch for it
 	}
-	split := size > max // only a trace bigger than a batch is split
+	tracked, trackedSeq := false, uint64(0) // d is listed in batch trackedSeq
 	var keyCopy, lastKey []byte
 	for i := range refs {
 		r := &refs[i]
@@ -132,6 +150,13 @@ func (e *Exporter) add(refs []spanRef, copy bool) {
 			default:
 			}
 		}
+		if d != nil && (!tracked || trackedSeq != e.batchSeq) {
+			if p != nil {
+				p.n.Add(1)
+			}
+			e.trackLocked(d)
+			tracked, trackedSeq = true, e.batchSeq
+		}
 		if copy {
 			if keyCopy == nil || !sameBytes(key, lastKey) {
 				lastKey, keyCopy = key, e.copyBytes(key)
@@ -145,6 +170,10 @@ func (e *Exporter) add(refs []spanRef, copy bool) {
 	}
 	if e.b.Size() >= max {
 		e.flushLocked()
+	}
+	e.unlock()
+	if p != nil {
+		p.Delivered(true) // add's hold: the parts may all be done already
 	}
 }
 
@@ -175,6 +204,8 @@ func (e *Exporter) flushLocked() {
 		return
 	}
 	if len(e.queue) == cap(e.queue) { // full: fail fast without building
+		e.dropLocked(e.traces)
+		e.traces = nil
 		e.resetBatchLocked()
 		e.queueFull(n)
 		return
@@ -183,13 +214,15 @@ func (e *Exporter) flushLocked() {
 	select {
 	case e.queue <- req:
 	default:
+		e.dropLocked(req.traces)
 		e.queueFull(req.spans)
 	}
 }
 
 // takeLocked builds the batch into a new buffer and empties the batch.
 func (e *Exporter) takeLocked() request {
-	req := request{buf: e.b.AppendRequest(nil), spans: int64(e.b.Spans())}
+	req := request{buf: e.b.AppendRequest(nil), spans: int64(e.b.Spans()), traces: e.traces}
+	e.traces = nil
 	e.resetBatchLocked()
 	return req
 }
@@ -246,7 +279,7 @@ func (e *Exporter) flushLoop() {
 			if e.batchSeq == seq && !e.closed { // still the same batch
 				e.flushLocked()
 			}
-			e.mu.Unlock()
+			e.unlock() // tells the traces of a batch dropped on a full queue
 		}
 	}
 }

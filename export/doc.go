@@ -21,6 +21,9 @@
 //     after Config.RetryMaxElapsed), shutdown (Shutdown's deadline passed, or
 //     it arrived after Shutdown). Accepted == Sent + Failed + Pending at every
 //     moment, and the metrics agree with [Exporter.Stats].
+//   - A trace passed to ExportTrace that implements [Delivered] is told
+//     exactly once, after all of its spans ended Sent or Failed, whether all
+//     were sent (a partial success fails every trace of its request).
 //   - The spans of one Export call travel in one request, unless they alone
 //     exceed Config.BatchMaxBytes.
 //   - Memory is bounded: one batch being filled (about BatchMaxBytes, arena

@@ -75,6 +75,9 @@ func (e *Exporter) deliver(req request, timer *time.Timer) {
 						"similar_lines_suppressed", suppressed)
 				}
 			}
+			// Which spans were rejected is not said: every trace of the
+			// request is told it failed.
+			e.finish(req.traces, rejected == 0)
 			return
 		}
 		if e.ctx.Err() != nil { // Shutdown gave up while we were sending
@@ -107,7 +110,9 @@ func (e *Exporter) deliver(req request, timer *time.Timer) {
 	}
 }
 
+// giveUp counts the spans of req failed for reason r and tells its traces.
 func (e *Exporter) giveUp(req request, r reason, err error) {
 	e.m.requestsFail.Inc()
 	e.fail(r, req.spans, err)
+	e.finish(req.traces, false)
 }
