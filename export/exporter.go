@@ -34,10 +34,12 @@ type Delivered interface {
 	// Delivered is called once, after every span of the trace was sent or
 	// counted failed. sent reports whether all of them were sent. It is
 	// called from an exporter goroutine and must not block for long or
-	// call the exporter. A trace that fails at once (no spans, malformed
-	// keys, a full queue, Shutdown begun) is told before ExportTrace
-	// returns, on the caller's goroutine: the caller must not hold a lock
-	// around ExportTrace that Delivered takes.
+	// call the exporter. It may also be called inside a call to
+	// ExportTrace, ExportSpans or Shutdown, on the caller's goroutine: for
+	// a trace that fails at once (no spans, only malformed keys, exported
+	// after Shutdown began), for a batch dropped on a full queue (any
+	// trace in it), and for what Shutdown gives up on. So the caller must
+	// not hold, around those calls, a lock that Delivered takes.
 	Delivered(sent bool)
 }
 
