@@ -32,6 +32,23 @@ type Buffer struct {
 	used   atomic.Int64 // accounted bytes, including in-flight reservations
 	spans  atomic.Int64
 	traces atomic.Int64
+
+	// With a Disk: the spill loop, and the write-ahead log's record counter.
+	spillBell     chan struct{} // 1 slot
+	stop          chan struct{}
+	spillDone     chan struct{}
+	closeOnce     sync.Once
+	walSeq        atomic.Uint64
+	onDisk        atomic.Int64 // span bytes of buffered traces on disk
+	spilledBytes  atomic.Int64 // span bytes written by the spill loop, ever
+	spillParts    atomic.Int64
+	loadedBytes   atomic.Int64
+	spillFailures atomic.Int64
+	lastSpillErr  atomic.Value // error
+	walRecords    atomic.Int64
+	walBytes      atomic.Int64
+	walPuts       atomic.Int64
+	walFailures   atomic.Int64
 }
 
 type shard struct {
@@ -40,6 +57,7 @@ type shard struct {
 	peak    int   // largest len(traces) since the map was last rebuilt
 	byFirst queue // every trace, by first span arrival
 	byRoot  queue // traces with a root span, by root arrival
+	spillQ  queue // traces with span bytes in RAM, by first arrival (with a Disk)
 	_       [64]byte
 }
 
@@ -52,7 +70,24 @@ func New(cfg Config) (*Buffer, error) {
 	for i := range b.shards {
 		b.shards[i].traces = make(map[[16]byte]*Trace)
 	}
+	b.stop = make(chan struct{})
+	if cfg.Disk != nil {
+		b.spillBell = make(chan struct{}, 1)
+		b.spillDone = make(chan struct{})
+		go b.spillLoop()
+	}
 	return b, nil
+}
+
+// Close stops the spill loop. Traces still buffered stay readable (Load
+// works until the Disk closes). Idempotent.
+func (b *Buffer) Close() {
+	b.closeOnce.Do(func() {
+		close(b.stop)
+		if b.spillDone != nil {
+			<-b.spillDone
+		}
+	})
 }
 
 func (b *Buffer) shard(id *[16]byte) *shard {
@@ -89,6 +124,9 @@ type BatchTrace struct {
 	// An earlier time than the buffered trace's makes it due sooner.
 	// RootSeen is ignored unless the run has a root span.
 	FirstSeen, RootSeen int64
+	// Logged lists write-ahead records that already hold these spans (a
+	// trace recovered from the log): they are not written again.
+	Logged []uint64
 }
 
 // Reset empties the batch, keeping capacity.
@@ -107,6 +145,10 @@ func (bt *Batch) StartTraceSeen(id [16]byte, firstSeen, rootSeen int64) {
 	n := len(bt.Spans)
 	bt.Traces = append(bt.Traces, BatchTrace{ID: id, Start: n, End: n, FirstSeen: firstSeen, RootSeen: rootSeen})
 }
+
+// SetLogged marks the spans of the trace begun last as already held by
+// the write-ahead records logged (see BatchTrace.Logged).
+func (bt *Batch) SetLogged(logged []uint64) { bt.Traces[len(bt.Traces)-1].Logged = logged }
 
 // AddSpan adds a span to the trace begun last.
 func (bt *Batch) AddSpan(s Span) {
@@ -139,13 +181,21 @@ func (b *Buffer) Append(bt *Batch, now int64) (AppendResult, error) {
 		return res, ErrFull
 	}
 	defer b.used.Add(-reserve)
-	for _, run := range bt.Traces {
+	var recs []uint64
+	if b.cfg.WriteAhead {
+		var err error
+		if recs, err = b.writeAhead(bt, now); err != nil {
+			return res, err
+		}
+		defer walPool.Put(recs[:0])
+	}
+	for i, run := range bt.Traces {
 		spans := bt.Spans[run.Start:run.End]
 		s := b.shard(&run.ID)
 		s.mu.Lock()
 		t := s.traces[run.ID]
 		if t == nil {
-			t = &Trace{ID: run.ID, seq: b.seq.Add(1)}
+			t = &Trace{ID: run.ID, seq: b.seq.Add(1), owner: b}
 			t.FirstSeen = cmp.Or(run.FirstSeen, now)
 			s.traces[run.ID] = t
 			s.peak = max(s.peak, len(s.traces))
@@ -159,8 +209,18 @@ func (b *Buffer) Append(bt *Batch, now int64) (AppendResult, error) {
 			t.FirstSeen = run.FirstSeen
 			s.byFirst.push(queueEntry{id: run.ID, at: t.FirstSeen, seq: t.seq})
 		}
+		if b.cfg.WriteAhead {
+			if run.Logged != nil {
+				t.wal = append(t.wal, run.Logged...)
+			} else {
+				t.wal = append(t.wal, recs[i])
+			}
+		}
 		hadRoot := t.HasRoot()
 		b.used.Add(t.add(spans, now, cmp.Or(run.RootSeen, now)))
+		if b.cfg.Disk != nil {
+			b.requeueSpill(s, t)
+		}
 		if !hadRoot && t.HasRoot() {
 			s.byRoot.push(queueEntry{id: run.ID, at: t.RootSeen, seq: t.seq})
 		} else if hadRoot && run.RootSeen != 0 && run.RootSeen < t.RootSeen && slices.ContainsFunc(spans, isRoot) {
@@ -170,6 +230,7 @@ func (b *Buffer) Append(bt *Batch, now int64) (AppendResult, error) {
 		s.mu.Unlock()
 	}
 	b.spans.Add(int64(len(bt.Spans)))
+	b.ringSpill()
 	return res, nil
 }
 
@@ -227,7 +288,7 @@ func (b *Buffer) TakeAll(dst []*Trace) []*Trace {
 		for _, t := range s.traces {
 			dst = append(dst, b.remove(s, t))
 		}
-		s.byFirst, s.byRoot = queue{}, queue{}
+		s.byFirst, s.byRoot, s.spillQ = queue{}, queue{}, queue{}
 		s.shrink()
 		s.mu.Unlock()
 	}
@@ -245,7 +306,38 @@ func (b *Buffer) remove(s *shard, t *Trace) *Trace {
 	b.used.Add(-freed)
 	b.spans.Add(-int64(t.SpanCount))
 	b.traces.Add(-1)
+	b.onDisk.Add(-t.spilledBytes)
 	return t
+}
+
+// TakeOldest removes up to n traces, the oldest by first arrival of each
+// shard in turn, for stress relief: deciding early beats refusing spans.
+func (b *Buffer) TakeOldest(n int, dst []*Trace) []*Trace {
+	for taken, empty := 0, 0; taken < n && empty < len(b.shards); {
+		empty = 0
+		for i := range b.shards {
+			if taken == n {
+				break
+			}
+			s := &b.shards[i]
+			s.mu.Lock()
+			for {
+				e, ok := s.byFirst.front()
+				if !ok {
+					empty++
+					break
+				}
+				s.byFirst.pop()
+				if t := s.traces[e.id]; t != nil && t.seq == e.seq {
+					dst = append(dst, b.remove(s, t))
+					taken++
+					break
+				}
+			}
+			s.mu.Unlock()
+		}
+	}
+	return dst
 }
 
 // shrink rebuilds the map after a burst drained: Go maps never shrink.
@@ -265,10 +357,38 @@ type Stats struct {
 	Spans       int64
 	Bytes       int64 // accounted memory
 	MemoryLimit int64
+	// With a Disk.
+	SpilledBytes  int64 // span bytes of buffered traces on disk now
+	SpillWritten  int64 // span bytes spilled, ever
+	SpillParts    int64 // spill writes (one per trace per spill), ever
+	SpillLoaded   int64 // span bytes read back, ever
+	SpillFailures int64 // spill batches the disk refused
+	WALPuts       int64 // synced write-ahead commits (one per Append)
+	WALRecords    int64 // records (and group keys) written
+	WALBytes      int64
+	WALFailures   int64 // Appends refused because the log could not be written
 }
 
 // Stats returns current figures. They are read without locks, so they may
 // be mid-update by a few concurrent requests.
 func (b *Buffer) Stats() Stats {
-	return Stats{Traces: b.traces.Load(), Spans: b.spans.Load(), Bytes: b.used.Load(), MemoryLimit: b.cfg.MemoryLimit}
+	return Stats{
+		Traces: b.traces.Load(), Spans: b.spans.Load(), Bytes: b.used.Load(), MemoryLimit: b.cfg.MemoryLimit,
+		SpilledBytes: b.onDisk.Load(), SpillWritten: b.spilledBytes.Load(), SpillParts: b.spillParts.Load(),
+		SpillLoaded: b.loadedBytes.Load(), SpillFailures: b.spillFailures.Load(),
+		WALPuts: b.walPuts.Load(), WALRecords: b.walRecords.Load(), WALBytes: b.walBytes.Load(), WALFailures: b.walFailures.Load(),
+	}
 }
+
+// Pressure reports whether the buffer is close to refusing spans: within
+// 1/16 of its memory limit, with no disk to spill to or the disk full.
+// The engine then decides the oldest traces early (stress relief).
+func (b *Buffer) Pressure() bool {
+	if b.cfg.Disk != nil && !b.cfg.Disk.Full() {
+		return false
+	}
+	return b.used.Load() > b.cfg.MemoryLimit-b.cfg.MemoryLimit/16
+}
+
+// WriteAhead reports whether Append logs spans to disk before it returns.
+func (b *Buffer) WriteAhead() bool { return b.cfg.WriteAhead }

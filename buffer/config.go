@@ -13,6 +13,14 @@ type Config struct {
 	// Shards is the number of lock stripes, a power of two. More stripes
 	// mean less contention between ingest goroutines. Default 64.
 	Shards int
+	// Disk, if set, takes the span bytes of the oldest traces once the
+	// buffer holds 62.5% of MemoryLimit, until it is back under 44%, so
+	// that MemoryLimit is reached only when the disk cannot keep up or is
+	// full. nil: no spilling, MemoryLimit bounds what is buffered.
+	Disk Disk
+	// WriteAhead makes Append write every span to Disk, synced, before it
+	// returns (--durability=wal). Needs Disk.
+	WriteAhead bool
 }
 
 // DefaultConfig returns the defaults documented on Config.
@@ -28,6 +36,9 @@ func (c Config) Validate() error {
 	}
 	if c.Shards <= 0 || c.Shards&(c.Shards-1) != 0 || c.Shards > 1<<16 {
 		errs = append(errs, fmt.Errorf("buffer shards must be a power of two in [1, 65536], got %d", c.Shards))
+	}
+	if c.WriteAhead && c.Disk == nil {
+		errs = append(errs, errors.New("durability wal (--durability) needs a data directory (--data-dir)"))
 	}
 	return errors.Join(errs...)
 }

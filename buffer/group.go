@@ -14,6 +14,8 @@ type Group struct {
 	key  []byte // immutable
 	hash uint64
 	refs atomic.Int32 // a trace holding it, or a request between Acquire and Release
+	// persisted: the key is in the write-ahead log's group table.
+	persisted atomic.Bool
 }
 
 // Key returns the group key bytes. They never change.

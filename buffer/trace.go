@@ -42,25 +42,40 @@ type Trace struct {
 	// replay.) The first chunk is inline: most traces need one or two.
 	first []byte
 	more  [][]byte
+
+	// On disk (Config.Disk): the trace's oldest span bytes, in spilled
+	// parts 0..spilled-1 that Load reads back in front of the chunks, and
+	// the write-ahead records that hold all of its spans.
+	owner        *Buffer
+	spilled      uint32
+	spillQueued  bool // guarded by the shard lock: in the shard's spill queue
+	spilling     bool // guarded by the shard lock: a part is being written
+	loaded       bool // Load ran: the chunks hold every span
+	spilledBytes int64
+	wal          []uint64
 }
 
 // traceOverhead approximates the fixed cost of a buffered trace: the struct,
 // its map slot (key, pointer, control byte, load-factor and growth slack) and
-// its two queue entries (rings grow by doubling, so up to twice their size).
+// its queue entries (first, root, spill) (rings grow by doubling, so up to twice their size).
 // BenchmarkHeldMemory compares the accounting with the measured heap.
-const traceOverhead = int64(unsafe.Sizeof(Trace{})) + 64 + 2*2*int64(unsafe.Sizeof(queueEntry{}))
+const traceOverhead = int64(unsafe.Sizeof(Trace{})) + 64 + 3*2*int64(unsafe.Sizeof(queueEntry{}))
 
 // memory is the trace's accounted footprint.
 func (t *Trace) memory() int64 {
-	n := traceOverhead + int64(cap(t.first)) + int64(cap(t.groups))*8 + int64(cap(t.more))*24
+	n := traceOverhead + int64(cap(t.first)) + int64(cap(t.groups))*8 + int64(cap(t.more))*24 + int64(cap(t.wal))*8
 	for _, c := range t.more {
 		n += int64(cap(c))
 	}
 	return n
 }
 
-// Spans yields each span's group key and raw bytes, in arrival order.
+// Spans yields each span's group key and raw bytes, in arrival order. A
+// taken trace that has spilled must be loaded first (Buffer.Load).
 func (t *Trace) Spans() iter.Seq2[[]byte, []byte] {
+	if t.spilled > 0 && !t.loaded {
+		panic("BUG: buffer: spans of a spilled trace read before Load")
+	}
 	return func(yield func(group, span []byte) bool) {
 		if !t.yieldChunk(t.first, yield) {
 			return

@@ -35,6 +35,30 @@ type Config struct {
 	// (tailsift.sampling.decision, tailsift.sampling.rule): a policy can be
 	// tried on live traffic without losing data. Flag --shadow.
 	Shadow bool
+	// StressRelief decides the oldest buffered traces early, with the spans
+	// they have, when the buffer is about to refuse spans (its memory
+	// limit nearly reached with no disk room to spill to): the policies
+	// still keep error and high-priority traces, and clients keep being
+	// served. Flag --stress-relief. Default true.
+	StressRelief bool
+	// Decisions, if set, persists each decision for DecisionTTL, and
+	// Recover loads them back: late spans after a restart follow the
+	// decision made before it (--data-dir).
+	Decisions DecisionStore
+	// DecisionTTL is how long persisted decisions are kept. Default 30m.
+	DecisionTTL time.Duration
+}
+
+// DecisionStore is where decisions are persisted; internal/store
+// implements it. Methods are safe for concurrent use and do not retain the
+// slices passed in.
+type DecisionStore interface {
+	// Put writes values[i] under keys[i], expiring after ttl; with sync
+	// it returns once they are on stable storage.
+	Put(keys, values [][]byte, ttl time.Duration, sync bool) error
+	// Scan calls fn for each key with the prefix; the slices are valid
+	// during the call only.
+	Scan(prefix []byte, fn func(key, value []byte) error) error
 }
 
 // DefaultConfig returns the defaults documented on Config.
@@ -46,6 +70,8 @@ func DefaultConfig() Config {
 		Tick:             100 * time.Millisecond,
 		KeptCacheSize:    200_000,
 		DroppedCacheSize: 1_000_000,
+		StressRelief:     true,
+		DecisionTTL:      30 * time.Minute,
 	}
 }
 
@@ -61,6 +87,9 @@ func (c Config) Validate() error {
 	positive(c.RootWait, "root_wait (--root-wait)")
 	positive(c.MaxTraceAge, "max_trace_age (--max-trace-age)")
 	positive(c.Tick, "decision tick")
+	if c.Decisions != nil {
+		positive(c.DecisionTTL, "decision TTL")
+	}
 	if c.KeptCacheSize < 1 {
 		errs = append(errs, fmt.Errorf("kept_cache_size must be at least 1, got %d", c.KeptCacheSize))
 	}

@@ -64,6 +64,12 @@ type Engine struct {
 	done     chan struct{}
 	shutdown sync.Once
 	decideMu sync.Mutex // the loop and Shutdown decide one at a time
+
+	// Guarded by decideMu: decisions made since the last persistDecisions.
+	decisionKeys, decisionValues [][]byte
+	decisionBuf                  []byte
+	decisionOffs                 []int
+	lastStorageErr               atomic.Value // string
 }
 
 // keptInfo is what late spans of a kept trace need to be written like the
@@ -181,7 +187,12 @@ type Input struct {
 
 // Arrival is when a trace's first span and first root span arrived, in
 // unix nanoseconds on this node's clock; RootSeen 0 means no root yet.
-type Arrival struct{ FirstSeen, RootSeen int64 }
+type Arrival struct {
+	FirstSeen, RootSeen int64
+	// Logged lists the buffer's write-ahead records that hold the trace's
+	// spans already (a trace recovered from the log).
+	Logged []uint64
+}
 
 // ConsumeGrouped is Consume for a request on which GroupByTrace has been
 // called, taking only the traces in.Traces.
@@ -213,28 +224,37 @@ func (e *Engine) ConsumeGrouped(ctx context.Context, req *otlpwire.Request, in I
 	// Late spans follow the cached decision; the rest go to the buffer. In
 	// shadow mode late spans of dropped traces are forwarded too.
 	var spans, lateKept, lateDropped int
+	durable := e.buf.WriteAhead()
 	for _, t := range selected {
 		id := req.Traces[t].ID
 		n := len(req.TraceSpans(int(t)))
 		spans += n
 		v := undecided
 		info, wasKept := e.kept.get(id)
+		a := in.Arrivals[id]
 		switch {
-		case wasKept:
+		case wasKept && !durable:
 			v = decidedKept
 			lateKept += n
-		case e.dropped.contains(id):
+		case !wasKept && e.dropped.contains(id):
 			v = decidedDropped
 			if e.cfg.Shadow {
 				lateKept += n
 			} else {
 				lateDropped += n
 			}
+			e.buf.ForgetRecords(&id, a.Logged)
 		default:
-			if a, ok := in.Arrivals[id]; ok {
-				sc.batch.StartTraceSeen(id, a.FirstSeen, a.RootSeen)
-			} else {
-				sc.batch.StartTrace(id)
+			// With a write-ahead log, late spans of a kept trace are logged
+			// like any span and exported by the next tick (an arrival at
+			// time 1 is due at once), so a crash cannot lose them between
+			// the client's OK and the exporter.
+			if wasKept {
+				a.FirstSeen = 1
+			}
+			sc.batch.StartTraceSeen(id, a.FirstSeen, a.RootSeen)
+			if a.Logged != nil {
+				sc.batch.SetLogged(a.Logged)
 			}
 			for _, si := range req.TraceSpans(int(t)) {
 				s := &req.Spans[si]
@@ -310,7 +330,9 @@ func (e *Engine) loop() {
 			root := now.Add(-e.cfg.RootWait).UnixNano()
 			e.decideMu.Lock()
 			due = e.buf.TakeReady(first, root, due[:0])
+			due = e.relieve(due)
 			e.decideAll(due, now)
+			e.persistDecisions()
 			e.decideMu.Unlock()
 			clear(due)
 		}
@@ -323,9 +345,15 @@ func (e *Engine) decideAll(traces []*buffer.Trace, now time.Time) {
 		return
 	}
 	ps := e.policies.Load()
-	var keptSpans, droppedSpans, shadowSpans, lateKept, lateDropped, keptTraces, droppedTraces int64
+	var keptSpans, droppedSpans, shadowSpans, lateKept, lateDropped, keptTraces, droppedTraces, lost int64
 	for _, t := range traces {
 		n := int64(t.SpanCount)
+		if err := e.buf.Load(t); err != nil {
+			lost += n // counted, and the records go: a bad disk must not replay it forever
+			e.buf.Forget(t)
+			e.lastStorageErr.Store(err.Error())
+			continue
+		}
 		// A trace decided while this incarnation was buffering (its spans
 		// raced the decision) follows the decision already made.
 		if info, ok := e.kept.get(t.ID); ok {
@@ -339,6 +367,7 @@ func (e *Engine) decideAll(traces []*buffer.Trace, now time.Time) {
 				lateKept += n
 			} else {
 				lateDropped += n
+				e.buf.Forget(t)
 			}
 			continue
 		}
@@ -351,6 +380,7 @@ func (e *Engine) decideAll(traces []*buffer.Trace, now time.Time) {
 				info.threshold = 0 // everything is forwarded: no sampling weight
 			}
 			e.kept.add(t.ID, info)
+			e.recordDecision(&t.ID, true, info.threshold, d.Rule)
 			e.exp.ExportTrace(t, info.threshold, info.attrs)
 			keptSpans += n
 			keptTraces++
@@ -358,11 +388,13 @@ func (e *Engine) decideAll(traces []*buffer.Trace, now time.Time) {
 			continue
 		}
 		e.dropped.add(t.ID, struct{}{})
+		e.recordDecision(&t.ID, false, 0, d.Rule)
 		if e.cfg.Shadow {
 			e.exp.ExportTrace(t, 0, out.dropAttrs)
 			shadowSpans += n
 		} else {
 			droppedSpans += n
+			e.buf.Forget(t)
 		}
 		droppedTraces++
 		out.dropped.Inc()
@@ -374,6 +406,7 @@ func (e *Engine) decideAll(traces []*buffer.Trace, now time.Time) {
 	e.count.droppedLate.Add(lateDropped)
 	e.count.tracesKept.Add(keptTraces)
 	e.count.tracesDropped.Add(droppedTraces)
+	e.count.droppedStorage.Add(lost)
 }
 
 // Shutdown stops accepting spans, stops the loop and decides every buffered
@@ -394,11 +427,13 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	e.decideMu.Lock()
 	defer e.decideMu.Unlock()
 	e.decideAll(e.buf.TakeAll(nil), time.Now())
+	e.persistDecisions()
 	return nil
 }
 
-// Stats is the engine's span accounting. Accepted == Kept + DroppedPolicy +
-// DroppedLate + Buffered + HandedOff, up to requests in progress.
+// Stats is the engine's span accounting. Accepted + Recovered == Kept +
+// DroppedPolicy + DroppedLate + DroppedStorage + Buffered + HandedOff, up
+// to requests in progress.
 type Stats struct {
 	Accepted int64
 	Kept     int64 // handed to the exporter, including LateKept and ShadowForwarded
@@ -408,6 +443,13 @@ type Stats struct {
 	LateKept        int64
 	DroppedPolicy   int64
 	DroppedLate     int64
+	// DroppedStorage are spans of traces whose spilled bytes could not be
+	// read back from disk.
+	DroppedStorage int64
+	// Recovered are spans read back from the write-ahead log at start
+	// (accepted by an earlier run of the node; not in Accepted).
+	Recovered       int64
+	RelievedTraces  int64 // traces decided early by stress relief
 	Buffered        int64
 	HandedOff       int64 // buffered spans given to another node (TakeMoved)
 	TracesKept      int64
@@ -423,6 +465,9 @@ func (e *Engine) Stats() Stats {
 		LateKept:        e.count.lateKept.Load(),
 		DroppedPolicy:   e.count.droppedPolicy.Load(),
 		DroppedLate:     e.count.droppedLate.Load(),
+		DroppedStorage:  e.count.droppedStorage.Load(),
+		Recovered:       e.count.recovered.Load(),
+		RelievedTraces:  e.count.relievedTraces.Load(),
 		Buffered:        e.buf.Stats().Spans,
 		HandedOff:       e.count.handedOff.Load(),
 		TracesKept:      e.count.tracesKept.Load(),

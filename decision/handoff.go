@@ -25,12 +25,25 @@ func (e *Engine) TakeMoved(moved func(id *[16]byte) bool, dst []*buffer.Trace) [
 	defer e.decideMu.Unlock()
 	n := len(dst)
 	dst = e.buf.TakeIf(moved, dst)
-	var spans int64
+	var spans, lost int64
+	kept := dst[:n]
 	for _, t := range dst[n:] {
+		// The new owner logs the spans if it has a write-ahead log; the
+		// records here go now (a crash during the hand-off loses them).
+		err := e.buf.Load(t)
+		e.buf.Forget(t)
+		if err != nil {
+			lost += int64(t.SpanCount)
+			e.lastStorageErr.Store(err.Error())
+			continue
+		}
 		spans += int64(t.SpanCount)
+		kept = append(kept, t)
 	}
+	clear(dst[len(kept):])
 	e.count.handedOff.Add(spans)
-	return dst
+	e.count.droppedStorage.Add(lost)
+	return kept
 }
 
 // Decisions appends the remembered decisions of the trace IDs for which

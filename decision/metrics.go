@@ -19,6 +19,12 @@ type counters struct {
 	handedOff       atomic.Int64 // spans of buffered traces handed to their new owner (TakeMoved)
 	tracesKept      atomic.Int64
 	tracesDropped   atomic.Int64
+	droppedStorage  atomic.Int64 // spans of traces whose spilled bytes could not be read
+	recovered       atomic.Int64 // spans read back from the write-ahead log
+	relievedTraces  atomic.Int64 // traces decided early by stress relief
+	relievedSpans   atomic.Int64
+	decisionsSaved  atomic.Int64
+	decisionsFailed atomic.Int64 // decisions that could not be persisted
 }
 
 type metrics struct {
@@ -43,8 +49,14 @@ func newMetrics(reg prometheus.Registerer, c *counters, e *Engine) *metrics {
 		m.tracesByRule,
 		counter("tailsift_decision_spans_accepted_total", "Spans accepted from ingest (buffered or following a cached decision).", &c.accepted, nil),
 		counter("tailsift_decision_spans_kept_total", "Spans handed to the exporter: spans of kept traces and their late spans.", &c.kept, nil),
-		counter("tailsift_decision_spans_dropped_total", "Spans dropped, by reason: policy (the trace was dropped) or late (arrived after a drop decision).", &c.droppedPolicy, prometheus.Labels{"reason": "policy"}),
-		counter("tailsift_decision_spans_dropped_total", "Spans dropped, by reason: policy (the trace was dropped) or late (arrived after a drop decision).", &c.droppedLate, prometheus.Labels{"reason": "late"}),
+		counter("tailsift_decision_spans_dropped_total", "Spans dropped, by reason: policy (the trace was dropped), late (arrived after a drop decision) or storage (spilled bytes unreadable).", &c.droppedPolicy, prometheus.Labels{"reason": "policy"}),
+		counter("tailsift_decision_spans_dropped_total", "Spans dropped, by reason: policy (the trace was dropped), late (arrived after a drop decision) or storage (spilled bytes unreadable).", &c.droppedLate, prometheus.Labels{"reason": "late"}),
+		counter("tailsift_decision_spans_dropped_total", "Spans dropped, by reason: policy (the trace was dropped), late (arrived after a drop decision) or storage (spilled bytes unreadable).", &c.droppedStorage, prometheus.Labels{"reason": "storage"}),
+		counter("tailsift_decision_spans_recovered_total", "Spans read back from the write-ahead log at start (--durability=wal).", &c.recovered, nil),
+		counter("tailsift_decision_stress_relief_traces_total", "Traces decided early because the buffer was about to refuse spans (--stress-relief).", &c.relievedTraces, nil),
+		counter("tailsift_decision_stress_relief_spans_total", "Spans of traces decided early by stress relief.", &c.relievedSpans, nil),
+		counter("tailsift_decision_persisted_total", "Decisions written to the data directory, by outcome.", &c.decisionsSaved, prometheus.Labels{"outcome": "ok"}),
+		counter("tailsift_decision_persisted_total", "Decisions written to the data directory, by outcome.", &c.decisionsFailed, prometheus.Labels{"outcome": "failed"}),
 		counter("tailsift_decision_spans_shadow_forwarded_total", "Shadow mode: spans of traces the policies dropped, forwarded anyway (counted in spans_kept_total).", &c.shadowForwarded, nil),
 		counter("tailsift_decision_late_spans_total", "Spans that arrived after their trace was decided, by decision.", &c.lateKept, prometheus.Labels{"decision": "kept"}),
 		counter("tailsift_decision_late_spans_total", "Spans that arrived after their trace was decided, by decision.", &c.droppedLate, prometheus.Labels{"decision": "dropped"}),
