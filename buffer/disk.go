@@ -29,12 +29,12 @@ type Disk interface {
 // Key layout. Trace IDs lead so that one trace's keys are adjacent, and the
 // counters are big-endian so that keys sort in write order.
 const (
-	spillPrefix  = 's' // s | trace ID | trace seq | part: span log bytes moved out of RAM
-	walPrefix    = 'w' // w | trace ID | record seq: one Append's spans of one trace
-	groupPrefix  = 'g' // g | group hash: a group key, for recovery
-	spillKeyLen  = 1 + 16 + 8 + 4
-	walKeyLen    = 1 + 16 + 8
-	groupKeyLen  = 1 + 8
+	spillPrefix = 's' // s | trace ID | trace seq | part: span log bytes moved out of RAM
+	walPrefix   = 'w' // w | trace ID | record seq: one Append's spans of one trace
+	groupPrefix = 'g' // g | group hash: a group key, for recovery
+	spillKeyLen = 1 + 16 + 8 + 4
+	walKeyLen   = 1 + 16 + 8
+	groupKeyLen = 1 + 8
 )
 
 // SpillPrefix and WALPrefix are the key prefixes of spilled span bytes and

@@ -448,12 +448,12 @@ type Stats struct {
 	DroppedStorage int64
 	// Recovered are spans read back from the write-ahead log at start
 	// (accepted by an earlier run of the node; not in Accepted).
-	Recovered       int64
-	RelievedTraces  int64 // traces decided early by stress relief
-	Buffered        int64
-	HandedOff       int64 // buffered spans given to another node (TakeMoved)
-	TracesKept      int64
-	TracesDropped   int64
+	Recovered      int64
+	RelievedTraces int64 // traces decided early by stress relief
+	Buffered       int64
+	HandedOff      int64 // buffered spans given to another node (TakeMoved)
+	TracesKept     int64
+	TracesDropped  int64
 }
 
 // Stats returns the current accounting.

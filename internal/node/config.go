@@ -17,6 +17,7 @@ import (
 	"github.com/tailsift/tailsift/export"
 	"github.com/tailsift/tailsift/ingest"
 	"github.com/tailsift/tailsift/internal/bytesize"
+	"github.com/tailsift/tailsift/internal/store"
 )
 
 // Config is the sampler's configuration: the keys of sampler.yaml, each with
@@ -43,7 +44,20 @@ type Config struct {
 	ClusterAdvertise string   `yaml:"cluster_advertise"` // gossip address peers use; "" = derived from cluster_bind
 	Join             []string `yaml:"join"`              // host:port of peers; a name with several addresses joins them all
 	ClusterKeyFile   string   `yaml:"cluster_key_file"`  // gossip encryption key file (16/24/32 bytes, base64)
+
+	DataDir       string        `yaml:"data_dir"`        // Badger store for spill, write-ahead log and decisions; "" = memory only
+	DiskLimit     bytesize.Size `yaml:"disk_limit"`      // bound on data_dir; past it spilling stops and wal refuses spans
+	Durability    string        `yaml:"durability"`      // none | wal (spans synced to data_dir before the client's OK)
+	DataKeyFile   string        `yaml:"data_key_file"`   // encryption key for data_dir (16/24/32 bytes, base64)
+	StressRelief  bool          `yaml:"stress_relief"`   // decide the oldest traces early rather than refuse spans when memory (and disk) is full
+	GoMemoryLimit bytesize.Size `yaml:"go_memory_limit"` // Go runtime soft memory limit; 0 = memory_limit x 1.5 + 256MiB (unless GOMEMLIMIT is set)
 }
+
+// Durability modes.
+const (
+	DurabilityNone = "none"
+	DurabilityWAL  = "wal"
+)
 
 // DefaultConfig returns the defaults: local-only listeners, kept traces to
 // stdout, the embedded example policies.
@@ -64,6 +78,9 @@ func DefaultConfig() Config {
 		LogFormat:      "text",
 		NodeName:       cc.NodeName,
 		ClusterBind:    cc.Bind,
+		DiskLimit:      bytesize.Size(store.DefaultConfig().DiskLimit),
+		Durability:     DurabilityNone,
+		StressRelief:   dc.StressRelief,
 	}
 }
 
@@ -105,6 +122,22 @@ func (c Config) Validate() error {
 	if c.ClusterBind != "" && c.OTLPGRPC == "" {
 		errs = append(errs, errors.New("cluster_bind (--cluster-bind) needs otlp_grpc (--otlp-grpc): peers forward spans over OTLP/gRPC; set cluster_bind to \"\" to run without a cluster"))
 	}
+	if c.Durability != DurabilityNone && c.Durability != DurabilityWAL {
+		errs = append(errs, fmt.Errorf("durability (--durability) must be none or wal, got %q", c.Durability))
+	}
+	if c.DataDir == "" {
+		if c.Durability == DurabilityWAL {
+			errs = append(errs, errors.New("durability (--durability) wal needs data_dir (--data-dir): the write-ahead log lives there"))
+		}
+		if c.DataKeyFile != "" {
+			errs = append(errs, errors.New("data_key_file (--data-key-file) needs data_dir (--data-dir)"))
+		}
+	} else if err := c.storeConfig(nil).Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.GoMemoryLimit < 0 {
+		errs = append(errs, fmt.Errorf("go_memory_limit (--go-memory-limit) must be >= 0, got %d", c.GoMemoryLimit))
+	}
 	if c.Forward == "file:" {
 		errs = append(errs, errors.New("forward (--forward): file: needs a path, e.g. file:/var/lib/tailsift/kept.jsonl"))
 	}
@@ -119,13 +152,30 @@ func (c Config) components() (ingest.Config, buffer.Config, decision.Config, exp
 	bc.MemoryLimit = int64(c.MemoryLimit)
 	dc := decision.DefaultConfig()
 	dc.DecisionWait, dc.RootWait, dc.MaxTraceAge = c.DecisionWait, c.RootWait, c.MaxTraceAge
-	dc.Shadow, dc.RuleAttribute = c.Shadow, c.RuleAttribute
+	dc.Shadow, dc.RuleAttribute, dc.StressRelief = c.Shadow, c.RuleAttribute, c.StressRelief
 	ec := export.DefaultConfig()
 	ec.Endpoint = c.Forward
 	if c.forwardFile() != "" {
 		ec.Endpoint = "stdout" // the node opens the file and passes it as the writer
 	}
 	return ic, bc, dc, ec
+}
+
+// storeConfig maps the data_dir keys; key is read from DataKeyFile.
+func (c Config) storeConfig(key []byte) store.Config {
+	sc := store.DefaultConfig()
+	sc.Dir, sc.DiskLimit, sc.EncryptionKey = c.DataDir, int64(c.DiskLimit), key
+	return sc
+}
+
+// RuntimeMemoryLimit is the Go runtime's soft memory limit for this
+// configuration: GoMemoryLimit, or room for the buffer, its bookkeeping in
+// the heap, queues and the store.
+func (c Config) RuntimeMemoryLimit() int64 {
+	if c.GoMemoryLimit > 0 {
+		return int64(c.GoMemoryLimit)
+	}
+	return int64(c.MemoryLimit)*3/2 + 256<<20
 }
 
 // clusterConfig maps the cluster keys; key is the gossip key read from

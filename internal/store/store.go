@@ -2,9 +2,11 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,8 +49,15 @@ type Store struct {
 	closeOnce sync.Once
 	closeErr  error
 	closing   chan struct{}
-	closed    atomic.Bool
 	wg        sync.WaitGroup
+
+	// Get, Scan and DropPrefix hold a use (acquire/release) while in
+	// Badger; Close marks the store closed and waits for the uses to end
+	// before it closes the database, which must not be read after.
+	useMu   sync.Mutex
+	useDone sync.Cond // L: useMu; signalled when uses drops to 0
+	uses    int
+	closed  bool
 }
 
 type counters struct {
@@ -73,9 +82,9 @@ func Open(cfg Config, log *slog.Logger) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// Not WithLoggingLevel: it replaces the logger with one on stderr.
 	opts := badger.DefaultOptions(cfg.Dir).
 		WithLogger(badgerLogger{log}).
-		WithLoggingLevel(badger.WARNING).
 		WithSyncWrites(false). // the committer syncs once per group
 		WithMemTableSize(cfg.MemTableSize).
 		WithNumMemtables(cfg.NumMemtables).
@@ -101,6 +110,7 @@ func Open(cfg Config, log *slog.Logger) (*Store, error) {
 		return nil, fmt.Errorf("opening data_dir %s: %w", cfg.Dir, err)
 	}
 	s := &Store{cfg: cfg, db: db, log: log, commits: make(chan *commit), closing: make(chan struct{})}
+	s.useDone.L = &s.useMu
 	s.measureDisk()
 	s.wg.Add(3)
 	go s.committer()
@@ -117,6 +127,18 @@ func (s *Store) Put(entries []Entry, sync bool) error {
 	if len(entries) == 0 {
 		return nil
 	}
+	select {
+	case <-s.closing:
+		return ErrClosed
+	default:
+	}
+	// Entries Badger would refuse are refused here: in the committer they
+	// would fail every Put of the group.
+	for i := range entries {
+		if err := s.checkEntry(&entries[i]); err != nil {
+			return err
+		}
+	}
 	if s.Full() {
 		s.stats.refusedFull.Add(1)
 		return ErrDiskFull
@@ -132,6 +154,45 @@ func (s *Store) Put(entries []Entry, sync bool) error {
 	c.entries = nil
 	commitPool.Put(c)
 	return err
+}
+
+// maxKeySize is Badger's limit on the key length.
+const maxKeySize = 65000
+
+// checkEntry applies the checks Badger makes on each entry of a write.
+func (s *Store) checkEntry(e *Entry) error {
+	switch {
+	case len(e.Key) == 0:
+		return errors.New("store: empty key")
+	case bytes.HasPrefix(e.Key, []byte("!badger!")):
+		return fmt.Errorf("store: key %q: the prefix !badger! is reserved", e.Key[:min(len(e.Key), 40)])
+	case len(e.Key) > maxKeySize:
+		return fmt.Errorf("store: key of %d bytes, more than %d", len(e.Key), maxKeySize)
+	case int64(len(e.Value)) > s.cfg.ValueLogFileSize:
+		return fmt.Errorf("store: value of %d bytes, more than the value log file size %d", len(e.Value), s.cfg.ValueLogFileSize)
+	}
+	return nil
+}
+
+// acquire reports whether the database is open and, if it is, keeps it
+// open until release.
+func (s *Store) acquire() bool {
+	s.useMu.Lock()
+	defer s.useMu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.uses++
+	return true
+}
+
+func (s *Store) release() {
+	s.useMu.Lock()
+	s.uses--
+	if s.uses == 0 {
+		s.useDone.Broadcast()
+	}
+	s.useMu.Unlock()
 }
 
 // committer writes each group of waiting Put calls as one batch, with one
@@ -200,9 +261,10 @@ func (s *Store) writeGroup(group []*commit) error {
 
 // Get appends the value stored under key to dst.
 func (s *Store) Get(key, dst []byte) ([]byte, error) {
-	if s.closed.Load() {
+	if !s.acquire() {
 		return dst, ErrClosed
 	}
+	defer s.release()
 	err := s.db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get(key)
 		if err != nil {
@@ -220,11 +282,13 @@ func (s *Store) Get(key, dst []byte) ([]byte, error) {
 }
 
 // Scan calls fn for every key with the prefix, in key order. The slices
-// are valid only during the call.
+// are valid only during the call. fn must not call Close (Close waits for
+// the scan to end).
 func (s *Store) Scan(prefix []byte, fn func(key, value []byte) error) error {
-	if s.closed.Load() {
+	if !s.acquire() {
 		return ErrClosed
 	}
+	defer s.release()
 	return s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: false})
 		defer it.Close()
@@ -241,6 +305,10 @@ func (s *Store) Scan(prefix []byte, fn func(key, value []byte) error) error {
 
 // DropPrefix deletes every key with the prefix, now.
 func (s *Store) DropPrefix(prefix []byte) error {
+	if !s.acquire() {
+		return ErrClosed
+	}
+	defer s.release()
 	return s.db.DropPrefix(prefix)
 }
 
@@ -333,13 +401,19 @@ func (s *Store) collectGarbage() {
 	}
 }
 
-// Close stops the loops, commits queued deletes and closes the database.
-// Put calls after Close fail with ErrClosed.
+// Close stops the loops, commits queued deletes, waits for the Get, Scan
+// and DropPrefix calls in progress and closes the database. Calls after
+// Close fail with ErrClosed.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.closing)
 		s.wg.Wait()
-		s.closed.Store(true)
+		s.useMu.Lock()
+		s.closed = true
+		for s.uses > 0 {
+			s.useDone.Wait()
+		}
+		s.useMu.Unlock()
 		s.closeErr = s.db.Close()
 	})
 	return s.closeErr
@@ -366,18 +440,17 @@ func (s *Store) Stats() Stats {
 	}
 }
 
-// badgerLogger sends Badger's log lines to slog.
+// badgerLogger sends Badger's log lines to slog. Badger's info and debug
+// lines (flushes, compactions) go out at slog's Debug level.
 type badgerLogger struct{ log *slog.Logger }
 
-func (l badgerLogger) Errorf(f string, a ...any) {
-	l.log.Error(fmt.Sprintf(f, a...), "component", "badger")
-}
-func (l badgerLogger) Warningf(f string, a ...any) {
-	l.log.Warn(fmt.Sprintf(f, a...), "component", "badger")
-}
-func (l badgerLogger) Infof(f string, a ...any) {
-	l.log.Info(fmt.Sprintf(f, a...), "component", "badger")
-}
-func (l badgerLogger) Debugf(f string, a ...any) {
-	l.log.Debug(fmt.Sprintf(f, a...), "component", "badger")
+func (l badgerLogger) Errorf(f string, a ...any)   { l.logf(slog.LevelError, f, a) }
+func (l badgerLogger) Warningf(f string, a ...any) { l.logf(slog.LevelWarn, f, a) }
+func (l badgerLogger) Infof(f string, a ...any)    { l.logf(slog.LevelDebug, f, a) }
+func (l badgerLogger) Debugf(f string, a ...any)   { l.logf(slog.LevelDebug, f, a) }
+
+func (l badgerLogger) logf(level slog.Level, f string, a []any) {
+	if l.log.Enabled(context.Background(), level) {
+		l.log.Log(context.Background(), level, strings.TrimSpace(fmt.Sprintf(f, a...)), "component", "badger")
+	}
 }
