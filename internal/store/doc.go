@@ -9,5 +9,6 @@
 // Concurrency: every method is safe for concurrent use. Put calls that
 // arrive while a commit is in progress are committed together in the next
 // one, with one fsync for all that asked for durability (group commit).
-// Deletes are batched by a background loop. Close stops both and waits.
+// The committer also commits the queued deletes every DeleteInterval, and
+// is the only writer. Close stops it and the maintenance loop and waits.
 package store

@@ -38,7 +38,8 @@ type Store struct {
 	db  *badger.DB
 	log *slog.Logger
 
-	commits chan *commit // to the committer; unbuffered hand-over, batched on its side
+	commits chan *commit  // to the committer; unbuffered hand-over, batched on its side
+	reclaim chan struct{} // 1 slot: maintain asks the committer to flush memtables
 
 	delMu   sync.Mutex
 	pending [][]byte // keys to delete, copied; guarded by delMu
@@ -61,7 +62,7 @@ type Store struct {
 }
 
 type counters struct {
-	puts, putBytes, syncs, commitGroups, deletes, gcRuns, gcRewrites, refusedFull atomic.Int64
+	puts, putBytes, syncs, commitGroups, deletes, gcRuns, gcRewrites, refusedFull, flushes atomic.Int64
 }
 
 // commit is one Put call waiting for the committer.
@@ -109,12 +110,11 @@ func Open(cfg Config, log *slog.Logger) (*Store, error) {
 		}
 		return nil, fmt.Errorf("opening data_dir %s: %w", cfg.Dir, err)
 	}
-	s := &Store{cfg: cfg, db: db, log: log, commits: make(chan *commit), closing: make(chan struct{})}
+	s := &Store{cfg: cfg, db: db, log: log, commits: make(chan *commit), reclaim: make(chan struct{}, 1), closing: make(chan struct{})}
 	s.useDone.L = &s.useMu
 	s.measureDisk()
-	s.wg.Add(3)
+	s.wg.Add(2)
 	go s.committer()
-	go s.deleter()
 	go s.maintain()
 	return s, nil
 }
@@ -195,16 +195,52 @@ func (s *Store) release() {
 	s.useMu.Unlock()
 }
 
+// Write is Put for callers that keep keys and values apart (the buffer
+// and the decision engine): values[i] goes under keys[i], all with the
+// same ttl (0: none).
+func (s *Store) Write(keys, values [][]byte, ttl time.Duration, sync bool) error {
+	if len(keys) != len(values) {
+		return fmt.Errorf("store: %d keys for %d values", len(keys), len(values))
+	}
+	ep, _ := entriesPool.Get().(*[]Entry)
+	if ep == nil {
+		ep = new([]Entry)
+	}
+	entries := (*ep)[:0]
+	for i := range keys {
+		entries = append(entries, Entry{Key: keys[i], Value: values[i], TTL: ttl})
+	}
+	err := s.Put(entries, sync)
+	clear(entries)
+	*ep = entries[:0]
+	entriesPool.Put(ep)
+	return err
+}
+
+var entriesPool sync.Pool // *[]Entry
+
 // committer writes each group of waiting Put calls as one batch, with one
 // fsync if any of them asked for it: under load, many requests share a
 // sync, and a lone request pays for one sync only.
 func (s *Store) committer() {
 	defer s.wg.Done()
+	// Deletes and flushes go through here too: Badger refuses writes while
+	// a flush (DropPrefix) runs, so this is the store's only writer.
+	t := time.NewTicker(s.cfg.DeleteInterval)
+	defer t.Stop()
 	var group []*commit
 	for {
 		select {
 		case <-s.closing:
+			s.flushDeletes() // deletes queued before Close are not lost
 			return
+		case <-t.C:
+			s.flushDeletes()
+			continue
+		case <-s.reclaim:
+			s.flushDeletes()
+			s.flushMemtables()
+			continue
 		case c := <-s.commits:
 			group = append(group[:0], c)
 		}
@@ -223,6 +259,34 @@ func (s *Store) committer() {
 			group[i] = nil
 		}
 	}
+}
+
+// flushKey is a reserved key (callers' keys start with a letter) that
+// flushMemtables writes and drops.
+var flushKey = []byte("\x00flush")
+
+// flushMemtables writes the memtables out to tables and compacts them.
+// Deletes take effect
+// on disk only once compaction meets them in the tables; while the store
+// is full and refusing writes, nothing else would flush them, and the
+// store would stay full for good. Badger has no flush call, but DropPrefix
+// flushes the memtables if the prefix exists, so a reserved key is written
+// and dropped.
+func (s *Store) flushMemtables() {
+	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(flushKey, nil) }); err != nil {
+		s.log.Warn("store: flushing memtables", "err", err)
+		return
+	}
+	if err := s.db.DropPrefix(flushKey); err != nil {
+		s.log.Warn("store: flushing memtables", "err", err)
+		return
+	}
+	// Compaction counts the deleted values for value-log GC only where
+	// tombstones meet values; with few tables it may not run by itself.
+	if err := s.db.Flatten(1); err != nil {
+		s.log.Warn("store: compacting after a flush", "err", err)
+	}
+	s.stats.flushes.Add(1)
 }
 
 func (s *Store) writeGroup(group []*commit) error {
@@ -312,7 +376,7 @@ func (s *Store) DropPrefix(prefix []byte) error {
 	return s.db.DropPrefix(prefix)
 }
 
-// Delete queues keys for deletion; the deleter commits them within
+// Delete queues keys for deletion; the committer commits them within
 // DeleteInterval. The keys are copied.
 func (s *Store) Delete(keys ...[]byte) {
 	if len(keys) == 0 {
@@ -323,21 +387,6 @@ func (s *Store) Delete(keys ...[]byte) {
 		s.pending = append(s.pending, bytes.Clone(k))
 	}
 	s.delMu.Unlock()
-}
-
-func (s *Store) deleter() {
-	defer s.wg.Done()
-	t := time.NewTicker(s.cfg.DeleteInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.closing:
-			s.flushDeletes() // deletes queued before Close are not lost
-			return
-		case <-t.C:
-			s.flushDeletes()
-		}
-	}
 }
 
 func (s *Store) flushDeletes() {
@@ -352,15 +401,24 @@ func (s *Store) flushDeletes() {
 	defer wb.Cancel()
 	for _, k := range keys {
 		if err := wb.Delete(k); err != nil {
-			s.log.Error("store: queueing deletes", "err", err)
+			s.requeueDeletes(keys, err)
 			return
 		}
 	}
 	if err := wb.Flush(); err != nil {
-		s.log.Error("store: committing deletes", "err", err)
+		s.requeueDeletes(keys, err)
 		return
 	}
 	s.stats.deletes.Add(int64(len(keys)))
+}
+
+// requeueDeletes keeps deletes that failed for the next round: a key not
+// deleted would hold disk space until the next restart.
+func (s *Store) requeueDeletes(keys [][]byte, err error) {
+	s.log.Warn("store: committing deletes, will retry", "keys", len(keys), "err", err)
+	s.delMu.Lock()
+	s.pending = append(keys, s.pending...)
+	s.delMu.Unlock()
 }
 
 // Full reports whether the disk limit is reached.
@@ -371,14 +429,24 @@ func (s *Store) maintain() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.cfg.DiskCheckInterval)
 	defer t.Stop()
-	lastGC := time.Now()
+	lastGC, lastFlush := time.Now(), time.Time{}
+	var deletesAtFlush int64
 	for {
 		select {
 		case <-s.closing:
 			return
 		case now := <-t.C:
 			s.measureDisk()
-			if now.Sub(lastGC) >= s.cfg.GCInterval || s.diskBytes.Load() > s.cfg.DiskLimit/2 {
+			used := s.diskBytes.Load()
+			if used > s.cfg.DiskLimit/4*3 && s.stats.deletes.Load() != deletesAtFlush && now.Sub(lastFlush) >= 5*s.cfg.DiskCheckInterval {
+				// Nearly full, with deletes since the last flush: make them count.
+				deletesAtFlush, lastFlush = s.stats.deletes.Load(), now
+				select {
+				case s.reclaim <- struct{}{}:
+				default:
+				}
+			}
+			if now.Sub(lastGC) >= s.cfg.GCInterval || used > s.cfg.DiskLimit/2 {
 				s.collectGarbage()
 				lastGC = now
 			}
@@ -390,7 +458,7 @@ func (s *Store) maintain() {
 // until none is left.
 func (s *Store) collectGarbage() {
 	s.stats.gcRuns.Add(1)
-	for range 16 { // bounded: one file per round
+	for range 64 { // bounded: one file per round
 		if err := s.db.RunValueLogGC(0.5); err != nil {
 			if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
 				s.log.Warn("store: value log garbage collection", "err", err)
@@ -426,6 +494,7 @@ type Stats struct {
 	Syncs, CommitGroups  int64 // fsyncs, and commits (each of one or more Put calls)
 	Deletes              int64
 	GCRuns, GCRewrites   int64 // collection rounds, and value-log files rewritten
+	Flushes              int64 // memtables flushed to make deletes count (see flushMemtables)
 	RefusedFull          int64 // Put calls refused for the disk limit
 }
 
@@ -436,6 +505,7 @@ func (s *Store) Stats() Stats {
 		Puts: s.stats.puts.Load(), PutBytes: s.stats.putBytes.Load(),
 		Syncs: s.stats.syncs.Load(), CommitGroups: s.stats.commitGroups.Load(),
 		Deletes: s.stats.deletes.Load(), GCRuns: s.stats.gcRuns.Load(), GCRewrites: s.stats.gcRewrites.Load(),
+		Flushes:     s.stats.flushes.Load(),
 		RefusedFull: s.stats.refusedFull.Load(),
 	}
 }
