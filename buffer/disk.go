@@ -10,11 +10,11 @@ import (
 // with Config.WriteAhead, its write-ahead log. internal/store implements it
 // over Badger. Methods are safe for concurrent use.
 type Disk interface {
-	// Put writes values[i] under keys[i] (ttl 0: no expiry) and returns
+	// Write writes values[i] under keys[i] (ttl 0: no expiry) and returns
 	// once they are committed, and with sync once they are on stable
 	// storage. It returns an error with a RetryAfter method when the disk
 	// budget is full. It does not retain the slices.
-	Put(keys, values [][]byte, ttl time.Duration, sync bool) error
+	Write(keys, values [][]byte, ttl time.Duration, sync bool) error
 	// Get appends the value stored under key to dst.
 	Get(key, dst []byte) ([]byte, error)
 	// Scan calls fn for each key with the prefix, in key order; the slices

@@ -140,7 +140,7 @@ func (b *Buffer) spillOnce(sc *spillScratch) int64 {
 		sc.keys[i] = sc.keyBuf[off : off+spillKeyLen]
 		off += spillKeyLen
 	}
-	err := b.cfg.Disk.Put(sc.keys, sc.values, 0, false)
+	err := b.cfg.Disk.Write(sc.keys, sc.values, 0, false)
 	var freed int64
 	for i, c := range sc.cands {
 		freed += b.finishSpill(c, sc.keys[i], err == nil)

@@ -99,7 +99,7 @@ func (b *Buffer) writeAhead(bt *Batch, now int64) ([]uint64, error) {
 		sc.keys = append(sc.keys, sc.buf[sc.offs[i]:sc.offs[i+1]])
 		sc.values = append(sc.values, sc.buf[sc.offs[i+1]:sc.offs[i+2]])
 	}
-	if err := b.cfg.Disk.Put(sc.keys, sc.values, 0, true); err != nil {
+	if err := b.cfg.Disk.Write(sc.keys, sc.values, 0, true); err != nil {
 		b.walFailures.Add(1)
 		walPool.Put(recs[:0])
 		var ra interface{ RetryAfter() time.Duration }

@@ -53,9 +53,9 @@ type Config struct {
 // implements it. Methods are safe for concurrent use and do not retain the
 // slices passed in.
 type DecisionStore interface {
-	// Put writes values[i] under keys[i], expiring after ttl; with sync
+	// Write writes values[i] under keys[i], expiring after ttl; with sync
 	// it returns once they are on stable storage.
-	Put(keys, values [][]byte, ttl time.Duration, sync bool) error
+	Write(keys, values [][]byte, ttl time.Duration, sync bool) error
 	// Scan calls fn for each key with the prefix; the slices are valid
 	// during the call only.
 	Scan(prefix []byte, fn func(key, value []byte) error) error

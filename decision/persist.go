@@ -54,7 +54,7 @@ func (e *Engine) persistDecisions() {
 		e.decisionValues = append(e.decisionValues, e.decisionBuf[start+17:end])
 	}
 	n := int64(len(e.decisionKeys))
-	if err := e.cfg.Decisions.Put(e.decisionKeys, e.decisionValues, e.cfg.DecisionTTL, false); err != nil {
+	if err := e.cfg.Decisions.Write(e.decisionKeys, e.decisionValues, e.cfg.DecisionTTL, false); err != nil {
 		e.count.decisionsFailed.Add(n)
 		e.lastStorageErr.Store(err.Error())
 	} else {

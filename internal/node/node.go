@@ -22,6 +22,7 @@ import (
 	"github.com/tailsift/tailsift/decision"
 	"github.com/tailsift/tailsift/export"
 	"github.com/tailsift/tailsift/ingest"
+	"github.com/tailsift/tailsift/internal/store"
 	"github.com/tailsift/tailsift/policy"
 )
 
@@ -48,6 +49,7 @@ type Node struct {
 	exp    *export.Exporter
 	recv   *ingest.Receiver
 	clu    *cluster.Cluster
+	store  *store.Store // nil without data_dir
 	// stopping is set when Shutdown begins: /readyz answers 503.
 	stopping atomic.Bool
 
@@ -95,8 +97,25 @@ func New(cfg Config, opts Options) (_ *Node, err error) {
 		ec.Writer = f
 	}
 
+	if cfg.DataDir != "" {
+		if n.store, err = openStore(cfg, n.log); err != nil {
+			return nil, err
+		}
+		bc.Disk, bc.WriteAhead = n.store, cfg.Durability == DurabilityWAL
+		dc.Decisions = n.store
+		defer func() {
+			if err != nil { // Shutdown did not run to close them
+				n.buf.Close()
+				n.store.Close()
+			}
+		}()
+	}
+
 	// Start from the sink end, so each stage has its consumer when it starts.
 	if n.buf, err = buffer.New(bc); err != nil {
+		if n.store != nil {
+			n.store.Close()
+		}
 		return nil, err
 	}
 	if n.exp, err = export.New(ec, n.reg, n.log.With("component", "export")); err != nil {
@@ -105,6 +124,20 @@ func New(cfg Config, opts Options) (_ *Node, err error) {
 	if n.engine, err = decision.New(dc, n.buf, set, keptTraces{n.exp}, n.reg); err != nil {
 		n.exp.Shutdown(context.Background())
 		return nil, err
+	}
+	if n.store != nil {
+		registerStoreMetrics(n.reg, n.store, n.buf)
+		start := time.Now()
+		spans, err := n.engine.Recover(context.Background())
+		if err != nil {
+			n.engine.Shutdown(context.Background())
+			n.exp.Shutdown(context.Background())
+			return nil, fmt.Errorf("recovering from data_dir %s: %w", cfg.DataDir, err)
+		}
+		if spans > 0 {
+			n.log.Info("recovered buffered spans from the write-ahead log", "spans", spans,
+				"traces", n.buf.Stats().Traces, "took", time.Since(start).Round(time.Millisecond))
+		}
 	}
 	var key []byte
 	if cfg.ClusterKeyFile != "" {
@@ -252,7 +285,7 @@ func (n *Node) Registry() *prometheus.Registry { return n.reg }
 // reason, in metrics), dropped, still in flight here, or passed to a peer
 // that acknowledged it:
 //
-//	Accepted == Sent + ExportFailed + DroppedPolicy + DroppedLate + Buffered + ExportPending
+//	Accepted == Sent + ExportFailed + DroppedPolicy + DroppedLate + DroppedStorage + Buffered + ExportPending
 //	          + Forwarded + ForwardQueued + HandedOff + HandoffPending + ClusterDropped
 //
 // Summed over a cluster, spans passed between nodes cancel out, and the
@@ -264,6 +297,8 @@ type Stats struct {
 	ExportFailed   int64
 	DroppedPolicy  int64
 	DroppedLate    int64
+	DroppedStorage int64 // spilled bytes unreadable
+	Recovered      int64 // read back from the write-ahead log at start (accepted by an earlier run)
 	Buffered       int64
 	ExportPending  int64
 	Forwarded      int64 // to the owner of their trace, acknowledged
@@ -280,7 +315,8 @@ type Stats struct {
 func (n *Node) Stats() Stats {
 	d, e, c := n.engine.Stats(), n.exp.Stats(), n.clu.Stats()
 	return Stats{
-		Accepted:       c.ReceivedClient + c.ReceivedPeer + c.HandoffIn,
+		Accepted:       c.ReceivedClient + c.ReceivedPeer + c.HandoffIn + d.Recovered,
+		Recovered:      d.Recovered, DroppedStorage: d.DroppedStorage,
 		ClientAccepted: c.ReceivedClient,
 		Sent:           e.Sent, ExportFailed: e.Failed,
 		DroppedPolicy: d.DroppedPolicy, DroppedLate: d.DroppedLate,
@@ -298,6 +334,7 @@ func (s Stats) Plus(o Stats) Stats {
 		Accepted: s.Accepted + o.Accepted, ClientAccepted: s.ClientAccepted + o.ClientAccepted,
 		Sent: s.Sent + o.Sent, ExportFailed: s.ExportFailed + o.ExportFailed,
 		DroppedPolicy: s.DroppedPolicy + o.DroppedPolicy, DroppedLate: s.DroppedLate + o.DroppedLate,
+		DroppedStorage: s.DroppedStorage + o.DroppedStorage, Recovered: s.Recovered + o.Recovered,
 		Buffered: s.Buffered + o.Buffered, ExportPending: s.ExportPending + o.ExportPending,
 		Forwarded: s.Forwarded + o.Forwarded, ForwardQueued: s.ForwardQueued + o.ForwardQueued,
 		HandedOff: s.HandedOff + o.HandedOff, HandoffPending: s.HandoffPending + o.HandoffPending,
@@ -316,7 +353,7 @@ func (s Stats) Settled() bool {
 
 // Out is the right-hand side of the accounting identity.
 func (s Stats) Out() int64 {
-	return s.Sent + s.ExportFailed + s.DroppedPolicy + s.DroppedLate + s.Buffered + s.ExportPending +
+	return s.Sent + s.ExportFailed + s.DroppedPolicy + s.DroppedLate + s.DroppedStorage + s.Buffered + s.ExportPending +
 		s.Forwarded + s.ForwardQueued + s.HandedOff + s.HandoffPending + s.ClusterDropped
 }
 
@@ -354,6 +391,10 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		errs = append(errs, n.clu.Close(ctx))
 		errs = append(errs, n.engine.Shutdown(ctx))
 		errs = append(errs, n.exp.Shutdown(ctx))
+		n.buf.Close()
+		if n.store != nil {
+			errs = append(errs, n.store.Close())
+		}
 		if n.admin != nil {
 			errs = append(errs, n.admin.Shutdown(ctx))
 			<-n.adminDone

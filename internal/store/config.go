@@ -35,7 +35,8 @@ type Config struct {
 	// the tree needs no value-log garbage collection. Default 64 KiB.
 	ValueThreshold int64
 	// ValueLogFileSize is the size of one value-log file, the unit that
-	// garbage collection reclaims. Default 64 MiB.
+	// garbage collection reclaims; at most DiskLimit/8, since the file
+	// being written is never collected. Default 64 MiB.
 	ValueLogFileSize int64
 	// GCInterval is how often value-log garbage collection runs (and more
 	// often, every DiskCheckInterval, while the disk is over half full).

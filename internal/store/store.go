@@ -95,7 +95,7 @@ func Open(cfg Config, log *slog.Logger) (*Store, error) {
 		WithBlockCacheSize(0).
 		WithCompression(options.None). // span bytes: CPU matters more than disk
 		WithValueThreshold(cfg.ValueThreshold).
-		WithValueLogFileSize(cfg.ValueLogFileSize).
+		WithValueLogFileSize(min(cfg.ValueLogFileSize, cfg.DiskLimit/8)). // GC never takes the file being written
 		WithNumCompactors(2).
 		WithDetectConflicts(false). // writes are blind, keys never contended
 		WithMetricsEnabled(false).  // Badger's metrics are process-global expvars
