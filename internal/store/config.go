@@ -30,9 +30,10 @@ type Config struct {
 	// Default 8 MiB.
 	BlockCacheSize int64
 	// ValueThreshold: values at least this long go to the value log,
-	// shorter ones stay in the LSM tree. Spilled traces are short-lived, so
-	// most are deleted before compaction gets to them, and keeping them in
-	// the tree needs no value-log garbage collection. Default 64 KiB.
+	// shorter ones stay in the LSM tree. Span bytes in the tree are
+	// rewritten by every compaction (BenchmarkPut: 48 MB/s with 4 KiB
+	// values in the tree, 330 MB/s in the value log), so all but tiny
+	// values go to the log, reclaimed by value-log GC. Default 1 KiB.
 	ValueThreshold int64
 	// ValueLogFileSize is the size of one value-log file, the unit that
 	// garbage collection reclaims; at most DiskLimit/8, since the file
@@ -56,7 +57,7 @@ func DefaultConfig() Config {
 		NumMemtables:      2,
 		IndexCacheSize:    16 << 20,
 		BlockCacheSize:    8 << 20,
-		ValueThreshold:    64 << 10,
+		ValueThreshold:    1 << 10,
 		ValueLogFileSize:  64 << 20,
 		GCInterval:        30 * time.Second,
 		DiskCheckInterval: time.Second,
