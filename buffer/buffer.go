@@ -210,11 +210,13 @@ func (b *Buffer) Append(bt *Batch, now int64) (AppendResult, error) {
 			s.byFirst.push(queueEntry{id: run.ID, at: t.FirstSeen, seq: t.seq})
 		}
 		if b.cfg.WriteAhead {
+			before := t.memory()
 			if run.Logged != nil {
 				t.wal = append(t.wal, run.Logged...)
 			} else {
 				t.wal = append(t.wal, recs[i])
 			}
+			b.used.Add(t.memory() - before)
 		}
 		hadRoot := t.HasRoot()
 		b.used.Add(t.add(spans, now, cmp.Or(run.RootSeen, now)))
@@ -381,12 +383,11 @@ func (b *Buffer) Stats() Stats {
 }
 
 // Pressure reports whether the buffer is close to refusing spans: within
-// 1/16 of its memory limit, with no disk to spill to or the disk full.
-// The engine then decides the oldest traces early (stress relief).
+// 1/16 of its memory limit. With a disk that is only so when spilling
+// cannot help: the disk is full or slow, or the memory holds mostly
+// summaries of spilled traces. The engine then decides the oldest traces
+// early (stress relief).
 func (b *Buffer) Pressure() bool {
-	if b.cfg.Disk != nil && !b.cfg.Disk.Full() {
-		return false
-	}
 	return b.used.Load() > b.cfg.MemoryLimit-b.cfg.MemoryLimit/16
 }
 

@@ -1,6 +1,7 @@
 package buffer
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/binary"
 	"errors"
@@ -204,7 +205,9 @@ func (b *Buffer) Recover(fn func(*Recovered) error) (corrupt int, err error) {
 			cur = Recovered{ID: id, Records: cur.Records[:0], Spans: cur.Spans[:0]}
 			have = true
 		}
-		if err := b.decodeRecord(&cur, value, groups); err != nil {
+		// The value is Badger's only during this call; the trace's spans
+		// are yielded after its last record.
+		if err := b.decodeRecord(&cur, bytes.Clone(value), groups); err != nil {
 			corrupt++
 			b.ForgetRecords(&id, []uint64{rec})
 			return nil

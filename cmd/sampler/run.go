@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -54,6 +55,12 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 		return nil
 	})
 	fs.StringVar(&f.ClusterKeyFile, "cluster-key-file", cfg.ClusterKeyFile, "`file` with the gossip encryption key: 16, 24 or 32 bytes, base64 (head -c 32 /dev/urandom | base64)")
+	fs.StringVar(&f.DataDir, "data-dir", cfg.DataDir, "`directory` for the embedded store: span bytes past --memory-limit spill there, and the write-ahead log and recent decisions live there (empty: memory only)")
+	fs.Var(&f.DiskLimit, "disk-limit", "bound on --data-dir `size`; past it spilling stops, and with --durability wal ingest answers retry-later")
+	fs.StringVar(&f.Durability, "durability", cfg.Durability, "none: a crash loses buffered spans; wal: spans are synced to --data-dir before the client's OK (one fsync per group of concurrent requests), and a restart recovers them")
+	fs.StringVar(&f.DataKeyFile, "data-key-file", cfg.DataKeyFile, "`file` with the key that encrypts --data-dir: 16, 24 or 32 bytes, base64 (head -c 32 /dev/urandom | base64)")
+	fs.BoolVar(&f.StressRelief, "stress-relief", cfg.StressRelief, "when memory (and disk) is full, decide the oldest traces early rather than refuse spans")
+	fs.Var(&f.GoMemoryLimit, "go-memory-limit", "Go runtime soft memory limit `size` (default: --memory-limit x 1.5 + 256MiB; the GOMEMLIMIT variable wins)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -73,6 +80,11 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	// The runtime limit makes the GC work harder before the process grows
+	// past what the configuration allows for, rather than after.
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(cfg.RuntimeMemoryLimit())
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -151,6 +163,18 @@ func applyFlag(cfg, f *node.Config, name string) {
 		cfg.Join = f.Join
 	case "cluster-key-file":
 		cfg.ClusterKeyFile = f.ClusterKeyFile
+	case "data-dir":
+		cfg.DataDir = f.DataDir
+	case "disk-limit":
+		cfg.DiskLimit = f.DiskLimit
+	case "durability":
+		cfg.Durability = f.Durability
+	case "data-key-file":
+		cfg.DataKeyFile = f.DataKeyFile
+	case "stress-relief":
+		cfg.StressRelief = f.StressRelief
+	case "go-memory-limit":
+		cfg.GoMemoryLimit = f.GoMemoryLimit
 	}
 }
 
