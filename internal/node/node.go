@@ -315,8 +315,8 @@ type Stats struct {
 func (n *Node) Stats() Stats {
 	d, e, c := n.engine.Stats(), n.exp.Stats(), n.clu.Stats()
 	return Stats{
-		Accepted:       c.ReceivedClient + c.ReceivedPeer + c.HandoffIn + d.Recovered,
-		Recovered:      d.Recovered, DroppedStorage: d.DroppedStorage,
+		Accepted:  c.ReceivedClient + c.ReceivedPeer + c.HandoffIn + d.Recovered,
+		Recovered: d.Recovered, DroppedStorage: d.DroppedStorage,
 		ClientAccepted: c.ReceivedClient,
 		Sent:           e.Sent, ExportFailed: e.Failed,
 		DroppedPolicy: d.DroppedPolicy, DroppedLate: d.DroppedLate,
