@@ -1,0 +1,196 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tailsift/tailsift/bench"
+	"github.com/tailsift/tailsift/bench/workload"
+	"github.com/tailsift/tailsift/internal/metricstest"
+)
+
+// The resident-memory bound TestSpillProcess holds a 16 MiB buffer to
+// while it buffers 500 MiB of span bytes: anonymous memory (the Go heap
+// and runtime, Badger's memtables and caches, gRPC buffers). Badger's
+// files are memory-mapped, so pages of the value log it wrote or read
+// also count in VmRSS, as file-backed pages (RssFile): page cache the
+// kernel reclaims under pressure, reported but not bounded here.
+const spillAnonBound = 192 << 20
+
+// TestSpillProcess runs a real sampler with --memory-limit 16MiB and a
+// data directory, and a load whose traces wait 30 s for their decision:
+// more than 500 MiB of span bytes are buffered at the peak, nearly all of
+// them on disk. The process's anonymous resident memory stays under
+// spillAnonBound throughout, and every kept trace reaches the sink whole,
+// read back from disk.
+func TestSpillProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and buffers 500 MiB through it")
+	}
+	bin := buildSampler(t)
+	grpcAddr, admin, sinkAddr := freePort(t), freePort(t), freePort(t)
+	dataDir := t.TempDir()
+	run := exec.Command(bin, "run", "--otlp-grpc", grpcAddr, "--otlp-http", "", "--admin", admin,
+		"--cluster-bind", "", "--forward", sinkAddr,
+		"--memory-limit", "16MiB", "--data-dir", dataDir,
+		"--decision-wait", "30s", "--root-wait", "30s")
+	var runErr syncBuffer
+	run.Stderr = &runErr
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { run.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		run.Process.Kill()
+		<-exited
+		if t.Failed() {
+			t.Logf("sampler stderr:\n%s", runErr.String())
+		}
+	})
+	hc := &http.Client{Timeout: 2 * time.Second}
+	waitReadyz(t, hc, admin)
+
+	// Sample the process's memory and the buffer's bytes every 250 ms.
+	var peak spillPeaks
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				peak.sample(t, hc, admin, run.Process.Pid)
+			}
+		}
+	}()
+
+	// 1.4M spans of 100-span traces, ~380 bytes each: about 520 MiB of
+	// span bytes, all sent before the first trace is due.
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	benchCmd := exec.CommandContext(ctx, bin, "bench",
+		"--target", grpcAddr, "--target-admin", admin, "--sink-listen", sinkAddr,
+		"--rate", "60000", "--spans", "100", "--duration", "23s", "--seed", "11",
+		"--quiet", "15s", "--drain", "90s", "--no-progress", "--json")
+	var benchOut, benchErr bytes.Buffer
+	benchCmd.Stdout, benchCmd.Stderr = &benchOut, &benchErr
+	t0 := time.Now()
+	err := benchCmd.Run()
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		t.Fatalf("sampler bench: %v (after %v)\nstderr:\n%s", err, time.Since(t0).Round(time.Millisecond), benchErr.String())
+	}
+	var res bench.Result
+	if err := json.Unmarshal(benchOut.Bytes(), &res); err != nil {
+		t.Fatalf("bench --json output does not parse: %v\n%s", err, benchOut.String())
+	}
+	var text bytes.Buffer
+	res.WriteText(&text)
+	t.Logf("bench took %v:\n%s", time.Since(t0).Round(time.Millisecond), text.String())
+	t.Logf("peaks: buffered %d MiB (%d MiB on disk, %d MiB accounted in memory), RssAnon %d MiB, RssFile %d MiB, VmRSS %d MiB, Go heap in use %d MiB",
+		peak.buffered>>20, peak.spilled>>20, peak.memory>>20, peak.anon>>20, peak.file>>20, peak.rss>>20, peak.heap>>20)
+
+	if peak.buffered < 500<<20 {
+		t.Errorf("buffered at most %d MiB of span bytes, want 500 MiB: the test did not test what it says", peak.buffered>>20)
+	}
+	if peak.memory > 16<<20 {
+		t.Errorf("the buffer accounted %d MiB, over its 16 MiB limit", peak.memory>>20)
+	}
+	if peak.anon == 0 || peak.anon > spillAnonBound {
+		t.Errorf("peak anonymous resident memory %d MiB, want at most %d MiB", peak.anon>>20, spillAnonBound>>20)
+	}
+	s := res.Sink
+	if s.Complete == 0 || s.Completeness() != 1 || s.Fragmented != 0 || s.Duplicated != 0 || s.Unexpected != 0 {
+		t.Errorf("kept traces not intact: completeness %.4f, complete %d, fragmented %d, duplicated %d, unexpected %d",
+			s.Completeness(), s.Complete, s.Fragmented, s.Duplicated, s.Unexpected)
+	}
+	if res.SpansRefused != 0 || res.SpansSent != int64(res.SpansScheduled) {
+		t.Errorf("sent %d of %d scheduled spans, %d refused: spilling should keep the buffer open", res.SpansSent, res.SpansScheduled, res.SpansRefused)
+	}
+	if errs := s.Classes[workload.ClassError]; errs.Sent == 0 || errs.Complete != errs.Sent {
+		t.Errorf("error traces kept whole: %d of %d, want all", errs.Complete, errs.Sent)
+	}
+	g, err := scrapeMetrics(hc, admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := metricstest.Value(t, g, "tailsift_buffer_spill_bytes_total", map[string]string{"direction": "out"})
+	in := metricstest.Value(t, g, "tailsift_buffer_spill_bytes_total", map[string]string{"direction": "in"})
+	lost := metricstest.Value(t, g, "tailsift_decision_spans_dropped_total", map[string]string{"reason": "storage"})
+	if out < 500<<20 || in != out || lost != 0 {
+		t.Errorf("spilled %.0f MiB, read back %.0f MiB, %.0f spans lost to storage: want at least 500 MiB, all read back, none lost", out/(1<<20), in/(1<<20), lost)
+	}
+	if e := res.Engine; e == nil || !e.AccountingOK {
+		t.Errorf("accounting from /metrics does not add up: %+v", e)
+	}
+}
+
+// spillPeaks are the largest values seen by sample.
+type spillPeaks struct {
+	buffered, spilled, memory int64 // span bytes on disk + accounted memory, and each
+	anon, file, rss, heap     int64
+}
+
+func (p *spillPeaks) sample(t *testing.T, hc *http.Client, admin string, pid int) {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err == nil {
+		sc := bufio.NewScanner(bytes.NewReader(status))
+		for sc.Scan() {
+			f := strings.Fields(sc.Text())
+			if len(f) < 2 {
+				continue
+			}
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			switch f[0] {
+			case "RssAnon:":
+				p.anon = max(p.anon, kb<<10)
+			case "RssFile:":
+				p.file = max(p.file, kb<<10)
+			case "VmRSS:":
+				p.rss = max(p.rss, kb<<10)
+			}
+		}
+	}
+	g, err := scrapeMetrics(hc, admin)
+	if err != nil {
+		return // between requests; the next sample will do
+	}
+	spilled := int64(metricstest.Value(t, g, "tailsift_buffer_spilled_bytes", nil))
+	memory := int64(metricstest.Value(t, g, "tailsift_buffer_memory_bytes", nil))
+	p.spilled, p.memory = max(p.spilled, spilled), max(p.memory, memory)
+	p.buffered = max(p.buffered, spilled+memory)
+	p.heap = max(p.heap, int64(metricstest.Value(t, g, "go_memstats_heap_inuse_bytes", nil)))
+}
+
+// waitReadyz waits for the admin endpoint's /readyz to answer 200.
+func waitReadyz(t *testing.T, hc *http.Client, admin string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if code, _ := httpGet(hc, "http://"+admin+"/readyz"); code == http.StatusOK {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sampler at %s not ready after 20s", admin)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
