@@ -97,7 +97,34 @@ func (r *Result) WriteText(w io.Writer) {
 			e.CPU.Generator.Seconds(), e.CPU.Sink.Seconds(), total.Seconds())
 		fmt.Fprintf(tw, "memory\tpeak %s spans buffered\tper buffered span (at %s): %.0f B accounted, %.0f B live heap, %.0f B RSS; wire %.0f B\n",
 			si(float64(e.PeakBufferedSpans)), si(float64(e.ProbeBufferedSpans)), e.AccountedPerSpan, e.HeapPerSpan, e.RSSPerSpan, r.WireBytesSpan)
+		if e.ProbeBufferedTraces > 0 {
+			fmt.Fprintf(tw, "\tper buffered trace (at %s)\t%.0f B accounted, %.0f B live heap, %.0f B RSS; RSS growth: anon %s, file-backed %s\n",
+				si(float64(e.ProbeBufferedTraces)), e.AccountedPerTrace, e.HeapPerTrace, e.RSSPerTrace,
+				signedBytesText(e.RSSAnonGrowth), signedBytesText(e.RSSFileGrowth))
+		}
 		fmt.Fprintf(tw, "process\tpeak RSS %s\tincludes the pre-encoded load (%s) and the sink\n", bytesText(e.PeakRSS), bytesText(uint64(e.PreEncodedBytes)))
+		if d := e.Store; d != nil {
+			fsNote := ""
+			switch d.FSType {
+			case "":
+			case "tmpfs", "ramfs":
+				fsNote = " (" + d.FSType + ": the disk is RAM, fsyncs cost nothing)"
+			default:
+				fsNote = " (" + d.FSType + ")"
+			}
+			fmt.Fprintf(tw, "data dir\t%s%s\tdurability %s; peak %s on disk of %s per node (tailsift_store_disk_bytes)\n",
+				d.Dir, fsNote, d.Durability, bytesText(uint64(d.PeakDiskBytes)), bytesText(uint64(d.DiskLimit)))
+			fmt.Fprintf(tw, "spill\t%s out, %s in\tpeak %s of span bytes on disk (tailsift_buffer_spilled_bytes), %s at the probe; %d failures\n",
+				bytesText(uint64(d.SpillOut)), bytesText(uint64(d.SpillIn)), bytesText(uint64(d.PeakSpilled)),
+				bytesText(uint64(d.ProbeSpilled)), d.SpillFailures)
+			perSync := 0.0
+			if d.StoreSyncs > 0 {
+				perSync = float64(d.WALCommits) / float64(d.StoreSyncs)
+			}
+			fmt.Fprintf(tw, "wal\t%s commits (%s) in %s fsyncs\t%.1f commits per fsync; %s store commits; %d failures, %d writes refused for a full disk\n",
+				si(float64(d.WALCommits)), bytesText(uint64(d.WALBytes)), si(float64(d.StoreSyncs)), perSync,
+				si(float64(d.StoreCommits)), d.WALFailures, d.RefusedFull)
+		}
 		st := e.Stats
 		ok := "adds up"
 		if !e.AccountingOK {
@@ -160,6 +187,14 @@ func si(v float64) string {
 		return fmt.Sprintf("%.2fk", v/1e3)
 	}
 	return fmt.Sprintf("%.0f", v)
+}
+
+// signedBytesText is bytesText of a growth that may be negative.
+func signedBytesText(b int64) string {
+	if b < 0 {
+		return "-" + bytesText(uint64(-b))
+	}
+	return "+" + bytesText(uint64(b))
 }
 
 func bytesText(b uint64) string {

@@ -3,10 +3,15 @@ package bench
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/metrics"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/tailsift/tailsift/bench/sink"
@@ -73,6 +78,43 @@ type EngineFigures struct {
 	PreEncodedBytes    int        `json:"pre_encoded_load_bytes"`
 	Stats              node.Stats `json:"stats"`
 	AccountingOK       bool       `json:"accounting_ok"`
+
+	// Memory per buffered trace, at the same probe as per span (growth
+	// over the baseline divided by the traces buffered then), and the
+	// RSS growth split as /proc/self/status splits it: RssAnon (heap,
+	// stacks, Badger's memtables) and RssFile (mapped files: Badger's
+	// value log and tables).
+	ProbeBufferedTraces int64   `json:"probe_buffered_traces"`
+	AccountedPerTrace   float64 `json:"accounted_bytes_per_buffered_trace"`
+	HeapPerTrace        float64 `json:"heap_bytes_per_buffered_trace"`
+	RSSPerTrace         float64 `json:"rss_bytes_per_buffered_trace"`
+	RSSAnonGrowth       int64   `json:"rss_anon_growth_bytes"`
+	RSSFileGrowth       int64   `json:"rss_file_growth_bytes"`
+
+	Store *StoreFigures `json:"store,omitempty"` // with a data directory (--data-dir)
+}
+
+// StoreFigures are the data directories' figures of an in-process run,
+// summed over the nodes, read from their metrics registries (the names
+// are those of the sampler's /metrics).
+type StoreFigures struct {
+	Dir        string `json:"dir"`               // the nodes' directories are Dir/node-N
+	FSType     string `json:"fs_type,omitempty"` // of Dir, from /proc/self/mountinfo
+	Durability string `json:"durability"`
+
+	SpillOut      int64 `json:"spill_out_bytes"`     // tailsift_buffer_spill_bytes_total{direction="out"}
+	SpillIn       int64 `json:"spill_in_bytes"`      // {direction="in"}: read back when decided
+	SpillFailures int64 `json:"spill_failures"`      // tailsift_buffer_spill_failures_total
+	PeakSpilled   int64 `json:"peak_spilled_bytes"`  // tailsift_buffer_spilled_bytes, highest sample
+	ProbeSpilled  int64 `json:"probe_spilled_bytes"` // at the memory probe
+	WALCommits    int64 `json:"wal_commits"`         // tailsift_buffer_wal_commits_total: one per accepted request
+	WALBytes      int64 `json:"wal_bytes"`           // tailsift_buffer_wal_bytes_total
+	WALFailures   int64 `json:"wal_failures"`        // tailsift_buffer_wal_failures_total
+	StoreCommits  int64 `json:"store_commits"`       // tailsift_store_commits_total: group commits
+	StoreSyncs    int64 `json:"store_syncs"`         // tailsift_store_syncs_total: fsyncs
+	RefusedFull   int64 `json:"store_refused_full"`  // tailsift_store_refused_total
+	PeakDiskBytes int64 `json:"peak_disk_bytes"`     // tailsift_store_disk_bytes, highest sample
+	DiskLimit     int64 `json:"disk_limit_bytes"`    // per node
 }
 
 // Run runs one scenario and returns what it measured.
@@ -106,9 +148,19 @@ func Run(ctx context.Context, sc Scenario) (*Result, error) {
 
 	var nodes []*node.Node
 	targets := sc.Targets
+	var dirs *dataDirs
+	if !external && sc.DataDir != "" {
+		if dirs, err = newDataDirs(sc.DataDir); err != nil {
+			return nil, err
+		}
+		defer dirs.remove() // after the nodes' shutdowns, deferred below
+	}
 	if !external {
 		for i := range sc.Nodes {
 			cfg := sc.Node
+			if cfg.DataDir, err = dirs.node(i); err != nil {
+				return nil, err
+			}
 			cfg.OTLPGRPC, cfg.OTLPHTTP, cfg.Admin, cfg.ClusterBind = "127.0.0.1:0", "127.0.0.1:0", "", ""
 			cfg.Forward = snk.GRPCAddr().String()
 			if sc.Nodes > 1 { // a cluster on loopback, joined through the first node
@@ -163,6 +215,7 @@ func Run(ctx context.Context, sc Scenario) (*Result, error) {
 	// A collection now makes the baseline's live heap exclude the garbage
 	// of building the schedule, so growth per buffered span is honest.
 	runtime.GC()
+	baseAnon, baseFile := procStatusBytes("RssAnon:"), procStatusBytes("RssFile:")
 
 	// Timed phase.
 	var prof *cpuProfile
@@ -187,6 +240,9 @@ func Run(ctx context.Context, sc Scenario) (*Result, error) {
 	}
 	start := time.Now()
 	snk.Expect(sched.Manifest, start)
+	// Peaks of the data directories' gauges, written by the sampler
+	// goroutine only, read after it has finished.
+	var peakSpilled, peakDisk int64
 	smp := startSampler(start, 250*time.Millisecond, func(s *Sample) {
 		s.SpansSent = snd.stats.spansSent.Load()
 		s.SpansKept = snk.Progress().Spans
@@ -194,6 +250,11 @@ func Run(ctx context.Context, sc Scenario) (*Result, error) {
 			st := n.Stats()
 			s.BufferedSpans += st.Buffered
 			s.BufferBytes += st.BufferBytes
+		}
+		if dirs != nil {
+			m := gatherNodes(nodes)
+			peakSpilled = max(peakSpilled, int64(m["tailsift_buffer_spilled_bytes"]))
+			peakDisk = max(peakDisk, int64(m["tailsift_store_disk_bytes"]))
 		}
 		s.HeapBytes, s.RSSBytes = liveHeap(), residentBytes()
 		if adm != nil { // the engine is elsewhere: its figures, not ours
@@ -205,7 +266,7 @@ func Run(ctx context.Context, sc Scenario) (*Result, error) {
 	stopProgress := reportProgress(ctx, sc, sched, snd, smp, start)
 	probe := probeMemory(start, sc.Duration-sc.Duration/10, nodes)
 	evDone := make(chan []*node.Node, 1)
-	go func() { evDone <- runEvents(ctx, sc, start, nodes, snd, snk, sched.Manifest, res) }()
+	go func() { evDone <- runEvents(ctx, sc, start, nodes, dirs, snd, snk, sched.Manifest, res) }()
 	withComponent(componentGenerator, func() { snd.run(ctx, start) })
 	joined := <-evDone
 	for _, n := range joined {
@@ -241,7 +302,12 @@ func Run(ctx context.Context, sc Scenario) (*Result, error) {
 	res.Sink = snk.Report(sc.Slow)
 	res.Samples = samples
 	if !external {
-		res.Engine = engineFigures(cpu, all, samples, res, sched.Bytes, probe())
+		pr := probe()
+		res.Engine = engineFigures(cpu, all, samples, res, sched.Bytes, pr, baseAnon, baseFile)
+		if dirs != nil {
+			res.Engine.Store = storeFigures(sc, dirs, all, peakSpilled, peakDisk)
+			res.Engine.Store.ProbeSpilled = pr.spilled
+		}
 	} else if adm != nil {
 		end, err := adm.total(ctx)
 		if err != nil {
@@ -285,24 +351,163 @@ func externalFigures(base, end nodeMetrics, samples []Sample, res *Result) *Engi
 // runtime's live-heap figure is only as fresh as the last GC, which at a
 // low rate may not have run since the baseline. One collection per run is
 // the price; the returned func waits for the probe and returns it.
-func probeMemory(start time.Time, at time.Duration, nodes []*node.Node) func() Sample {
-	ch := make(chan Sample, 1)
+func probeMemory(start time.Time, at time.Duration, nodes []*node.Node) func() memProbe {
+	ch := make(chan memProbe, 1)
 	if len(nodes) == 0 {
 		close(ch)
-		return func() Sample { return Sample{} }
+		return func() memProbe { return memProbe{} }
 	}
 	go func() {
 		time.Sleep(time.Until(start.Add(at)))
 		runtime.GC()
-		s := Sample{At: time.Since(start), HeapBytes: liveHeap(), RSSBytes: residentBytes()}
+		p := memProbe{Sample: Sample{At: time.Since(start), HeapBytes: liveHeap(), RSSBytes: residentBytes()},
+			anon: procStatusBytes("RssAnon:"), file: procStatusBytes("RssFile:")}
 		for _, n := range nodes {
 			st := n.Stats()
-			s.BufferedSpans += st.Buffered
-			s.BufferBytes += st.BufferBytes
+			p.BufferedSpans += st.Buffered
+			p.BufferBytes += st.BufferBytes
 		}
-		ch <- s
+		m := gatherNodes(nodes)
+		p.traces, p.spilled = int64(m["tailsift_buffer_traces"]), int64(m["tailsift_buffer_spilled_bytes"])
+		ch <- p
 	}()
-	return func() Sample { return <-ch }
+	return func() memProbe { return <-ch }
+}
+
+// memProbe is the memory probe's sample, with what only it reads.
+type memProbe struct {
+	Sample
+	traces     int64  // buffered
+	spilled    int64  // span bytes on disk
+	anon, file uint64 // RssAnon, RssFile
+}
+
+// gatherNodes reads the in-process nodes' metrics registries and sums each
+// counter and gauge over the nodes, under its name and, for a labelled
+// series, also under name{label="value"} for each of its labels.
+func gatherNodes(nodes []*node.Node) map[string]float64 {
+	m := map[string]float64{}
+	for _, n := range nodes {
+		mfs, _ := n.Registry().Gather() // on error, what could be gathered
+		for _, mf := range mfs {
+			for _, x := range mf.GetMetric() {
+				var v float64
+				switch {
+				case x.Counter != nil:
+					v = x.GetCounter().GetValue()
+				case x.Gauge != nil:
+					v = x.GetGauge().GetValue()
+				default:
+					continue
+				}
+				m[mf.GetName()] += v
+				for _, l := range x.GetLabel() {
+					m[fmt.Sprintf("%s{%s=%q}", mf.GetName(), l.GetName(), l.GetValue())] += v
+				}
+			}
+		}
+	}
+	return m
+}
+
+// storeFigures reads the data directories' figures at the end of a run.
+func storeFigures(sc Scenario, dirs *dataDirs, nodes []*node.Node, peakSpilled, peakDisk int64) *StoreFigures {
+	m := gatherNodes(nodes)
+	get := func(name string) int64 { return int64(m[name]) }
+	return &StoreFigures{
+		Dir: dirs.root, FSType: fsType(dirs.root), Durability: sc.Node.Durability,
+		SpillOut:      get(`tailsift_buffer_spill_bytes_total{direction="out"}`),
+		SpillIn:       get(`tailsift_buffer_spill_bytes_total{direction="in"}`),
+		SpillFailures: get("tailsift_buffer_spill_failures_total"),
+		PeakSpilled:   peakSpilled,
+		WALCommits:    get("tailsift_buffer_wal_commits_total"),
+		WALBytes:      get("tailsift_buffer_wal_bytes_total"),
+		WALFailures:   get("tailsift_buffer_wal_failures_total"),
+		StoreCommits:  get("tailsift_store_commits_total"),
+		StoreSyncs:    get("tailsift_store_syncs_total"),
+		RefusedFull:   get("tailsift_store_refused_total"),
+		PeakDiskBytes: peakDisk,
+		DiskLimit:     int64(sc.Node.DiskLimit),
+	}
+}
+
+// dataDirs makes and removes the in-process nodes' data directories (see
+// Scenario.DataDir).
+type dataDirs struct {
+	root string
+	temp bool     // root is the run's own: remove it all
+	made []string // the node directories made
+}
+
+func newDataDirs(spec string) (*dataDirs, error) {
+	if spec == DataDirTemp {
+		root, err := os.MkdirTemp("", "tailsift-bench-")
+		if err != nil {
+			return nil, fmt.Errorf("--data-dir temp: %w", err)
+		}
+		return &dataDirs{root: root, temp: true}, nil
+	}
+	if err := os.MkdirAll(spec, 0o755); err != nil {
+		return nil, fmt.Errorf("--data-dir: %w", err)
+	}
+	return &dataDirs{root: spec}, nil
+}
+
+// node makes node i's directory; a nil d means no data directory ("").
+func (d *dataDirs) node(i int) (string, error) {
+	if d == nil {
+		return "", nil
+	}
+	dir := filepath.Join(d.root, fmt.Sprintf("node-%d", i))
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return "", fmt.Errorf("--data-dir: %s exists (left by an interrupted run?); the bench neither reuses nor deletes it: remove it, or use --data-dir temp", dir)
+		}
+		return "", fmt.Errorf("--data-dir: %w", err)
+	}
+	d.made = append(d.made, dir)
+	return dir, nil
+}
+
+// remove deletes what newDataDirs and node made, DataDir itself excepted.
+func (d *dataDirs) remove() {
+	if d.temp {
+		os.RemoveAll(d.root)
+		return
+	}
+	for _, dir := range d.made {
+		os.RemoveAll(dir)
+	}
+}
+
+// fsType is the type of the file system holding path ("ext4", "tmpfs"),
+// from /proc/self/mountinfo; "" where that cannot be read.
+func fsType(path string) string {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return ""
+	}
+	if p, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = p
+	}
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return ""
+	}
+	best, typ := -1, ""
+	for _, line := range strings.Split(string(b), "\n") {
+		// id parent major:minor root mountpoint options... - type source super
+		pre, post, ok := strings.Cut(line, " - ")
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if !ok || len(f) < 5 || len(g) < 1 {
+			continue
+		}
+		mp := strings.ReplaceAll(f[4], `\040`, " ")
+		if rel, err := filepath.Rel(mp, abs); err == nil && !strings.HasPrefix(rel, "..") && len(mp) > best {
+			best, typ = len(mp), g[0]
+		}
+	}
+	return typ
 }
 
 func percentiles(l *latencies) Percentiles {
@@ -312,7 +517,7 @@ func percentiles(l *latencies) Percentiles {
 		P999: us(h.ValueAtQuantile(99.9)), Max: us(h.Max())}
 }
 
-func engineFigures(cpu CPU, nodes []*node.Node, samples []Sample, res *Result, preEncoded int, probe Sample) *EngineFigures {
+func engineFigures(cpu CPU, nodes []*node.Node, samples []Sample, res *Result, preEncoded int, probe memProbe, baseAnon, baseFile uint64) *EngineFigures {
 	e := &EngineFigures{CPU: cpu, PeakRSS: peakResidentBytes(), PreEncodedBytes: preEncoded}
 	if s := cpu.EngineUpperBound().Seconds(); s > 0 {
 		e.SpansPerCore = float64(res.SpansSent) / s
@@ -328,6 +533,14 @@ func engineFigures(cpu CPU, nodes []*node.Node, samples []Sample, res *Result, p
 		e.AccountedPerSpan = float64(probe.BufferBytes) / n
 		e.HeapPerSpan = (float64(probe.HeapBytes) - float64(base.HeapBytes)) / n
 		e.RSSPerSpan = (float64(probe.RSSBytes) - float64(base.RSSBytes)) / n
+		e.RSSAnonGrowth, e.RSSFileGrowth = int64(probe.anon)-int64(baseAnon), int64(probe.file)-int64(baseFile)
+	}
+	if t := float64(probe.traces); t > 0 && len(samples) > 0 {
+		base := samples[0]
+		e.ProbeBufferedTraces = probe.traces
+		e.AccountedPerTrace = float64(probe.BufferBytes) / t
+		e.HeapPerTrace = (float64(probe.HeapBytes) - float64(base.HeapBytes)) / t
+		e.RSSPerTrace = (float64(probe.RSSBytes) - float64(base.RSSBytes)) / t
 	}
 	for _, n := range nodes {
 		e.Stats = e.Stats.Plus(n.Stats())
@@ -340,7 +553,7 @@ func engineFigures(cpu CPU, nodes []*node.Node, samples []Sample, res *Result, p
 
 // runEvents applies the scenario's cluster events at their times and
 // returns the nodes that joined. It logs each event in res.Events.
-func runEvents(ctx context.Context, sc Scenario, start time.Time, nodes []*node.Node, snd *sender, snk *sink.Sink, m *workload.Manifest, res *Result) []*node.Node {
+func runEvents(ctx context.Context, sc Scenario, start time.Time, nodes []*node.Node, dirs *dataDirs, snd *sender, snk *sink.Sink, m *workload.Manifest, res *Result) []*node.Node {
 	type event struct {
 		at time.Duration
 		do func() string
@@ -355,6 +568,9 @@ func runEvents(ctx context.Context, sc Scenario, start time.Time, nodes []*node.
 			cfg.Join = []string{nodes[0].Cluster().GossipAddr()}
 			var n *node.Node
 			var err error
+			if cfg.DataDir, err = dirs.node(len(nodes)); err != nil {
+				return "join failed: " + err.Error()
+			}
 			withComponent(componentEngine, func() { n, err = node.New(cfg, node.Options{}) })
 			if err != nil {
 				return "join failed: " + err.Error()

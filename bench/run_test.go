@@ -301,3 +301,95 @@ func TestScenarioValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// With a data directory, a small memory limit and the write-ahead log, a
+// run really spills and logs: the report shows spilled bytes and WAL
+// commits read from the node, every kept trace arrives complete, and the
+// node's directory is removed afterwards (the directory given is kept).
+func TestRunDataDir(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a load")
+	}
+	sc := shortScenario()
+	sc.Node.RootWait = time.Second // traces stay long enough to be spilled
+	sc.Node.MemoryLimit = 2 << 20  // spill past 1.25 MiB: about 2.6k spans
+	sc.Node.Durability = node.DurabilityWAL
+	sc.DataDir = filepath.Join(t.TempDir(), "data")
+	r, err := Run(context.Background(), sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkIntact(t, r)
+	e := r.Engine
+	if e == nil || !e.AccountingOK || e.Store == nil {
+		t.Fatalf("engine figures: %+v", e)
+	}
+	d := e.Store
+	if d.SpillOut <= 0 || d.SpillIn != d.SpillOut || d.PeakSpilled <= 0 || d.SpillFailures != 0 {
+		t.Fatalf("spill: %d bytes out, %d in, peak %d, %d failures", d.SpillOut, d.SpillIn, d.PeakSpilled, d.SpillFailures)
+	}
+	if d.WALCommits != r.Requests || d.WALBytes < r.SpansSent*int64(r.WireBytesSpan)/2 || d.StoreSyncs <= 0 || d.StoreSyncs > d.WALCommits || d.WALFailures != 0 {
+		t.Fatalf("wal: %d commits of %d requests, %d bytes, %d syncs, %d failures", d.WALCommits, r.Requests, d.WALBytes, d.StoreSyncs, d.WALFailures)
+	}
+	if d.Durability != node.DurabilityWAL || d.Dir != sc.DataDir || d.PeakDiskBytes <= 0 {
+		t.Fatalf("data dir figures: %+v", d)
+	}
+	if e.ProbeBufferedTraces <= 0 || e.AccountedPerTrace <= 0 {
+		t.Fatalf("per-trace figures: %+v", e)
+	}
+	var text bytes.Buffer
+	r.WriteText(&text)
+	for _, want := range []string{"data dir", "spill  ", "wal  ", "per buffered trace"} {
+		if !strings.Contains(text.String(), want) {
+			t.Fatalf("report lacks %q:\n%s", want, text.String())
+		}
+	}
+	if _, err := os.Stat(filepath.Join(sc.DataDir, "node-0")); !os.IsNotExist(err) {
+		t.Fatalf("node directory left after the run: %v", err)
+	}
+	if _, err := os.Stat(sc.DataDir); err != nil {
+		t.Fatalf("the directory given was removed: %v", err)
+	}
+}
+
+// A node directory left by an earlier run is refused, and kept.
+func TestRunDataDirExists(t *testing.T) {
+	sc := shortScenario()
+	sc.DataDir = t.TempDir()
+	left := filepath.Join(sc.DataDir, "node-0", "MANIFEST")
+	if err := os.MkdirAll(filepath.Dir(left), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(left, []byte("x"), 0o644)
+	if _, err := Run(context.Background(), sc); err == nil || !strings.Contains(err.Error(), "exists") {
+		t.Fatalf("Run with %s present: %v", filepath.Dir(left), err)
+	}
+	if _, err := os.Stat(left); err != nil {
+		t.Fatalf("the earlier run's file was touched: %v", err)
+	}
+}
+
+func TestScenarioValidateDataDir(t *testing.T) {
+	sc := DefaultScenario()
+	sc.Node.Durability = node.DurabilityWAL
+	if err := sc.Validate(); err == nil || !strings.Contains(err.Error(), "--data-dir") {
+		t.Errorf("wal without a data dir: %v", err)
+	}
+	sc.DataDir = DataDirTemp
+	if err := sc.Validate(); err != nil {
+		t.Errorf("wal with --data-dir temp: %v", err)
+	}
+	sc.Node.Durability = "fsync"
+	if err := sc.Validate(); err == nil || !strings.Contains(err.Error(), "--durability") {
+		t.Errorf("durability fsync: %v", err)
+	}
+	sc.Node.Durability, sc.Node.DiskLimit = node.DurabilityNone, 1<<20
+	if err := sc.Validate(); err == nil || !strings.Contains(err.Error(), "--disk-limit") {
+		t.Errorf("disk limit of 1 MiB: %v", err)
+	}
+	ext := DefaultScenario()
+	ext.Targets, ext.SinkListen, ext.DataDir = []string{"127.0.0.1:4317"}, "127.0.0.1:4417", DataDirTemp
+	if err := ext.Validate(); err == nil || !strings.Contains(err.Error(), "in-process") {
+		t.Errorf("--data-dir in external mode: %v", err)
+	}
+}

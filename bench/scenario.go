@@ -3,6 +3,7 @@ package bench
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/tailsift/tailsift/bench/workload"
@@ -26,6 +27,15 @@ type Scenario struct {
 	// Node (listen addresses and forward are set by the run).
 	Nodes int
 	Node  node.Config
+	// DataDir, if set, gives the in-process nodes data directories (the
+	// node's data_dir: spill past 62.5% of Node.MemoryLimit, and the
+	// write-ahead log with Node.Durability "wal"). Node N gets
+	// DataDir/node-N, created for the run and removed after it; DataDir
+	// itself is created if missing and kept. A DataDir/node-N that exists
+	// already is refused, never reused or deleted. DataDirTemp is a new
+	// directory under os.TempDir(), removed after the run. Node.DataDir is
+	// ignored: the run sets it per node.
+	DataDir string
 	// Cluster events of an in-process run, as times after the load starts
 	// (0: none). JoinAt starts one more node, which joins the cluster;
 	// LeaveAt shuts the second node down gracefully (it hands off and
@@ -56,6 +66,11 @@ type Scenario struct {
 	// Progress, if set, is called about once a second during the run.
 	Progress func(Progress)
 }
+
+// DataDirTemp as Scenario.DataDir (--data-dir temp) puts the nodes' data
+// directories in a new directory under os.TempDir(), removed after the
+// run. A directory named "temp" is ./temp.
+const DataDirTemp = "temp"
 
 // Progress is the live state of a run.
 type Progress struct {
@@ -129,9 +144,16 @@ func (s Scenario) Validate() error {
 		errs = append(errs, err)
 	}
 	if len(s.Targets) == 0 {
-		if err := s.Node.Validate(); err != nil {
+		nc := s.Node
+		nc.DataDir = ""
+		if s.DataDir != "" { // where node 0's directory will be: Validate only needs it set
+			nc.DataDir = filepath.Join(s.DataDir, "node-0")
+		}
+		if err := nc.Validate(); err != nil {
 			errs = append(errs, err)
 		}
+	} else if s.DataDir != "" || (s.Node.Durability != "" && s.Node.Durability != node.DurabilityNone) {
+		errs = append(errs, errors.New("--data-dir and --durability configure in-process nodes; with --target, set them on the samplers"))
 	}
 	return errors.Join(errs...)
 }

@@ -54,6 +54,12 @@ drives a running deployment whose --forward points at --sink-listen.
 	fs.DurationVar(&n.DecisionWait, "decision-wait", n.DecisionWait, "in-process nodes' --decision-wait")
 	fs.DurationVar(&n.RootWait, "root-wait", n.RootWait, "in-process nodes' --root-wait")
 	fs.Var(&n.MemoryLimit, "memory-limit", "in-process nodes' --memory-limit")
+	fs.StringVar(&sc.DataDir, "data-dir", "", "in-process nodes' data directory, for spill (past 62.5% of --memory-limit) and the write-ahead log:\n"+
+		"node N uses `DIR`/node-N, made for the run and removed after it (DIR is made if missing and kept; an existing\n"+
+		"DIR/node-N is refused, never reused or deleted). \"temp\": a new directory under $TMPDIR, removed after the run\n"+
+		"(for a directory named temp, say ./temp). Put DIR on the disk to measure: on tmpfs, fsyncs cost nothing. Default: memory only")
+	fs.StringVar(&n.Durability, "durability", n.Durability, "in-process nodes' --durability: none, or wal (every request synced to --data-dir before its OK)")
+	fs.Var(&n.DiskLimit, "disk-limit", "in-process nodes' --disk-limit, per node")
 
 	targets := fs.String("target", "", "external mode: comma-separated OTLP addresses (host:port) of running samplers")
 	admins := fs.String("target-admin", "", "external mode: comma-separated admin addresses of those samplers, for their CPU, RSS and buffer figures")
