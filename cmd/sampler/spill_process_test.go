@@ -40,71 +40,18 @@ func TestSpillProcess(t *testing.T) {
 	}
 	bin := buildSampler(t)
 	grpcAddr, admin, sinkAddr := freePort(t), freePort(t), freePort(t)
-	dataDir := t.TempDir()
-	run := exec.Command(bin, "run", "--otlp-grpc", grpcAddr, "--otlp-http", "", "--admin", admin,
-		"--cluster-bind", "", "--forward", sinkAddr,
-		"--memory-limit", "16MiB", "--data-dir", dataDir,
+	p := startMemProc(t, bin, admin, "--otlp-grpc", grpcAddr, "--forward", sinkAddr,
+		"--memory-limit", "16MiB", "--data-dir", t.TempDir(),
 		"--decision-wait", "30s", "--root-wait", "30s")
-	var runErr syncBuffer
-	run.Stderr = &runErr
-	if err := run.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { run.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		run.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("sampler stderr:\n%s", runErr.String())
-		}
-	})
-	hc := &http.Client{Timeout: 2 * time.Second}
-	waitReadyz(t, hc, admin)
-
-	// Sample the process's memory and the buffer's bytes every 250 ms.
-	var peak spillPeaks
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(250 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				peak.sample(t, hc, admin, run.Process.Pid)
-			}
-		}
-	}()
-
 	// 1.4M spans of 100-span traces, ~380 bytes each: about 520 MiB of
 	// span bytes, all sent before the first trace is due.
-	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
-	defer cancel()
-	benchCmd := exec.CommandContext(ctx, bin, "bench",
+	stop := p.watch()
+	res := benchJSON(t, bin, 150*time.Second,
 		"--target", grpcAddr, "--target-admin", admin, "--sink-listen", sinkAddr,
 		"--rate", "60000", "--spans", "100", "--duration", "23s", "--seed", "11",
-		"--quiet", "15s", "--drain", "90s", "--no-progress", "--json")
-	var benchOut, benchErr bytes.Buffer
-	benchCmd.Stdout, benchCmd.Stderr = &benchOut, &benchErr
-	t0 := time.Now()
-	err := benchCmd.Run()
-	close(stop)
-	wg.Wait()
-	if err != nil {
-		t.Fatalf("sampler bench: %v (after %v)\nstderr:\n%s", err, time.Since(t0).Round(time.Millisecond), benchErr.String())
-	}
-	var res bench.Result
-	if err := json.Unmarshal(benchOut.Bytes(), &res); err != nil {
-		t.Fatalf("bench --json output does not parse: %v\n%s", err, benchOut.String())
-	}
-	var text bytes.Buffer
-	res.WriteText(&text)
-	t.Logf("bench took %v:\n%s", time.Since(t0).Round(time.Millisecond), text.String())
+		"--quiet", "15s", "--drain", "90s")
+	peak := stop()
+	hc := p.hc
 	t.Logf("peaks: buffered %d MiB (%d MiB on disk, %d MiB accounted in memory), RssAnon %d MiB, RssFile %d MiB, VmRSS %d MiB, Go heap in use %d MiB",
 		peak.buffered>>20, peak.spilled>>20, peak.memory>>20, peak.anon>>20, peak.file>>20, peak.rss>>20, peak.heap>>20)
 
@@ -178,6 +125,94 @@ func (p *spillPeaks) sample(t *testing.T, hc *http.Client, admin string, pid int
 	p.spilled, p.memory = max(p.spilled, spilled), max(p.memory, memory)
 	p.buffered = max(p.buffered, spilled+memory)
 	p.heap = max(p.heap, int64(metricstest.Value(t, g, "go_memstats_heap_inuse_bytes", nil)))
+}
+
+// memProc is one "sampler run" process whose memory a test watches.
+type memProc struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	admin  string
+	hc     *http.Client
+	stderr syncBuffer
+	exited chan struct{}
+}
+
+// startMemProc starts "sampler run" with one node, no OTLP/HTTP, the
+// admin endpoint on admin and args, waits until it is ready, and kills it
+// when the test ends (logging its stderr if the test failed).
+func startMemProc(t *testing.T, bin, admin string, args ...string) *memProc {
+	t.Helper()
+	p := &memProc{t: t, admin: admin, hc: &http.Client{Timeout: 2 * time.Second}, exited: make(chan struct{})}
+	p.cmd = exec.Command(bin, append([]string{"run", "--otlp-http", "", "--cluster-bind", "", "--admin", admin}, args...)...)
+	p.cmd.Stderr = &p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.cmd.Wait(); close(p.exited) }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.exited
+		if t.Failed() {
+			t.Logf("sampler stderr:\n%s", p.stderr.String())
+		}
+	})
+	waitReadyz(t, p.hc, admin)
+	return p
+}
+
+// watch samples the process's memory and buffer every 250 ms until the
+// returned stop is called, which returns the peaks.
+func (p *memProc) watch() (stop func() spillPeaks) {
+	var peak spillPeaks
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				peak.sample(p.t, p.hc, p.admin, p.cmd.Process.Pid)
+			}
+		}
+	}()
+	return func() spillPeaks {
+		close(done)
+		wg.Wait()
+		select {
+		case <-p.exited:
+			p.t.Fatalf("the sampler exited during the load:\n%s", p.stderr.String())
+		default:
+		}
+		return peak
+	}
+}
+
+// benchJSON runs "sampler bench" with args (plus --no-progress --json)
+// and returns its result, logging its report.
+func benchJSON(t *testing.T, bin string, timeout time.Duration, args ...string) *bench.Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, append(append([]string{"bench"}, args...), "--no-progress", "--json")...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	t0 := time.Now()
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("sampler bench: %v (after %v)\nstderr:\n%s", err, time.Since(t0).Round(time.Millisecond), errOut.String())
+	}
+	var res bench.Result
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		t.Fatalf("bench --json output does not parse: %v\n%s", err, out.String())
+	}
+	var text bytes.Buffer
+	res.WriteText(&text)
+	t.Logf("bench took %v:\n%s", time.Since(t0).Round(time.Millisecond), text.String())
+	return &res
 }
 
 // waitReadyz waits for the admin endpoint's /readyz to answer 200.
