@@ -66,6 +66,12 @@ func newMetrics(reg prometheus.Registerer, c *counters, e *Engine) *metrics {
 		gauge("tailsift_buffer_traces", "Traces buffered awaiting a decision.", func() float64 { return float64(e.buf.Stats().Traces) }, nil),
 		gauge("tailsift_buffer_spans", "Spans buffered awaiting a decision.", func() float64 { return float64(e.buf.Stats().Spans) }, nil),
 		gauge("tailsift_buffer_memory_bytes", "Memory accounted to the buffer (span bytes and bookkeeping).", func() float64 { return float64(e.buf.Stats().Bytes) }, nil),
+		gauge("tailsift_buffer_pressure", "1 while the buffer is within 1/16 of its memory limit: stress relief decides the oldest traces early (if on), and past the limit ingest answers retry-later.", func() float64 {
+			if e.buf.Pressure() {
+				return 1
+			}
+			return 0
+		}, nil),
 		gauge("tailsift_buffer_memory_limit_bytes", "The buffer's memory limit (--memory-limit).", func() float64 { return float64(e.buf.Stats().MemoryLimit) }, nil),
 		gauge("tailsift_decision_cache_entries", "Trace IDs remembered for late spans, by decision.", func() float64 { return float64(e.kept.len()) }, prometheus.Labels{"decision": "kept"}),
 		gauge("tailsift_decision_cache_entries", "Trace IDs remembered for late spans, by decision.", func() float64 { return float64(e.dropped.len()) }, prometheus.Labels{"decision": "dropped"}),
