@@ -183,11 +183,12 @@ func (b *Buffer) Append(bt *Batch, now int64) (AppendResult, error) {
 	defer b.used.Add(-reserve)
 	var recs []uint64
 	if b.cfg.WriteAhead {
-		var err error
-		if recs, err = b.writeAhead(bt, now); err != nil {
+		sc := walScratchPool.Get().(*walScratch)
+		defer walScratchPool.Put(sc)
+		if err := b.writeAhead(sc, bt, now); err != nil {
 			return res, err
 		}
-		defer walPool.Put(recs[:0])
+		recs = sc.recs
 	}
 	for i, run := range bt.Traces {
 		spans := bt.Spans[run.Start:run.End]

@@ -26,7 +26,9 @@ import (
 // run, so they grow only with distinct resources. A trace's records are deleted when
 // it is released: dropped, delivered by the exporter, or handed off.
 
+// walScratch is one Append's working memory for the log, pooled.
 type walScratch struct {
+	recs         []uint64 // per run of the batch: its record, 0 if logged already
 	keys, values [][]byte
 	buf          []byte
 	offs         []int
@@ -34,21 +36,14 @@ type walScratch struct {
 	newGroups    []*Group
 }
 
-var (
-	walScratchPool sync.Pool // *walScratch
-	walPool        = sync.Pool{New: func() any { return []uint64(nil) }}
-)
+var walScratchPool = sync.Pool{New: func() any { return new(walScratch) }}
 
-// writeAhead logs bt and returns the record number of each run (0 for a
-// run already logged). The slice comes from walPool.
-func (b *Buffer) writeAhead(bt *Batch, now int64) ([]uint64, error) {
-	sc, _ := walScratchPool.Get().(*walScratch)
-	if sc == nil {
-		sc = new(walScratch)
-	}
-	defer walScratchPool.Put(sc)
+// writeAhead logs bt and sets sc.recs to the record number of each run (0
+// for a run already logged).
+func (b *Buffer) writeAhead(sc *walScratch, bt *Batch, now int64) error {
 	sc.buf, sc.offs, sc.keys, sc.values, sc.newGroups = sc.buf[:0], sc.offs[:0], sc.keys[:0], sc.values[:0], sc.newGroups[:0]
-	recs := walPool.Get().([]uint64)[:0]
+	recs := sc.recs[:0]
+	defer func() { sc.recs = recs }()
 	for _, run := range bt.Traces {
 		if run.Logged != nil {
 			recs = append(recs, 0)
@@ -93,7 +88,7 @@ func (b *Buffer) writeAhead(bt *Batch, now int64) ([]uint64, error) {
 		sc.buf = append(sc.buf, g.key...)
 	}
 	if len(sc.offs) == 0 {
-		return recs, nil
+		return nil
 	}
 	sc.offs = append(sc.offs, len(sc.buf))
 	for i := 0; i+2 < len(sc.offs); i += 2 {
@@ -102,12 +97,11 @@ func (b *Buffer) writeAhead(bt *Batch, now int64) ([]uint64, error) {
 	}
 	if err := b.cfg.Disk.Write(sc.keys, sc.values, 0, true); err != nil {
 		b.walFailures.Add(1)
-		walPool.Put(recs[:0])
 		var ra interface{ RetryAfter() time.Duration }
 		if errors.As(err, &ra) {
-			return nil, ErrFull
+			return ErrFull
 		}
-		return nil, fmt.Errorf("%w: write-ahead log: %w", ErrStorage, err)
+		return fmt.Errorf("%w: write-ahead log: %w", ErrStorage, err)
 	}
 	for _, g := range sc.newGroups {
 		g.persisted.Store(true)
@@ -119,7 +113,7 @@ func (b *Buffer) writeAhead(bt *Batch, now int64) ([]uint64, error) {
 	b.walPuts.Add(1)
 	b.walRecords.Add(int64(len(sc.keys)))
 	b.walBytes.Add(int64(len(sc.buf)))
-	return recs, nil
+	return nil
 }
 
 // Delivered forgets the trace's records on disk (Buffer.Forget): the
