@@ -85,6 +85,9 @@ type (
 			Metadata k8sMeta    `yaml:"metadata"`
 			Spec     k8sPodSpec `yaml:"spec"`
 		} `yaml:"template"`
+		VolumeClaimTemplates []struct {
+			Metadata k8sMeta `yaml:"metadata"`
+		} `yaml:"volumeClaimTemplates"`
 	}
 	k8sPodSpec struct {
 		TerminationGracePeriodSeconds *int `yaml:"terminationGracePeriodSeconds"`
@@ -753,9 +756,26 @@ func (m *deployManifests) checkObjects(t *testing.T) {
 			t.Errorf("%v: volume %s: the manifests have no example of Secret %s", m.workload.doc, v.Name, v.Secret.SecretName)
 		}
 	}
+	claims := map[string]bool{} // a StatefulSet's per-pod volumes: writable
+	for _, c := range m.wl.VolumeClaimTemplates {
+		vols[c.Metadata.Name], claims[c.Metadata.Name] = true, true
+	}
 	for _, vm := range m.container.VolumeMounts {
 		if !vols[vm.Name] {
 			t.Errorf("%v: volume mount %s names no volume of the pod", m.workload.doc, vm.Name)
+		}
+	}
+	// The data directory is on a claimed volume: the root filesystem is
+	// read-only, and an emptyDir would not survive the pod.
+	if dir := m.setting("data-dir", "data_dir", ""); dir != "" {
+		onClaim := false
+		for _, vm := range m.container.VolumeMounts {
+			if claims[vm.Name] && (dir == vm.MountPath || strings.HasPrefix(dir, strings.TrimSuffix(vm.MountPath, "/")+"/")) {
+				onClaim = true
+			}
+		}
+		if !onClaim {
+			t.Errorf("%v: data_dir %s is not on a volume from volumeClaimTemplates", m.workload.doc, dir)
 		}
 	}
 }
