@@ -85,6 +85,10 @@ func TestSpillProcess(t *testing.T) {
 	if out < 500<<20 || in != out || lost != 0 {
 		t.Errorf("spilled %.0f MiB, read back %.0f MiB, %.0f spans lost to storage: want at least 500 MiB, all read back, none lost", out/(1<<20), in/(1<<20), lost)
 	}
+	// The Go runtime's memory limit comes from the configuration.
+	if got, want := metricstest.Value(t, g, "go_gc_gomemlimit_bytes", nil), float64(16<<20*3/2+256<<20); got != want {
+		t.Errorf("go_gc_gomemlimit_bytes = %.0f, want %.0f (memory_limit x 1.5 + 256MiB)", got, want)
+	}
 	if e := res.Engine; e == nil || !e.AccountingOK {
 		t.Errorf("accounting from /metrics does not add up: %+v", e)
 	}

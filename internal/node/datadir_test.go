@@ -15,6 +15,13 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/tailsift/tailsift/internal/metricstest"
 	"github.com/tailsift/tailsift/internal/node"
@@ -110,4 +117,82 @@ func filesContaining(t *testing.T, dir string, needle []byte) []string {
 		t.Fatal(err)
 	}
 	return found
+}
+
+// Decisions persist in the data directory: after a restart, a late span
+// of a kept trace is forwarded and a late span of a dropped trace is
+// dropped, although alone each would be decided the other way (the late
+// span of the kept trace has no error, the one of the dropped trace has).
+func TestDecisionsSurviveRestart(t *testing.T) {
+	for _, durability := range []string{node.DurabilityNone, node.DurabilityWAL} {
+		t.Run(durability, func(t *testing.T) {
+			dir := t.TempDir()
+			policies := filepath.Join(dir, "policies.yaml")
+			if err := os.WriteFile(policies, []byte("rules:\n  - name: errors\n    type: error\ndefault: drop\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			sk := startSink(t)
+			cfg := node.DefaultConfig()
+			cfg.OTLPGRPC, cfg.OTLPHTTP, cfg.Admin, cfg.ClusterBind = "127.0.0.1:0", "", "", ""
+			cfg.Forward, cfg.Policies, cfg.DataDir, cfg.Durability = sk.addr, policies, filepath.Join(dir, "data"), durability
+			cfg.DecisionWait, cfg.RootWait = 5*time.Second, 100*time.Millisecond
+			start := func() *node.Node {
+				n, err := node.New(cfg, node.Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { n.Shutdown(context.Background()) })
+				return n
+			}
+			kept, dropped := [16]byte{1, 1}, [16]byte{2, 2}
+			before := start()
+			exportSpans(t, before, span(kept, 1, true, true), span(dropped, 1, true, false))
+			waitFor(t, func() bool { s := before.Stats(); return s.TracesKept == 1 && s.TracesDropped == 1 }, "both traces decided")
+			if err := before.Shutdown(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+
+			after := start()
+			exportSpans(t, after, span(kept, 2, false, false), span(dropped, 2, false, true))
+			waitFor(t, func() bool { return len(sk.received(trace.TraceID(kept))) == 2 }, "the late span of the kept trace forwarded")
+			s := waitQuiet(t, after, 10*time.Second)
+			if s.DroppedLate != 1 || s.TracesKept != 0 || s.TracesDropped != 0 {
+				t.Fatalf("after the restart: %d late spans dropped, %d traces kept, %d dropped: want 1, 0, 0 (the decisions made before)", s.DroppedLate, s.TracesKept, s.TracesDropped)
+			}
+			if got := sk.received(trace.TraceID(dropped)); len(got) != 0 {
+				t.Fatalf("spans of the dropped trace reached the backend: %v", got)
+			}
+			checkAccounting(t, s)
+		})
+	}
+}
+
+// span is span number n of trace id: a root span or a child, ERROR or not.
+func span(id [16]byte, n byte, root, isError bool) *tracepb.Span {
+	s := &tracepb.Span{TraceId: id[:], SpanId: []byte{n, 0, 0, 0, 0, 0, 0, 1}, Name: "op",
+		StartTimeUnixNano: 1_700_000_000_000_000_000, EndTimeUnixNano: 1_700_000_000_100_000_000}
+	if !root {
+		s.ParentSpanId = []byte{1, 0, 0, 0, 0, 0, 0, 1}
+	}
+	if isError {
+		s.Status = &tracepb.Status{Code: tracepb.Status_STATUS_CODE_ERROR}
+	}
+	return s
+}
+
+// exportSpans sends spans to n's OTLP/gRPC listener in one request.
+func exportSpans(t *testing.T, n *node.Node, spans ...*tracepb.Span) {
+	t.Helper()
+	conn, err := grpc.NewClient(n.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	req := &coltracepb.ExportTraceServiceRequest{ResourceSpans: []*tracepb.ResourceSpans{{
+		Resource:   &resourcepb.Resource{Attributes: []*commonpb.KeyValue{{Key: "service.name", Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: "checkout"}}}}},
+		ScopeSpans: []*tracepb.ScopeSpans{{Spans: spans}},
+	}}}
+	if _, err := coltracepb.NewTraceServiceClient(conn).Export(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
 }
