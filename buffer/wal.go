@@ -170,6 +170,18 @@ func (b *Buffer) Recover(fn func(*Recovered) error) (corrupt int, err error) {
 		return 0, nil
 	}
 	groups := map[uint64][]byte{}
+	lookup := func(h uint64) ([]byte, error) {
+		key, ok := groups[h]
+		if !ok {
+			var kb [groupKeyLen]byte
+			got, err := b.cfg.Disk.Get(groupKey(kb[:0], h), nil)
+			if err != nil {
+				return nil, fmt.Errorf("%w: group %x: %w", errCorruptRecord, h, err)
+			}
+			key, groups[h] = got, got
+		}
+		return key, nil
+	}
 	var cur Recovered
 	var have bool
 	flush := func() error {
@@ -201,7 +213,7 @@ func (b *Buffer) Recover(fn func(*Recovered) error) (corrupt int, err error) {
 		}
 		// The value is Badger's only during this call; the trace's spans
 		// are yielded after its last record.
-		if err := b.decodeRecord(&cur, bytes.Clone(value), groups); err != nil {
+		if err := decodeRecord(&cur, bytes.Clone(value), lookup); err != nil {
 			corrupt++
 			b.ForgetRecords(&id, []uint64{rec})
 			return nil
@@ -218,9 +230,9 @@ func (b *Buffer) Recover(fn func(*Recovered) error) (corrupt int, err error) {
 
 var errCorruptRecord = errors.New("corrupt write-ahead record")
 
-// decodeRecord adds one record's spans and arrival times to r. The span
-// bytes alias value.
-func (b *Buffer) decodeRecord(r *Recovered, value []byte, groups map[uint64][]byte) error {
+// decodeRecord adds one record's spans and arrival times to r, looking
+// group keys up by hash. The span bytes alias value.
+func decodeRecord(r *Recovered, value []byte, group func(hash uint64) ([]byte, error)) error {
 	first, n := protowire.ConsumeVarint(value)
 	if n < 0 {
 		return errCorruptRecord
@@ -238,15 +250,9 @@ func (b *Buffer) decodeRecord(r *Recovered, value []byte, groups map[uint64][]by
 	value = value[n:]
 	keys := make([][]byte, ng)
 	for i := range keys {
-		h := binary.BigEndian.Uint64(value[8*i:])
-		key, ok := groups[h]
-		if !ok {
-			var kb [groupKeyLen]byte
-			got, err := b.cfg.Disk.Get(groupKey(kb[:0], h), nil)
-			if err != nil {
-				return fmt.Errorf("%w: group %x: %w", errCorruptRecord, h, err)
-			}
-			key, groups[h] = got, got
+		key, err := group(binary.BigEndian.Uint64(value[8*i:]))
+		if err != nil {
+			return err
 		}
 		keys[i] = key
 	}
