@@ -54,6 +54,11 @@ type Config struct {
 	ForwardWorkers int
 	// ForwardTimeout bounds one attempt. Default 5s.
 	ForwardTimeout time.Duration
+	// ForwardSync makes the client's OK wait until each owner has
+	// acknowledged its spans (--durability=wal: the owner logged them), or
+	// this node has taken them itself when the owner did not answer in one
+	// attempt. Without it spans wait in memory queues after the OK.
+	ForwardSync bool
 	// Retry backoff for forwards: full jitter from ForwardRetryInitial,
 	// doubling up to ForwardRetryMax. A batch still undelivered after
 	// ForwardRetryMaxElapsed is kept on this node. Defaults 50ms, 1s, 30s

@@ -130,6 +130,9 @@ func (r *Router) route(ctx context.Context, req *otlpwire.Request, hops int, req
 	for _, o := range sc.order {
 		remoteBytes += tracesBytes(req, sc.peers[o])
 	}
+	if r.fwd.cfg.ForwardSync && !requeued && !r.fwd.closing.Load() {
+		return r.forwardNow(ctx, req, sc, st.ring.Members(), hops)
+	}
 	if requeued {
 		r.fwd.budget.Add(remoteBytes)
 	} else if !r.fwd.reserve(remoteBytes) {
@@ -218,3 +221,59 @@ func (*queueFullError) Error() string {
 	return "cluster: forward queues full (peers slow or unreachable), try again later"
 }
 func (*queueFullError) RetryAfter() time.Duration { return time.Second }
+
+// forwardNow is route for Config.ForwardSync: the local traces go to the
+// engine, and each owner's traces are sent to it now, all owners at once;
+// the call returns when every owner acknowledged, and traces whose owner
+// did not (one attempt) are taken here instead, so that a span
+// acknowledged to the client is in some node's write-ahead log.
+func (r *Router) forwardNow(ctx context.Context, req *otlpwire.Request, sc *routeScratch, members []Member, hops int) error {
+	if len(sc.local) > 0 {
+		if err := r.engine.ConsumeGrouped(ctx, req, decision.Input{Traces: sc.local}); err != nil {
+			return err
+		}
+	}
+	errs := make([]error, len(sc.order))
+	var wg sync.WaitGroup
+	for i, o := range sc.order {
+		var b otlpwire.Builder
+		var bytes int64
+		for _, t := range sc.peers[o] {
+			for _, si := range req.TraceSpans(int(t)) {
+				s := &req.Spans[si]
+				b.Add(req.Groups[s.Group].Key, s.Raw)
+				bytes += int64(len(s.Raw))
+			}
+		}
+		out := outbound{body: b.AppendRequest(nil), spans: b.Spans(), bytes: bytes, hops: hops + 1}
+		p := r.fwd.peer(members[o])
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if errs[i] = p.send(out); errs[i] == nil {
+				r.fwd.metrics.spansOut.Add(int64(out.spans))
+				r.fwd.metrics.bytesOut.Add(out.bytes)
+			} else {
+				r.fwd.metrics.forwardFailures.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	var kept int
+	for i, o := range sc.order {
+		if errs[i] == nil {
+			continue
+		}
+		// Spans already acknowledged by other owners stay there: if this
+		// fails too, the client's retry sends them again (at least once).
+		if err := r.engine.ConsumeGrouped(ctx, req, decision.Input{Traces: sc.peers[o]}); err != nil {
+			return err
+		}
+		for _, t := range sc.peers[o] {
+			kept += len(req.TraceSpans(int(t)))
+		}
+		r.log.Warn("owner did not acknowledge forwarded spans, keeping them here", "peer", members[o].Name, "err", errs[i])
+	}
+	r.fwd.metrics.requeued.keptLocal.Add(int64(kept))
+	return nil
+}

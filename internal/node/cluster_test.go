@@ -39,7 +39,7 @@ func fastFailure(c *cluster.Config) {
 
 // startCluster starts n nodes on loopback that join the first one, and
 // waits until each sees all of them.
-func startCluster(t *testing.T, n int, forward string) []*node.Node {
+func startCluster(t *testing.T, n int, forward string, adjust ...func(*node.Config)) []*node.Node {
 	t.Helper()
 	var nodes []*node.Node
 	for i := range n {
@@ -47,6 +47,9 @@ func startCluster(t *testing.T, n int, forward string) []*node.Node {
 		cfg.OTLPGRPC, cfg.OTLPHTTP, cfg.Admin, cfg.ClusterBind = "127.0.0.1:0", "", "127.0.0.1:0", "127.0.0.1:0"
 		cfg.NodeName, cfg.Forward = fmt.Sprintf("node-%d", i), forward
 		cfg.DecisionWait, cfg.RootWait = 10*time.Second, 500*time.Millisecond
+		for _, f := range adjust {
+			f(&cfg)
+		}
 		if i > 0 {
 			cfg.Join = []string{nodes[0].Cluster().GossipAddr()}
 		}

@@ -183,6 +183,7 @@ func (c Config) RuntimeMemoryLimit() int64 {
 func (c Config) clusterConfig(key []byte) cluster.Config {
 	cc := cluster.DefaultConfig()
 	cc.NodeName, cc.Bind, cc.Advertise, cc.Join, cc.SecretKey = c.NodeName, c.ClusterBind, c.ClusterAdvertise, c.Join, key
+	cc.ForwardSync = c.Durability == DurabilityWAL
 	return cc
 }
 

@@ -3,6 +3,7 @@ package node_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"crypto/rand"
 	"encoding/base64"
 	"io/fs"
@@ -195,4 +196,56 @@ func exportSpans(t *testing.T, n *node.Node, spans ...*tracepb.Span) {
 	if _, err := coltracepb.NewTraceServiceClient(conn).Export(context.Background(), req); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// With --durability=wal in a cluster, the client's OK waits for the owner
+// of each trace: right after the OK, the owner has the spans (logged), and
+// nothing waits in a forward queue. When the owner does not answer, the
+// receiving node takes the spans itself before the OK.
+func TestClusterWALForwardsBeforeOK(t *testing.T) {
+	sk := startSink(t)
+	dir := t.TempDir()
+	i := 0
+	nodes := startCluster(t, 2, sk.addr, func(c *node.Config) {
+		c.DataDir, c.Durability = filepath.Join(dir, fmt.Sprint(i)), node.DurabilityWAL
+		i++
+	})
+	ring := nodes[0].Cluster().Router().Ring()
+	owned := func(by string, n int) [][16]byte {
+		var ids [][16]byte
+		for x := 0; len(ids) < n; x++ {
+			id := [16]byte{9, byte(x >> 8), byte(x)}
+			if ring.Members()[ring.Owner(&id)].Name == by {
+				ids = append(ids, id)
+			}
+		}
+		return ids
+	}
+	var spans []*tracepb.Span
+	for _, id := range owned("node-1", 10) {
+		spans = append(spans, span(id, 1, false, false))
+	}
+	exportSpans(t, nodes[0], spans...)
+	if s0, s1 := nodes[0].Stats(), nodes[1].Stats(); s1.Buffered != 10 || s0.Forwarded != 10 || s0.ForwardQueued != 0 {
+		t.Fatalf("right after the OK: owner buffers %d spans, sender forwarded %d with %d queued; want 10, 10, 0", s1.Buffered, s0.Forwarded, s0.ForwardQueued)
+	}
+
+	// The owner crashes; until gossip notices, its traces still route to
+	// it: the sender keeps them, logged, before answering.
+	nodes[1].Abort()
+	spans = spans[:0]
+	for _, id := range owned("node-1", 20)[10:] {
+		spans = append(spans, span(id, 1, false, false))
+	}
+	exportSpans(t, nodes[0], spans...)
+	s0 := nodes[0].Stats()
+	kept := metricstest.Value(t, nodes[0].Registry(), "tailsift_cluster_forward_requeued_spans_total", map[string]string{"outcome": "kept_local"})
+	if s0.Buffered != 10 || kept != 10 || s0.ForwardQueued != 0 {
+		t.Fatalf("owner down: sender buffers %d spans (%.0f kept local), %d queued; want 10, 10, 0", s0.Buffered, kept, s0.ForwardQueued)
+	}
+	if wal := metricstest.Value(t, nodes[0].Registry(), "tailsift_buffer_wal_commits_total", nil); wal == 0 {
+		t.Fatal("the spans kept locally were not logged")
+	}
+	// Let gossip drop the dead node, so shutting down hands off nothing to it.
+	waitFor(t, func() bool { return len(nodes[0].Cluster().Members()) == 1 }, "the dead node to leave the ring")
 }
