@@ -246,6 +246,7 @@ func (b *Buffer) TakeReady(firstBefore, rootBefore int64, dst []*Trace) []*Trace
 		s.mu.Lock()
 		dst = b.takeDue(s, &s.byFirst, firstBefore, dst)
 		dst = b.takeDue(s, &s.byRoot, rootBefore, dst)
+		s.dropStaleSpills()
 		s.shrink()
 		s.mu.Unlock()
 	}
@@ -341,6 +342,23 @@ func (b *Buffer) TakeOldest(n int, dst []*Trace) []*Trace {
 		}
 	}
 	return dst
+}
+
+// dropStaleSpills pops the spill queue's entries of traces already taken
+// (locked). The queue is in first-arrival order like byFirst, so they
+// gather at its front; without this, a buffer that never spills would
+// keep an entry for every trace it ever held.
+func (s *shard) dropStaleSpills() {
+	for {
+		e, ok := s.spillQ.front()
+		if !ok {
+			return
+		}
+		if t := s.traces[e.id]; t != nil && t.seq == e.seq {
+			return
+		}
+		s.spillQ.pop()
+	}
 }
 
 // shrink rebuilds the map after a burst drained: Go maps never shrink.

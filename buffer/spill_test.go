@@ -251,3 +251,30 @@ func TestWriteAheadRecovers(t *testing.T) {
 		}
 	}
 }
+
+// A buffer with a disk that never needs to spill does not keep spill-queue
+// entries of the traces it has given up.
+func TestSpillQueueDoesNotGrowWithoutSpilling(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Disk = openStore(t, t.TempDir())
+	b, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	for round := range 20 {
+		for tr := range 500 {
+			if err := appendTrace(t, b, id(round*500+tr), "k", 2, false, int64(round)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		b.TakeReady(int64(round), -1, nil)
+	}
+	queued := 0
+	for i := range b.shards {
+		queued += b.shards[i].spillQ.size + len(b.shards[i].spillQ.late)
+	}
+	if queued != 0 || b.Stats().SpillWritten != 0 {
+		t.Fatalf("%d spill-queue entries left after every trace was taken (spilled %d bytes)", queued, b.Stats().SpillWritten)
+	}
+}
