@@ -210,7 +210,9 @@ func (b *Buffer) Append(bt *Batch, now int64) (AppendResult, error) {
 			t.FirstSeen = run.FirstSeen
 			s.byFirst.push(queueEntry{id: run.ID, at: t.FirstSeen, seq: t.seq})
 		}
-		if b.cfg.WriteAhead {
+		// Records go with the trace, to be deleted when it is forgotten;
+		// also recovered ones when the log is off now.
+		if run.Logged != nil || b.cfg.WriteAhead {
 			before := t.memory()
 			if run.Logged != nil {
 				t.wal = append(t.wal, run.Logged...)

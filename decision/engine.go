@@ -236,6 +236,7 @@ func (e *Engine) ConsumeGrouped(ctx context.Context, req *otlpwire.Request, in I
 		case wasKept && !durable:
 			v = decidedKept
 			lateKept += n
+			e.buf.ForgetRecords(&id, a.Logged) // recovered with the log off now: sent below
 		case !wasKept && e.dropped.contains(id):
 			v = decidedDropped
 			if e.cfg.Shadow {

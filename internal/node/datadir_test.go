@@ -249,3 +249,83 @@ func TestClusterWALForwardsBeforeOK(t *testing.T) {
 	// Let gossip drop the dead node, so shutting down hands off nothing to it.
 	waitFor(t, func() bool { return len(nodes[0].Cluster().Members()) == 1 }, "the dead node to leave the ring")
 }
+
+// A node recovers what another node had logged and not decided: here the
+// data directory of a running node is copied (as a crash would leave it)
+// and a second node starts on the copy, with the log now off. It decides
+// the recovered traces (the error ones reach the backend), and their
+// records are gone once decided, so they are not recovered again.
+func TestRecoverCopiedDataDir(t *testing.T) {
+	dir := t.TempDir()
+	policies := filepath.Join(dir, "policies.yaml")
+	if err := os.WriteFile(policies, []byte("rules:\n  - name: errors\n    type: error\ndefault: drop\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sk := startSink(t)
+	cfg := node.DefaultConfig()
+	cfg.OTLPGRPC, cfg.OTLPHTTP, cfg.Admin, cfg.ClusterBind = "127.0.0.1:0", "", "", ""
+	cfg.Forward, cfg.Policies, cfg.DataDir, cfg.Durability = sk.addr, policies, filepath.Join(dir, "a"), node.DurabilityWAL
+	cfg.DecisionWait, cfg.RootWait = time.Hour, time.Hour
+	a, err := node.New(cfg, node.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Shutdown(context.Background())
+	var ids [][16]byte
+	for i := range 6 {
+		id := [16]byte{7, byte(i)}
+		ids = append(ids, id)
+		exportSpans(t, a, span(id, 1, true, i%3 == 0), span(id, 2, false, false))
+	}
+	copyDir(t, cfg.DataDir, filepath.Join(dir, "b")) // the OK means logged: copy at once
+
+	cfg.DataDir, cfg.Durability, cfg.RootWait = filepath.Join(dir, "b"), node.DurabilityNone, 100*time.Millisecond
+	b, err := node.New(cfg, node.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := waitQuiet(t, b, 10*time.Second)
+	if s.Recovered != 12 || s.TracesKept != 2 || s.TracesDropped != 4 {
+		t.Fatalf("recovered %d spans, kept %d traces, dropped %d: want 12, 2, 4", s.Recovered, s.TracesKept, s.TracesDropped)
+	}
+	checkAccounting(t, s)
+	for i, id := range ids {
+		if got, want := len(sk.received(trace.TraceID(id))), map[bool]int{true: 2, false: 0}[i%3 == 0]; got != want {
+			t.Errorf("trace %d: %d spans at the backend, want %d", i, got, want)
+		}
+	}
+	if err := b.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// Started again on the copy: nothing left to recover.
+	c, err := node.New(cfg, node.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Shutdown(context.Background())
+	if r := c.Stats().Recovered; r != 0 {
+		t.Fatalf("%d spans recovered a second time", r)
+	}
+}
+
+// copyDir copies the files of src into a new directory dst.
+func copyDir(t *testing.T, src, dst string) {
+	t.Helper()
+	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), data, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
