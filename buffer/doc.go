@@ -14,6 +14,13 @@
 // groups) against Config.MemoryLimit; Append refuses a whole request with
 // ErrFull rather than take part of it.
 //
+// With a Disk (spill.go, wal.go): past 62.5% of the limit a spill loop
+// moves the oldest traces' span bytes to disk, keeping their summaries;
+// Load reads them back once a trace is taken. With WriteAhead, Append logs
+// each trace's spans of the request, synced, before it changes RAM, and a
+// trace's records are deleted when the caller Forgets it; Recover reads
+// the log back after a crash.
+//
 // The buffer is format-agnostic: it stores opaque bytes and decides nothing.
 // All methods are safe for concurrent use. A *Trace returned by TakeReady,
 // TakeIf or TakeAll belongs to the caller; its bytes are immutable.

@@ -13,9 +13,16 @@
 // span arrived, RootWait after its root span arrived, and MaxTraceAge after
 // its first span (all on this node's clock).
 //
-// Accounting invariant, checked by tests: every span Consume accepts is
-// handed to the exporter, counted dropped (by policy, or late after a drop
-// decision), or still buffered.
+// Under pressure (relief.go), when the buffer is nearly full and cannot
+// spill, the tick also takes the oldest traces and decides them early.
+// With Config.Decisions (persist.go), each tick's decisions are written to
+// disk, and Recover loads them and replays the buffer's write-ahead log
+// before ingest starts.
+//
+// Accounting invariant, checked by tests: every span Consume accepts (or
+// Recover reads back) is handed to the exporter, counted dropped (by
+// policy, late after a drop decision, or unreadable from disk), handed
+// off, or still buffered.
 //
 // Concurrency: Consume is safe for concurrent use (ingest calls it from many
 // goroutines); the policy set is swapped atomically; Shutdown is idempotent.
