@@ -264,10 +264,12 @@ func Run(ctx context.Context, sc Scenario) (*Result, error) {
 		}
 	})
 	stopProgress := reportProgress(ctx, sc, sched, snd, smp, start)
-	probe := probeMemory(start, sc.Duration-sc.Duration/10, nodes)
+	sent := make(chan struct{})
+	probe := probeMemory(start, sc.Duration-sc.Duration/10, sent, nodes)
 	evDone := make(chan []*node.Node, 1)
 	go func() { evDone <- runEvents(ctx, sc, start, nodes, dirs, snd, snk, sched.Manifest, res) }()
 	withComponent(componentGenerator, func() { snd.run(ctx, start) })
+	close(sent)
 	joined := <-evDone
 	for _, n := range joined {
 		defer n.Shutdown(context.Background())
@@ -346,19 +348,24 @@ func externalFigures(base, end nodeMetrics, samples []Sample, res *Result) *Engi
 }
 
 // probeMemory measures memory per buffered span once, at start+at (near
-// the end of the steady window, when buffering has plateaued): a forced
+// the end of the steady window, when buffering has plateaued), or when
+// sent is closed if that is earlier (a max-rate run may send its whole
+// schedule before then, and the buffer empties after): a forced
 // GC, then the live heap, RSS and buffered spans read together. The
 // runtime's live-heap figure is only as fresh as the last GC, which at a
 // low rate may not have run since the baseline. One collection per run is
 // the price; the returned func waits for the probe and returns it.
-func probeMemory(start time.Time, at time.Duration, nodes []*node.Node) func() memProbe {
+func probeMemory(start time.Time, at time.Duration, sent <-chan struct{}, nodes []*node.Node) func() memProbe {
 	ch := make(chan memProbe, 1)
 	if len(nodes) == 0 {
 		close(ch)
 		return func() memProbe { return memProbe{} }
 	}
 	go func() {
-		time.Sleep(time.Until(start.Add(at)))
+		select {
+		case <-time.After(time.Until(start.Add(at))):
+		case <-sent:
+		}
 		runtime.GC()
 		p := memProbe{Sample: Sample{At: time.Since(start), HeapBytes: liveHeap(), RSSBytes: residentBytes()},
 			anon: procStatusBytes("RssAnon:"), file: procStatusBytes("RssFile:")}
