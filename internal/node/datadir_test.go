@@ -127,15 +127,9 @@ func filesContaining(t *testing.T, dir string, needle []byte) []string {
 func TestDecisionsSurviveRestart(t *testing.T) {
 	for _, durability := range []string{node.DurabilityNone, node.DurabilityWAL} {
 		t.Run(durability, func(t *testing.T) {
-			dir := t.TempDir()
-			policies := filepath.Join(dir, "policies.yaml")
-			if err := os.WriteFile(policies, []byte("rules:\n  - name: errors\n    type: error\ndefault: drop\n"), 0o600); err != nil {
-				t.Fatal(err)
-			}
 			sk := startSink(t)
-			cfg := node.DefaultConfig()
-			cfg.OTLPGRPC, cfg.OTLPHTTP, cfg.Admin, cfg.ClusterBind = "127.0.0.1:0", "", "", ""
-			cfg.Forward, cfg.Policies, cfg.DataDir, cfg.Durability = sk.addr, policies, filepath.Join(dir, "data"), durability
+			cfg := errorsOnlyConfig(t, sk)
+			cfg.DataDir, cfg.Durability = filepath.Join(t.TempDir(), "data"), durability
 			cfg.DecisionWait, cfg.RootWait = 5*time.Second, 100*time.Millisecond
 			start := func() *node.Node {
 				n, err := node.New(cfg, node.Options{})
@@ -257,14 +251,9 @@ func TestClusterWALForwardsBeforeOK(t *testing.T) {
 // records are gone once decided, so they are not recovered again.
 func TestRecoverCopiedDataDir(t *testing.T) {
 	dir := t.TempDir()
-	policies := filepath.Join(dir, "policies.yaml")
-	if err := os.WriteFile(policies, []byte("rules:\n  - name: errors\n    type: error\ndefault: drop\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	sk := startSink(t)
-	cfg := node.DefaultConfig()
-	cfg.OTLPGRPC, cfg.OTLPHTTP, cfg.Admin, cfg.ClusterBind = "127.0.0.1:0", "", "", ""
-	cfg.Forward, cfg.Policies, cfg.DataDir, cfg.Durability = sk.addr, policies, filepath.Join(dir, "a"), node.DurabilityWAL
+	cfg := errorsOnlyConfig(t, sk)
+	cfg.DataDir, cfg.Durability = filepath.Join(dir, "a"), node.DurabilityWAL
 	cfg.DecisionWait, cfg.RootWait = time.Hour, time.Hour
 	a, err := node.New(cfg, node.Options{})
 	if err != nil {
@@ -328,4 +317,18 @@ func copyDir(t *testing.T, src, dst string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// errorsOnlyConfig is a one-node config on loopback forwarding to sk, whose
+// policies keep error traces and drop the rest.
+func errorsOnlyConfig(t *testing.T, sk *sink) node.Config {
+	t.Helper()
+	policies := filepath.Join(t.TempDir(), "policies.yaml")
+	if err := os.WriteFile(policies, []byte("rules:\n  - name: errors\n    type: error\ndefault: drop\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := node.DefaultConfig()
+	cfg.OTLPGRPC, cfg.OTLPHTTP, cfg.Admin, cfg.ClusterBind = "127.0.0.1:0", "", "", ""
+	cfg.Forward, cfg.Policies = sk.addr, policies
+	return cfg
 }
