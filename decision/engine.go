@@ -382,6 +382,7 @@ func (e *Engine) decideAll(traces []*buffer.Trace, now time.Time) {
 			}
 			e.kept.add(t.ID, info)
 			e.recordDecision(&t.ID, true, info.threshold, d.Rule)
+			e.metrics.observe(true, now.Sub(time.Unix(0, t.FirstSeen)), t)
 			e.exp.ExportTrace(t, info.threshold, info.attrs)
 			keptSpans += n
 			keptTraces++
@@ -390,6 +391,7 @@ func (e *Engine) decideAll(traces []*buffer.Trace, now time.Time) {
 		}
 		e.dropped.add(t.ID, struct{}{})
 		e.recordDecision(&t.ID, false, 0, d.Rule)
+		e.metrics.observe(false, now.Sub(time.Unix(0, t.FirstSeen)), t)
 		if e.cfg.Shadow {
 			e.exp.ExportTrace(t, 0, out.dropAttrs)
 			shadowSpans += n

@@ -2,8 +2,11 @@ package decision
 
 import (
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tailsift/tailsift/buffer"
 )
 
 // counters are the engine's span accounting. They are atomics updated once
@@ -29,6 +32,22 @@ type counters struct {
 
 type metrics struct {
 	tracesByRule *prometheus.CounterVec // decision, rule
+	// Per decided trace, by decision (index: 0 dropped, 1 kept): how long
+	// after its first span it was decided, its duration, its span count.
+	delay, duration, spans [2]prometheus.Observer
+}
+
+// observe records one decided trace in the histograms.
+func (m *metrics) observe(kept bool, delay time.Duration, t *buffer.Trace) {
+	i := 0
+	if kept {
+		i = 1
+	}
+	m.delay[i].Observe(delay.Seconds())
+	if t.MinStart != 0 && t.MaxEnd >= t.MinStart {
+		m.duration[i].Observe(float64(t.MaxEnd-t.MinStart) / 1e9)
+	}
+	m.spans[i].Observe(float64(t.SpanCount))
 }
 
 func newMetrics(reg prometheus.Registerer, c *counters, e *Engine) *metrics {
@@ -45,8 +64,20 @@ func newMetrics(reg prometheus.Registerer, c *counters, e *Engine) *metrics {
 	gauge := func(name, help string, f func() float64, labels prometheus.Labels) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: labels}, f)
 	}
+	histogram := func(name, help string, buckets []float64) *prometheus.HistogramVec {
+		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets}, []string{"decision"})
+	}
+	delay := histogram("tailsift_decision_delay_seconds", "Time from a trace's first span arriving to its decision, by decision.",
+		[]float64{0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300})
+	duration := histogram("tailsift_decision_trace_duration_seconds", "Duration of decided traces (latest span end - earliest span start), by decision.",
+		prometheus.ExponentialBuckets(0.001, 4, 10))
+	spans := histogram("tailsift_decision_trace_spans", "Spans per decided trace, by decision.",
+		prometheus.ExponentialBuckets(1, 4, 8))
+	for i, d := range []string{"dropped", "kept"} {
+		m.delay[i], m.duration[i], m.spans[i] = delay.WithLabelValues(d), duration.WithLabelValues(d), spans.WithLabelValues(d)
+	}
 	reg.MustRegister(
-		m.tracesByRule,
+		m.tracesByRule, delay, duration, spans,
 		counter("tailsift_decision_spans_accepted_total", "Spans accepted from ingest (buffered or following a cached decision).", &c.accepted, nil),
 		counter("tailsift_decision_spans_kept_total", "Spans handed to the exporter: spans of kept traces and their late spans.", &c.kept, nil),
 		counter("tailsift_decision_spans_dropped_total", "Spans dropped, by reason: policy (the trace was dropped), late (arrived after a drop decision) or storage (spilled bytes unreadable).", &c.droppedPolicy, prometheus.Labels{"reason": "policy"}),

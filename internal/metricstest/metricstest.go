@@ -42,6 +42,8 @@ func Lookup(t testing.TB, g prometheus.Gatherer, name string, labels map[string]
 				return m.GetGauge().GetValue(), true
 			case m.Untyped != nil:
 				return m.GetUntyped().GetValue(), true
+			case m.Histogram != nil: // a histogram's value is its count
+				return float64(m.GetHistogram().GetSampleCount()), true
 			}
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -232,6 +233,13 @@ func (n *Node) startAdmin(addr string) error {
 		}
 		io.WriteString(w, "ready\n")
 	})
+	// Profiles on the admin listener only (net/http/pprof also registers on
+	// http.DefaultServeMux, which nothing here serves).
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("POST /-/reload", func(w http.ResponseWriter, _ *http.Request) {
 		if err := n.ReloadPolicies("POST /-/reload"); err != nil {
 			http.Error(w, "policies not reloaded, the previous ones keep running:\n"+err.Error(), http.StatusBadRequest)
@@ -253,13 +261,15 @@ func (n *Node) startAdmin(addr string) error {
 
 // notReady returns why the node should not get traffic, or "" if it
 // should: its policies are loaded (New fails otherwise), it has joined its
-// cluster, and it is not shutting down.
+// cluster, it is not overloaded, and it is not shutting down.
 func (n *Node) notReady() string {
 	switch {
 	case n.stopping.Load():
 		return "shutting down"
 	case !n.clu.Ready():
 		return "not joined to the cluster yet (--join)"
+	case n.buf.Pressure():
+		return "overloaded: the buffer is nearly full (--memory-limit)"
 	}
 	return ""
 }
