@@ -414,3 +414,15 @@ func (b *Buffer) Pressure() bool {
 
 // WriteAhead reports whether Append logs spans to disk before it returns.
 func (b *Buffer) WriteAhead() bool { return b.cfg.WriteAhead }
+
+// Peek returns the summary of buffered trace id, if it is buffered.
+func (b *Buffer) Peek(id [16]byte) (Summary, bool) {
+	s := b.shard(&id)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t := s.traces[id]; t != nil {
+		sum := t.Summary
+		return sum, true
+	}
+	return Summary{}, false
+}

@@ -31,6 +31,9 @@ func (s *Summary) HasRoot() bool { return s.RootSeen != 0 }
 type Trace struct {
 	ID [16]byte
 	Summary
+	// Relieved is set by the taker when it decides the trace early
+	// (stress relief), for the record.
+	Relieved bool
 
 	seq    uint64   // incarnation, to tell stale queue entries from live ones
 	groups []*Group // interned groups its spans reference, by local index

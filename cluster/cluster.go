@@ -435,8 +435,9 @@ func (c *Cluster) Abort() {
 	c.Close(ctx)
 }
 
-// RegisterGRPC registers the hand-off service on the node's OTLP server.
-func (c *Cluster) RegisterGRPC(s *grpc.Server) { registerHandoff(s, c.receiveHandoff) }
+// RegisterGRPC registers the peer service (hand-off, explain) on the
+// node's OTLP server.
+func (c *Cluster) RegisterGRPC(s *grpc.Server) { registerPeer(s, c.receiveHandoff, c.explainHere) }
 
 // Stats is the cluster layer's span accounting on this node.
 type Stats struct {

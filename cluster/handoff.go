@@ -21,21 +21,32 @@ import (
 // handoffMethod is the peer service's one method.
 const handoffMethod = "/tailsift.cluster.v1.Peer/Handoff"
 
-// registerHandoff serves the hand-off method on s (a rawcodec server).
-func registerHandoff(s *grpc.Server, receive func(ctx context.Context, body []byte) error) {
-	s.RegisterService(&grpc.ServiceDesc{
-		ServiceName: "tailsift.cluster.v1.Peer",
-		HandlerType: (*any)(nil),
-		Methods: []grpc.MethodDesc{{MethodName: "Handoff", Handler: func(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+// registerPeer serves the peer service on s (a rawcodec server): Handoff
+// takes a hand-off message, Explain answers the explain API for a trace ID
+// (16 bytes) with JSON.
+func registerPeer(s *grpc.Server, receive func(ctx context.Context, body []byte) error, explain func(body []byte) ([]byte, error)) {
+	unary := func(f func(ctx context.Context, body []byte) ([]byte, error)) grpc.MethodHandler {
+		return func(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
 			var body []byte
 			if err := dec(&body); err != nil {
 				return nil, err
 			}
-			if err := receive(ctx, body); err != nil {
+			resp, err := f(ctx, body)
+			if err != nil {
 				return nil, err
 			}
-			return &[]byte{}, nil
-		}}},
+			return &resp, nil
+		}
+	}
+	s.RegisterService(&grpc.ServiceDesc{
+		ServiceName: "tailsift.cluster.v1.Peer",
+		HandlerType: (*any)(nil),
+		Methods: []grpc.MethodDesc{
+			{MethodName: "Handoff", Handler: unary(func(ctx context.Context, body []byte) ([]byte, error) {
+				return []byte{}, receive(ctx, body)
+			})},
+			{MethodName: "Explain", Handler: unary(func(_ context.Context, body []byte) ([]byte, error) { return explain(body) })},
+		},
 	}, struct{}{})
 }
 

@@ -22,6 +22,7 @@ type Engine interface {
 	Decisions(moved func(id *[16]byte) bool, dst []decision.Record) []decision.Record
 	AdoptDecisions(recs []decision.Record)
 	SetShare(f float64)
+	Explain(id [16]byte) decision.Explanation
 }
 
 // HopsKey is the gRPC metadata key that marks a forwarded export with the

@@ -47,6 +47,9 @@ type Config struct {
 	Decisions DecisionStore
 	// DecisionTTL is how long persisted decisions are kept. Default 30m.
 	DecisionTTL time.Duration
+	// RecentDecisions is how many of the latest decisions the explain API
+	// can describe in full (about 150 bytes each). Default 100,000.
+	RecentDecisions int
 }
 
 // DecisionStore is where decisions are persisted; internal/store
@@ -72,6 +75,7 @@ func DefaultConfig() Config {
 		DroppedCacheSize: 1_000_000,
 		StressRelief:     true,
 		DecisionTTL:      30 * time.Minute,
+		RecentDecisions:  100_000,
 	}
 }
 
@@ -89,6 +93,9 @@ func (c Config) Validate() error {
 	positive(c.Tick, "decision tick")
 	if c.Decisions != nil {
 		positive(c.DecisionTTL, "decision TTL")
+	}
+	if c.RecentDecisions < 0 {
+		errs = append(errs, fmt.Errorf("recent decisions must be >= 0, got %d", c.RecentDecisions))
 	}
 	if c.KeptCacheSize < 1 {
 		errs = append(errs, fmt.Errorf("kept_cache_size must be at least 1, got %d", c.KeptCacheSize))

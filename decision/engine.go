@@ -51,6 +51,7 @@ type Engine struct {
 	share    float64    // guarded by policyMu: this node's share of the cluster
 	kept     *cache[keptInfo]
 	dropped  *cache[struct{}]
+	recent   *recent // the latest decisions, for Explain
 	view     traceview.View // guarded by decideMu
 	count    counters
 	metrics  *metrics
@@ -111,6 +112,7 @@ func New(cfg Config, buf *buffer.Buffer, set *policy.Set, exp Exporter, reg prom
 		share:   1,
 		kept:    newCache[keptInfo](cfg.KeptCacheSize),
 		dropped: newCache[struct{}](cfg.DroppedCacheSize),
+		recent:  newRecent(cfg.RecentDecisions),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
@@ -346,6 +348,8 @@ func (e *Engine) decideAll(traces []*buffer.Trace, now time.Time) {
 		return
 	}
 	ps := e.policies.Load()
+	e.recent.mu.Lock() // one lock per tick for the explain ring
+	defer e.recent.mu.Unlock()
 	var keptSpans, droppedSpans, shadowSpans, lateKept, lateDropped, keptTraces, droppedTraces, lost int64
 	for _, t := range traces {
 		n := int64(t.SpanCount)
@@ -375,6 +379,8 @@ func (e *Engine) decideAll(traces []*buffer.Trace, now time.Time) {
 		pt := e.view.Trace(t)
 		d := ps.set.Evaluate(&pt, now)
 		out := ps.rules[d.Rule]
+		e.recent.add(recentDecision{id: t.ID, kept: d.Keep, early: t.Relieved, rule: d.Rule,
+			probability: d.Probability, decidedAt: now.UnixNano(), summary: t.Summary})
 		if d.Keep {
 			info := keptInfo{threshold: uint64(d.Threshold), attrs: out.keepAttrs}
 			if e.cfg.Shadow {

@@ -26,6 +26,7 @@ func (e *Engine) relieve(due []*buffer.Trace) []*buffer.Trace {
 	var spans int64
 	for _, t := range due[n:] {
 		spans += int64(t.SpanCount)
+		t.Relieved = true
 	}
 	e.count.relievedTraces.Add(int64(len(due) - n))
 	e.count.relievedSpans.Add(spans)

@@ -2,6 +2,8 @@ package node_test
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"testing"
@@ -12,6 +14,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/tailsift/tailsift/decision"
 	"github.com/tailsift/tailsift/internal/metricstest"
 	"github.com/tailsift/tailsift/internal/node"
 )
@@ -150,5 +153,71 @@ func TestReadyzOverloaded(t *testing.T) {
 	}
 	if code := readyz(); code != http.StatusServiceUnavailable {
 		t.Fatalf("/readyz = %d with the buffer at %d of 64 KiB, want 503", code, n.Stats().BufferBytes)
+	}
+}
+
+// The explain API answers for the trace's owner from any node: asked of
+// the node that does not own them, a pending, a kept and a dropped trace
+// are described by their owner, with rule, probability and summary.
+func TestExplainAcrossNodes(t *testing.T) {
+	sk := startSink(t)
+	policies := errorsOnlyConfig(t, sk).Policies
+	nodes := startCluster(t, 2, sk.addr, func(c *node.Config) {
+		c.Policies, c.RootWait, c.DecisionWait = policies, 200*time.Millisecond, time.Hour
+	})
+	ring := nodes[0].Cluster().Router().Ring()
+	var ids [][16]byte // owned by node-1
+	for x := 0; len(ids) < 3; x++ {
+		id := [16]byte{4, byte(x >> 8), byte(x)}
+		if ring.Members()[ring.Owner(&id)].Name == "node-1" {
+			ids = append(ids, id)
+		}
+	}
+	kept, dropped, pending := ids[0], ids[1], ids[2]
+	exportSpans(t, nodes[0], span(kept, 1, true, false), span(kept, 2, false, true), span(dropped, 1, true, false),
+		span(pending, 2, false, false)) // no root: waits an hour
+	waitFor(t, func() bool { s := nodes[1].Stats(); return s.TracesKept == 1 && s.TracesDropped == 1 }, "two traces decided")
+
+	ask := func(id [16]byte) (int, decision.Explanation) {
+		resp, err := http.Get(fmt.Sprintf("http://%s/api/v1/traces/%x", nodes[0].AdminAddr(), id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var x decision.Explanation
+		if resp.StatusCode == http.StatusOK {
+			if err := json.NewDecoder(resp.Body).Decode(&x); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return resp.StatusCode, x
+	}
+	_, x := ask(kept)
+	if x.Status != "kept" || x.Node != "node-1" || x.Rule != "errors" || x.Probability == nil || *x.Probability != 1 ||
+		x.Spans != 2 || x.ErrorSpans != 1 || !x.HasRoot || x.DecidedAt.IsZero() || x.DurationSec != 0.1 {
+		t.Errorf("kept trace: %+v", x)
+	}
+	_, x = ask(dropped)
+	if x.Status != "dropped" || x.Node != "node-1" || x.Rule != "default" || x.Probability == nil || *x.Probability != 0 || x.Spans != 1 {
+		t.Errorf("dropped trace: %+v", x)
+	}
+	_, x = ask(pending)
+	if x.Status != "pending" || x.Node != "node-1" || x.Spans != 1 || x.HasRoot || x.Rule != "" || !x.DecidedAt.IsZero() {
+		t.Errorf("pending trace: %+v", x)
+	}
+	_, x = ask([16]byte{4, 0xff, 0xff, 0xff})
+	if x.Status != "unknown" {
+		t.Errorf("a trace never sent: %+v", x)
+	}
+	if code, _ := ask([16]byte{}); code != http.StatusBadRequest {
+		t.Errorf("the all-zero trace ID: status %d, want 400", code)
+	}
+	resp, err := http.Get(fmt.Sprintf("http://%s/api/v1/traces/not-hex", nodes[0].AdminAddr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("a malformed trace ID: status %d, want 400", resp.StatusCode)
 	}
 }

@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -240,6 +242,7 @@ func (n *Node) startAdmin(addr string) error {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("GET /api/v1/traces/{id}", n.explain)
 	mux.HandleFunc("POST /-/reload", func(w http.ResponseWriter, _ *http.Request) {
 		if err := n.ReloadPolicies("POST /-/reload"); err != nil {
 			http.Error(w, "policies not reloaded, the previous ones keep running:\n"+err.Error(), http.StatusBadRequest)
@@ -257,6 +260,23 @@ func (n *Node) startAdmin(addr string) error {
 		}
 	}()
 	return nil
+}
+
+// explain serves GET /api/v1/traces/{id}: what the trace's owner knows of
+// it, asked from whichever node the request reaches.
+func (n *Node) explain(w http.ResponseWriter, r *http.Request) {
+	raw, err := hex.DecodeString(r.PathValue("id"))
+	if err != nil || len(raw) != 16 || [16]byte(raw) == [16]byte{} {
+		http.Error(w, "a trace ID is 32 hex digits, not all zero", http.StatusBadRequest)
+		return
+	}
+	x, err := n.clu.Explain(r.Context(), [16]byte(raw))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(x)
 }
 
 // notReady returns why the node should not get traffic, or "" if it
