@@ -51,7 +51,7 @@ type Engine struct {
 	share    float64    // guarded by policyMu: this node's share of the cluster
 	kept     *cache[keptInfo]
 	dropped  *cache[struct{}]
-	recent   *recent // the latest decisions, for Explain
+	recent   *recent        // the latest decisions, for Explain
 	view     traceview.View // guarded by decideMu
 	count    counters
 	metrics  *metrics
