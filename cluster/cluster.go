@@ -16,6 +16,8 @@ import (
 	"github.com/hashicorp/memberlist"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+
+	"github.com/tailsift/tailsift/internal/lograte"
 )
 
 // Cluster is this node's membership in the cluster, its router and its
@@ -56,7 +58,7 @@ func New(cfg Config, engine Engine, reg prometheus.Registerer, log *slog.Logger)
 	c.fwd = newForwarder(cfg, log, nil)
 	c.metrics = newMetrics(reg, func() float64 { return float64(c.fwd.pendingBytes()) })
 	c.fwd.metrics = c.metrics
-	c.router = &Router{self: cfg.NodeName, engine: engine, fwd: c.fwd, log: log, metrics: c.metrics}
+	c.router = &Router{self: cfg.NodeName, engine: engine, fwd: c.fwd, log: log, metrics: c.metrics, keptLog: lograte.Limiter{Every: 10 * time.Second}}
 	c.router.scratch.New = func() any { return &routeScratch{peers: map[int][]int32{}} }
 	c.router.state.Store(&ringState{ring: NewRing([]Member{{Name: cfg.NodeName}}, cfg.VirtualNodes), self: 0})
 	c.fwd.reinject = c.router.reinject

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tailsift/tailsift/buffer"
 	"github.com/tailsift/tailsift/decision"
+	"github.com/tailsift/tailsift/internal/lograte"
 	"github.com/tailsift/tailsift/internal/otlpwire"
 )
 
@@ -50,6 +51,9 @@ type Router struct {
 	// starts once no request is appending with the old ring.
 	barrier sync.RWMutex
 	scratch sync.Pool // *routeScratch
+	// keptLog limits "owner did not acknowledge" lines: with a dead owner
+	// every request would log one.
+	keptLog lograte.Limiter
 }
 
 // ringState is a ring with this node's place in it.
@@ -273,7 +277,10 @@ func (r *Router) forwardNow(ctx context.Context, req *otlpwire.Request, sc *rout
 		for _, t := range sc.peers[o] {
 			kept += len(req.TraceSpans(int(t)))
 		}
-		r.log.Warn("owner did not acknowledge forwarded spans, keeping them here", "peer", members[o].Name, "err", errs[i])
+		if ok, suppressed := r.keptLog.Allow(); ok {
+			r.log.Warn("owner did not acknowledge forwarded spans, keeping them here", "peer", members[o].Name,
+				"err", errs[i], "similar_lines_suppressed", suppressed)
+		}
 	}
 	r.fwd.metrics.requeued.keptLocal.Add(int64(kept))
 	return nil

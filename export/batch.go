@@ -240,7 +240,7 @@ func (e *Exporter) queueFull(n int64) {
 	e.m.requestsFail.Inc()
 	e.counts.failed.Add(n)
 	e.m.spansFailed[reasonQueueFull].Add(float64(n))
-	if ok, suppressed := e.queueFullLog.allow(); ok {
+	if ok, suppressed := e.queueFullLog.Allow(); ok {
 		e.log.Warn("export queue full, dropping batch", "spans", n,
 			"queue_size", e.cfg.QueueSize, "similar_lines_suppressed", suppressed)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tailsift/tailsift/internal/lograte"
 	"github.com/tailsift/tailsift/internal/otlpwire"
 )
 
@@ -77,7 +78,7 @@ type Exporter struct {
 	shutdownErr  error
 
 	shutdownFailed        atomic.Int64 // spans failed by Shutdown's deadline
-	queueFullLog, failLog logLimiter
+	queueFullLog, failLog lograte.Limiter
 }
 
 // request is one built ExportTraceServiceRequest, owned by the queue.
@@ -135,8 +136,8 @@ func newExporter(cfg Config, reg prometheus.Registerer, log *slog.Logger, s send
 		queue:        make(chan request, cfg.QueueSize),
 		stopFlush:    make(chan struct{}),
 		shutdownDone: make(chan struct{}),
-		queueFullLog: logLimiter{every: 10 * time.Second},
-		failLog:      logLimiter{every: 10 * time.Second},
+		queueFullLog: lograte.Limiter{Every: 10 * time.Second},
+		failLog:      lograte.Limiter{Every: 10 * time.Second},
 	}
 	e.scratch.New = newCollector
 	e.lists.New = func() any { return new(traceList) }
@@ -237,7 +238,7 @@ func (e *Exporter) fail(r reason, n int64, err error) {
 		e.shutdownFailed.Add(n)
 		return // logged once by Shutdown
 	}
-	if ok, suppressed := e.failLog.allow(); ok {
+	if ok, suppressed := e.failLog.Allow(); ok {
 		e.log.Warn("export failed", "reason", r.String(), "spans", n, "err", err,
 			"similar_lines_suppressed", suppressed)
 	}
@@ -247,7 +248,7 @@ func (e *Exporter) fail(r reason, n int64, err error) {
 func (e *Exporter) failClosed(n int64) {
 	e.counts.failed.Add(n)
 	e.m.spansFailed[reasonShutdown].Add(float64(n))
-	if ok, suppressed := e.failLog.allow(); ok {
+	if ok, suppressed := e.failLog.Allow(); ok {
 		e.log.Warn("export after shutdown", "reason", reasonShutdown.String(), "spans", n,
 			"similar_lines_suppressed", suppressed)
 	}

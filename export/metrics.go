@@ -3,7 +3,6 @@ package export
 import (
 	"errors"
 	"sync/atomic"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -99,23 +98,4 @@ func (c *counts) stats() Stats {
 	s.Accepted = c.accepted.Load()
 	s.Pending = s.Accepted - s.Sent - s.Failed
 	return s
-}
-
-// logLimiter lets one log line through per interval and counts the rest.
-type logLimiter struct {
-	every      time.Duration
-	next       atomic.Int64 // unix nanoseconds
-	suppressed atomic.Int64
-}
-
-// allow reports whether to log now, and how many lines were suppressed since
-// the last one that was allowed.
-func (l *logLimiter) allow() (ok bool, suppressed int64) {
-	now := time.Now().UnixNano()
-	next := l.next.Load()
-	if now < next || !l.next.CompareAndSwap(next, now+int64(l.every)) {
-		l.suppressed.Add(1)
-		return false, 0
-	}
-	return true, l.suppressed.Swap(0)
 }

@@ -70,7 +70,7 @@ func (e *Exporter) deliver(req request, timer *time.Timer) {
 			case rejected > 0:
 				e.fail(reasonRejected, rejected, errors.New("partial success: "+res.message))
 			case res.message != "": // a warning from the destination
-				if ok, suppressed := e.failLog.allow(); ok {
+				if ok, suppressed := e.failLog.Allow(); ok {
 					e.log.Warn("export succeeded with a warning", "message", res.message,
 						"similar_lines_suppressed", suppressed)
 				}
