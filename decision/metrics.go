@@ -77,7 +77,7 @@ func newMetrics(reg prometheus.Registerer, c *counters, e *Engine) *metrics {
 		m.delay[i], m.duration[i], m.spans[i] = delay.WithLabelValues(d), duration.WithLabelValues(d), spans.WithLabelValues(d)
 	}
 	reg.MustRegister(
-		m.tracesByRule, delay, duration, spans,
+		m.tracesByRule, delay, duration, spans, newAdaptiveCollector(e),
 		counter("tailsift_decision_spans_accepted_total", "Spans accepted from ingest (buffered or following a cached decision).", &c.accepted, nil),
 		counter("tailsift_decision_spans_kept_total", "Spans handed to the exporter: spans of kept traces and their late spans.", &c.kept, nil),
 		counter("tailsift_decision_spans_dropped_total", "Spans dropped, by reason: policy (the trace was dropped), late (arrived after a drop decision) or storage (spilled bytes unreadable).", &c.droppedPolicy, prometheus.Labels{"reason": "policy"}),
@@ -108,4 +108,49 @@ func newMetrics(reg prometheus.Registerer, c *counters, e *Engine) *metrics {
 		gauge("tailsift_decision_cache_entries", "Trace IDs remembered for late spans, by decision.", func() float64 { return float64(e.dropped.len()) }, prometheus.Labels{"decision": "dropped"}),
 	)
 	return m
+}
+
+// adaptiveCollector exports each adaptive rule's current sampling: the keep
+// probability averaged over its keys weighted by their traffic, and the
+// number of keys it tracks. Labels are rule names: bounded by the policy
+// file. Read at scrape time from the live policy set.
+type adaptiveCollector struct {
+	e                *Engine
+	probability, key *prometheus.Desc
+}
+
+func newAdaptiveCollector(e *Engine) *adaptiveCollector {
+	return &adaptiveCollector{e: e,
+		probability: prometheus.NewDesc("tailsift_policy_adaptive_probability",
+			"Keep probability an adaptive rule applies now, averaged over its keys weighted by their traffic.", []string{"rule"}, nil),
+		key: prometheus.NewDesc("tailsift_policy_adaptive_keys",
+			"Keys an adaptive rule tracks (its overflow key included).", []string{"rule"}, nil),
+	}
+}
+
+func (c *adaptiveCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.probability; ch <- c.key }
+
+func (c *adaptiveCollector) Collect(ch chan<- prometheus.Metric) {
+	ps := c.e.policies.Load()
+	if ps == nil {
+		return
+	}
+	for _, rule := range ps.set.RuleNames() {
+		keys := ps.set.AdaptiveKeys(rule)
+		if keys == nil {
+			continue
+		}
+		var rate, weighted, plain float64
+		for _, k := range keys {
+			rate += k.Rate
+			weighted += k.Rate * k.Probability
+			plain += k.Probability
+		}
+		p := plain / float64(len(keys)) // before any traffic estimate
+		if rate > 0 {
+			p = weighted / rate
+		}
+		ch <- prometheus.MustNewConstMetric(c.probability, prometheus.GaugeValue, p, rule)
+		ch <- prometheus.MustNewConstMetric(c.key, prometheus.GaugeValue, float64(len(keys)), rule)
+	}
 }

@@ -221,3 +221,26 @@ func TestExplainAcrossNodes(t *testing.T) {
 		t.Errorf("a malformed trace ID: status %d, want 400", resp.StatusCode)
 	}
 }
+
+// The example policies' adaptive rule (test-envs) reports its current keep
+// probability and key count.
+func TestAdaptiveRateMetrics(t *testing.T) {
+	cfg := node.DefaultConfig()
+	cfg.OTLPGRPC, cfg.OTLPHTTP, cfg.Admin, cfg.ClusterBind = "127.0.0.1:0", "", "127.0.0.1:0", ""
+	cfg.Forward = startSink(t).addr
+	n, err := node.New(cfg, node.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Shutdown(t.Context())
+	g := scrape(t, "http://"+n.AdminAddr().String()+"/metrics")
+	rule := map[string]string{"rule": "test-envs"}
+	p, ok := metricstest.Lookup(t, g, "tailsift_policy_adaptive_probability", rule)
+	keys := metricstest.Value(t, g, "tailsift_policy_adaptive_keys", rule)
+	if !ok || p <= 0 || p > 1 || keys < 1 {
+		t.Fatalf("adaptive rule test-envs: probability %v (present %v), %v keys", p, ok, keys)
+	}
+	if _, ok := metricstest.Lookup(t, g, "tailsift_policy_adaptive_keys", map[string]string{"rule": "errors"}); ok {
+		t.Fatal("a non-adaptive rule has adaptive metrics")
+	}
+}
