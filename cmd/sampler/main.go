@@ -16,6 +16,7 @@ commands:
   run     run a sampler node: OTLP in, kept traces out (see "sampler run -h")
   bench   run a load benchmark and print a report (see "sampler bench -h")
   policy  validate policy files, or replay captured traces through one (see "sampler policy")
+  top     watch nodes live: spans/s, keep share, decisions per rule, buffer, overload (see "sampler top -h")
 `
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -30,6 +31,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runBench(args[1:], stdout, stderr)
 	case "policy":
 		return runPolicy(args[1:], stdout, stderr)
+	case "top":
+		return runTop(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
