@@ -319,7 +319,7 @@ func byTable(b *strings.Builder, pairs []pair, keyHeader []string, totalHeader, 
 // one) aligned left, the rest right. A row shorter than the header (an error
 // row) has its first cell aligned and the rest written as is.
 type table struct {
-	header []string
+	header   []string
 	rows     [][]string
 	left     int
 	lastLeft bool // the last column is text: aligned left too

@@ -16,9 +16,9 @@ import (
 
 // NodeSnapshot is one scrape of one node's metrics.
 type NodeSnapshot struct {
-	Addr     string                        // the admin address as given
-	At       time.Time                     // when the scrape finished
-	Err      error                         // non-nil: the node could not be scraped
+	Addr     string                       // the admin address as given
+	At       time.Time                    // when the scrape finished
+	Err      error                        // non-nil: the node could not be scraped
 	Families map[string]*dto.MetricFamily // by metric name
 }
 
