@@ -118,6 +118,9 @@ func nodeRow(p pair) row {
 		pressure: p.gauge(mPressure),
 		full:     p.gauge(mStoreFull),
 	}
+	if !r.refused.ok && r.inRate.ok {
+		r.refused = opt{0, true} // no series yet: nothing refused
+	}
 	if p.secs > 0 {
 		r.kept, r.accepted = p.delta(mKept), p.delta(mAccepted)
 	} else {

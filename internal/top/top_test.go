@@ -78,8 +78,9 @@ func TestRenderRates(t *testing.T) {
 	if got := fields(t, f, addrA); !reflect.DeepEqual(got, wantA) {
 		t.Errorf("node A row:\n got %q\nwant %q", got, wantA)
 	}
-	// B: older node, no refused, store or cluster metrics: "-" there.
-	wantB := []string{addrB, "1400", "200", "200", "50.0", "50.0%", "-", "-",
+	// B: older node without store or cluster metrics: "-" there; no refused
+	// series yet: 0/s.
+	wantB := []string{addrB, "1400", "200", "200", "50.0", "50.0%", "-", "0.0",
 		"1.0MiB", "512.0MiB", "0.2%", "-", "-", "-", "ok"}
 	if got := fields(t, f, addrB); !reflect.DeepEqual(got, wantB) {
 		t.Errorf("node B row:\n got %q\nwant %q", got, wantB)
