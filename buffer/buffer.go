@@ -174,13 +174,21 @@ func (b *Buffer) Append(bt *Batch, now int64) (AppendResult, error) {
 		return res, nil
 	}
 	// Reserve an upper estimate first, so concurrent requests cannot all
-	// pass the check; the actual growth is accounted as it happens.
+	// pass the check; the actual growth then replaces the reservation as it
+	// happens (grow), so the accounting never counts both and stays within
+	// the limit; what is left of the reservation is returned at the end.
 	reserve := bt.bytes + int64(len(bt.Spans))*8 + int64(len(bt.Traces))*traceOverhead
 	if b.used.Add(reserve) > b.cfg.MemoryLimit {
 		b.used.Add(-reserve)
 		return res, ErrFull
 	}
-	defer b.used.Add(-reserve)
+	left := reserve
+	grow := func(n int64) {
+		take := min(max(n, 0), left)
+		left -= take
+		b.used.Add(n - take)
+	}
+	defer func() { b.used.Add(-left) }()
 	var recs []uint64
 	if b.cfg.WriteAhead {
 		sc := walScratchPool.Get().(*walScratch)
@@ -203,7 +211,7 @@ func (b *Buffer) Append(bt *Batch, now int64) (AppendResult, error) {
 			s.byFirst.push(queueEntry{id: run.ID, at: t.FirstSeen, seq: t.seq})
 			res.NewTraces++
 			b.traces.Add(1)
-			b.used.Add(t.memory())
+			grow(t.memory())
 		} else if run.FirstSeen != 0 && run.FirstSeen < t.FirstSeen {
 			// Another node saw the trace first. The later entry goes stale
 			// once this one takes the trace.
@@ -219,10 +227,10 @@ func (b *Buffer) Append(bt *Batch, now int64) (AppendResult, error) {
 			} else {
 				t.wal = append(t.wal, recs[i])
 			}
-			b.used.Add(t.memory() - before)
+			grow(t.memory() - before)
 		}
 		hadRoot := t.HasRoot()
-		b.used.Add(t.add(spans, now, cmp.Or(run.RootSeen, now)))
+		grow(t.add(spans, now, cmp.Or(run.RootSeen, now)))
 		if b.cfg.Disk != nil {
 			b.requeueSpill(s, t)
 		}
