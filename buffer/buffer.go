@@ -423,14 +423,14 @@ func (b *Buffer) Pressure() bool {
 // WriteAhead reports whether Append logs spans to disk before it returns.
 func (b *Buffer) WriteAhead() bool { return b.cfg.WriteAhead }
 
-// Peek returns the summary of buffered trace id, if it is buffered.
-func (b *Buffer) Peek(id [16]byte) (Summary, bool) {
+// Peek returns the summary of buffered trace id and the groups its spans
+// were sent under so far, if it is buffered.
+func (b *Buffer) Peek(id [16]byte) (Summary, []*Group, bool) {
 	s := b.shard(&id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if t := s.traces[id]; t != nil {
-		sum := t.Summary
-		return sum, true
+		return t.Summary, slices.Clone(t.groups), true
 	}
-	return Summary{}, false
+	return Summary{}, nil, false
 }

@@ -24,6 +24,10 @@ type Summary struct {
 	Bytes      int64 // raw span bytes
 }
 
+// Groups returns the interned groups (resource and scope) the trace's
+// spans were sent under. They are immutable: a caller may keep them.
+func (t *Trace) Groups() []*Group { return t.groups }
+
 // HasRoot reports whether a root span has arrived.
 func (s *Summary) HasRoot() bool { return s.RootSeen != 0 }
 

@@ -380,7 +380,7 @@ func (e *Engine) decideAll(traces []*buffer.Trace, now time.Time) {
 		d := ps.set.Evaluate(&pt, now)
 		out := ps.rules[d.Rule]
 		e.recent.add(recentDecision{id: t.ID, kept: d.Keep, early: t.Relieved, rule: d.Rule,
-			probability: d.Probability, decidedAt: now.UnixNano(), summary: t.Summary})
+			probability: d.Probability, decidedAt: now.UnixNano(), summary: t.Summary, groups: t.Groups()})
 		if d.Keep {
 			info := keptInfo{threshold: uint64(d.Threshold), attrs: out.keepAttrs}
 			if e.cfg.Shadow {

@@ -2,10 +2,12 @@ package decision
 
 import (
 	"encoding/hex"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/tailsift/tailsift/buffer"
+	"github.com/tailsift/tailsift/internal/otlpwire"
 )
 
 // Explanation says what the engine knows of one trace, for the explain API
@@ -30,6 +32,7 @@ type Explanation struct {
 	ErrorSpans  int32     `json:"error_spans,omitempty"`
 	DurationSec float64   `json:"duration_seconds,omitempty"`
 	HasRoot     bool      `json:"has_root,omitempty"`
+	Services    []string  `json:"services,omitempty"` // service.name of the spans' resources
 }
 
 // recentDecision is one entry of the ring: what Explain reports.
@@ -40,6 +43,7 @@ type recentDecision struct {
 	probability float64
 	decidedAt   int64
 	summary     buffer.Summary
+	groups      []*buffer.Group // interned, immutable: services are read when asked
 }
 
 // recent is a bounded ring of the latest decisions with an index by trace
@@ -89,9 +93,9 @@ func (r *recent) get(id [16]byte) (recentDecision, bool) {
 // It does not look at other nodes (the cluster does).
 func (e *Engine) Explain(id [16]byte) Explanation {
 	x := Explanation{TraceID: hex.EncodeToString(id[:]), Status: "unknown"}
-	if s, ok := e.buf.Peek(id); ok {
+	if s, groups, ok := e.buf.Peek(id); ok {
 		x.Status = "pending"
-		x.describe(&s)
+		x.describe(&s, groups)
 		return x
 	}
 	if d, ok := e.recent.get(id); ok {
@@ -101,7 +105,7 @@ func (e *Engine) Explain(id [16]byte) Explanation {
 		}
 		p := d.probability
 		x.Probability, x.DecidedAt = &p, time.Unix(0, d.decidedAt).UTC()
-		x.describe(&d.summary)
+		x.describe(&d.summary, d.groups)
 		return x
 	}
 	if _, ok := e.kept.get(id); ok {
@@ -112,7 +116,14 @@ func (e *Engine) Explain(id [16]byte) Explanation {
 	return x
 }
 
-func (x *Explanation) describe(s *buffer.Summary) {
+func (x *Explanation) describe(s *buffer.Summary, groups []*buffer.Group) {
+	for _, g := range groups {
+		v, _ := otlpwire.ResourceAttr(g.Key(), "service.name")
+		if name := string(v.Str()); name != "" && !slices.Contains(x.Services, name) {
+			x.Services = append(x.Services, name)
+		}
+	}
+	slices.Sort(x.Services)
 	x.FirstSeen = time.Unix(0, s.FirstSeen).UTC()
 	x.Spans, x.ErrorSpans, x.HasRoot = s.SpanCount, s.ErrorCount, s.HasRoot()
 	if s.MinStart != 0 && s.MaxEnd >= s.MinStart {

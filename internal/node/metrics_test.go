@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
@@ -194,7 +195,8 @@ func TestExplainAcrossNodes(t *testing.T) {
 	}
 	_, x := ask(kept)
 	if x.Status != "kept" || x.Node != "node-1" || x.Rule != "errors" || x.Probability == nil || *x.Probability != 1 ||
-		x.Spans != 2 || x.ErrorSpans != 1 || !x.HasRoot || x.DecidedAt.IsZero() || x.DurationSec != 0.1 {
+		x.Spans != 2 || x.ErrorSpans != 1 || !x.HasRoot || x.DecidedAt.IsZero() || x.DurationSec != 0.1 ||
+		!slices.Equal(x.Services, []string{"checkout"}) {
 		t.Errorf("kept trace: %+v", x)
 	}
 	_, x = ask(dropped)
@@ -202,7 +204,8 @@ func TestExplainAcrossNodes(t *testing.T) {
 		t.Errorf("dropped trace: %+v", x)
 	}
 	_, x = ask(pending)
-	if x.Status != "pending" || x.Node != "node-1" || x.Spans != 1 || x.HasRoot || x.Rule != "" || !x.DecidedAt.IsZero() {
+	if x.Status != "pending" || x.Node != "node-1" || x.Spans != 1 || x.HasRoot || x.Rule != "" || !x.DecidedAt.IsZero() ||
+		!slices.Equal(x.Services, []string{"checkout"}) {
 		t.Errorf("pending trace: %+v", x)
 	}
 	_, x = ask([16]byte{4, 0xff, 0xff, 0xff})
