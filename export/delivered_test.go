@@ -279,24 +279,7 @@ func TestDeliveredFailures(t *testing.T) {
 }
 
 func TestDeliveredQueueFull(t *testing.T) {
-	f := newFixture(t, 33, otlptest.Batch{Services: 1, Traces: 6, SpansPerTrace: 3, AttrsPerSpan: 2, SpanDurationNs: 1e6})
-	entered := make(chan struct{}, 16)
-	release := make(chan struct{})
-	sink := startGRPCSink(t, func(ctx context.Context, call int) (*coltracepb.ExportTraceServiceResponse, error) {
-		entered <- struct{}{}
-		select {
-		case <-release:
-			return nil, nil
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	})
-	cfg := fastRetries(DefaultConfig())
-	cfg.Endpoint = sink.addr
-	cfg.Workers = 1
-	cfg.QueueSize = 1
-	cfg.BatchTimeout = time.Hour
-	cfg.BatchMaxBytes = f.traces[0].requestSize() // each trace fills a batch
+	f, _, cfg, entered, release := blockedQueueSetup(t, 33)
 	e, reg := newTestExporter(t, cfg)
 	ds := deliveredTraces(t, f.traces, nil)
 

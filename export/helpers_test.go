@@ -338,3 +338,29 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// blockedQueueSetup is the fixture of the queue-full tests: six traces of
+// one size, a sink whose calls announce themselves on entered and block
+// until release is closed, and a config with one worker, a queue of one
+// request and a batch per trace (flushed by size as soon as it is added).
+func blockedQueueSetup(t *testing.T, seed uint64) (f *fixture, sink *grpcSink, cfg Config, entered, release chan struct{}) {
+	t.Helper()
+	f = newFixture(t, seed, otlptest.Batch{Services: 1, Traces: 6, SpansPerTrace: 3, AttrsPerSpan: 2, SpanDurationNs: 1e6})
+	entered, release = make(chan struct{}, 16), make(chan struct{})
+	sink = startGRPCSink(t, func(ctx context.Context, call int) (*coltracepb.ExportTraceServiceResponse, error) {
+		entered <- struct{}{}
+		select {
+		case <-release:
+			return nil, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	})
+	cfg = fastRetries(DefaultConfig())
+	cfg.Endpoint = sink.addr
+	cfg.Workers = 1
+	cfg.QueueSize = 1
+	cfg.BatchTimeout = time.Hour
+	cfg.BatchMaxBytes = f.traces[0].requestSize()
+	return f, sink, cfg, entered, release
+}

@@ -157,25 +157,7 @@ func TestGRPCOutcomes(t *testing.T) {
 }
 
 func TestQueueFull(t *testing.T) {
-	f := newFixture(t, 3, otlptest.Batch{Services: 1, Traces: 6, SpansPerTrace: 3, AttrsPerSpan: 2, SpanDurationNs: 1e6})
-	entered := make(chan struct{}, 16)
-	release := make(chan struct{})
-	sink := startGRPCSink(t, func(ctx context.Context, call int) (*coltracepb.ExportTraceServiceResponse, error) {
-		entered <- struct{}{}
-		select {
-		case <-release:
-			return nil, nil
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	})
-	cfg := fastRetries(DefaultConfig())
-	cfg.Endpoint = sink.addr
-	cfg.Workers = 1
-	cfg.QueueSize = 1
-	cfg.BatchTimeout = time.Hour // batches are flushed by size only
-	// Each trace fills a batch: flushed as soon as it is added.
-	cfg.BatchMaxBytes = f.traces[0].requestSize()
+	f, sink, cfg, entered, release := blockedQueueSetup(t, 3)
 	for _, tr := range f.traces {
 		if tr.requestSize() != cfg.BatchMaxBytes {
 			t.Fatalf("traces differ in size: %d and %d", tr.requestSize(), cfg.BatchMaxBytes)
