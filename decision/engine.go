@@ -181,6 +181,9 @@ func (e *Engine) Consume(ctx context.Context, req *otlpwire.Request) error {
 type Input struct {
 	// Traces lists the indexes in req.Traces to take; nil takes them all.
 	Traces []int32
+	// Recovered marks spans read back from the write-ahead log: they are
+	// counted as recovered, not accepted (an earlier run accepted them).
+	Recovered bool
 	// Arrivals holds, for traces handed off by another node, when they
 	// first arrived (and their root, if any), so their decision timing
 	// does not restart. Traces not in it arrive now.
@@ -287,7 +290,11 @@ func (e *Engine) ConsumeGrouped(ctx context.Context, req *otlpwire.Request, in I
 	if lateKept > 0 {
 		e.forwardLate(req, selected, sc)
 	}
-	e.count.accepted.Add(int64(spans))
+	if in.Recovered {
+		e.count.recovered.Add(int64(spans))
+	} else {
+		e.count.accepted.Add(int64(spans))
+	}
 	e.count.kept.Add(int64(lateKept))
 	e.count.lateKept.Add(int64(lateKept))
 	e.count.droppedLate.Add(int64(lateDropped))

@@ -94,11 +94,9 @@ func (e *Engine) Recover(ctx context.Context) (spans int64, err error) {
 			return fmt.Errorf("decision: recovered spans do not scan: %w", err)
 		}
 		req.GroupByTrace()
-		if err := e.ConsumeGrouped(ctx, &req, Input{Arrivals: arrivals}); err != nil {
+		if err := e.ConsumeGrouped(ctx, &req, Input{Arrivals: arrivals, Recovered: true}); err != nil {
 			return fmt.Errorf("decision: recovering spans: %w", err)
 		}
-		e.count.recovered.Add(int64(b.Spans()))
-		e.count.accepted.Add(-int64(b.Spans())) // counted as Recovered, not Accepted
 		spans += int64(b.Spans())
 		b.Reset()
 		clear(arrivals)
