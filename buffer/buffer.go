@@ -44,7 +44,6 @@ type Buffer struct {
 	spillParts    atomic.Int64
 	loadedBytes   atomic.Int64
 	spillFailures atomic.Int64
-	lastSpillErr  atomic.Value // error
 	walRecords    atomic.Int64
 	walBytes      atomic.Int64
 	walPuts       atomic.Int64

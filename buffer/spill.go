@@ -2,6 +2,7 @@ package buffer
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -122,23 +123,19 @@ func (b *Buffer) spillOnce(sc *spillScratch) int64 {
 		c.bytes = len(sc.val) - start
 		total += c.bytes
 		sc.cands = append(sc.cands, c)
-		sc.values = append(sc.values, sc.val[start:len(sc.val):len(sc.val)])
 	}
 	if len(sc.cands) == 0 {
 		return 0
 	}
-	// sc.val may have moved while growing: slice the values again.
+	// Slice keys and values once the buffers have stopped growing.
+	sc.keyBuf = slices.Grow(sc.keyBuf, len(sc.cands)*spillKeyLen)
 	off := 0
-	for i, c := range sc.cands {
-		sc.values[i] = sc.val[off : off+c.bytes]
-		off += c.bytes
+	for _, c := range sc.cands {
+		k := len(sc.keyBuf)
 		sc.keyBuf = spillKey(sc.keyBuf, &c.t.ID, c.seq, c.part)
-		sc.keys = append(sc.keys, nil)
-	}
-	off = 0
-	for i := range sc.keys {
-		sc.keys[i] = sc.keyBuf[off : off+spillKeyLen]
-		off += spillKeyLen
+		sc.keys = append(sc.keys, sc.keyBuf[k:])
+		sc.values = append(sc.values, sc.val[off:off+c.bytes])
+		off += c.bytes
 	}
 	err := b.cfg.Disk.Write(sc.keys, sc.values, 0, false)
 	var freed int64
@@ -147,8 +144,7 @@ func (b *Buffer) spillOnce(sc *spillScratch) int64 {
 		sc.cands[i] = spillCandidate{}
 	}
 	if err != nil {
-		b.spillFailures.Add(1)
-		b.lastSpillErr.Store(fmt.Errorf("%w: spilling: %w", ErrStorage, err))
+		b.spillFailures.Add(1) // retried by the loop's ticker; the metric shows it
 		return 0
 	}
 	return freed

@@ -70,7 +70,6 @@ type Engine struct {
 	decisionKeys, decisionValues [][]byte
 	decisionBuf                  []byte
 	decisionOffs                 []int
-	lastStorageErr               atomic.Value // string
 }
 
 // keptInfo is what late spans of a kept trace need to be written like the
@@ -363,7 +362,6 @@ func (e *Engine) decideAll(traces []*buffer.Trace, now time.Time) {
 		if err := e.buf.Load(t); err != nil {
 			lost += n // counted, and the records go: a bad disk must not replay it forever
 			e.buf.Forget(t)
-			e.lastStorageErr.Store(err.Error())
 			continue
 		}
 		// A trace decided while this incarnation was buffering (its spans

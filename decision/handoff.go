@@ -34,7 +34,6 @@ func (e *Engine) TakeMoved(moved func(id *[16]byte) bool, dst []*buffer.Trace) [
 		e.buf.Forget(t)
 		if err != nil {
 			lost += int64(t.SpanCount)
-			e.lastStorageErr.Store(err.Error())
 			continue
 		}
 		spans += int64(t.SpanCount)

@@ -56,7 +56,6 @@ func (e *Engine) persistDecisions() {
 	n := int64(len(e.decisionKeys))
 	if err := e.cfg.Decisions.Write(e.decisionKeys, e.decisionValues, e.cfg.DecisionTTL, false); err != nil {
 		e.count.decisionsFailed.Add(n)
-		e.lastStorageErr.Store(err.Error())
 	} else {
 		e.count.decisionsSaved.Add(n)
 	}
