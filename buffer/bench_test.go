@@ -43,7 +43,7 @@ func benchmarkAppend(b *testing.B, buf *Buffer) {
 	b.ReportAllocs()
 	for b.Loop() {
 		now++
-		g := buf.Acquire([]byte("resource-and-scope-of-a-service"))
+		g := mustAcquire(b, buf, "resource-and-scope-of-a-service")
 		bt.Reset()
 		for i := range traces {
 			tid := next - i%2*traces // half continue traces of the previous request

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/cespare/xxhash/v2"
+
+	"github.com/tailsift/tailsift/internal/otlpwire"
 )
 
 // ErrFull is returned by Append when the spans would take the buffer past
@@ -93,17 +95,59 @@ func (b *Buffer) shard(id *[16]byte) *shard {
 	return &b.shards[xxhash.Sum64(id[:])&b.mask]
 }
 
-// Acquire interns a group key for the duration of a request; release it with
-// Release when the request's spans are appended.
-func (b *Buffer) Acquire(key []byte) *Group {
-	g, added := b.groups.acquire(key)
-	b.used.Add(added)
-	return g
+// AcquireResource interns a resource part (otlpwire.Group.Resource) for the
+// duration of a request; release it with ReleaseResource. Interning counts
+// against the memory limit: past it, it returns ErrFull and holds nothing.
+func (b *Buffer) AcquireResource(part []byte) (*Resource, error) {
+	if r := b.groups.acquireResource(part, b.reserve); r != nil {
+		return r, nil
+	}
+	return nil, ErrFull
 }
 
-// Release drops a reference taken by Acquire.
+// ReleaseResource drops a reference taken by AcquireResource.
+func (b *Buffer) ReleaseResource(r *Resource) {
+	b.used.Add(-b.groups.releaseResource(r))
+}
+
+// AcquireGroup interns the group of a scope part under r for the duration
+// of a request; release it with Release when the request's spans are
+// appended. Like AcquireResource, it returns ErrFull past the limit.
+func (b *Buffer) AcquireGroup(r *Resource, scope []byte) (*Group, error) {
+	if g := b.groups.acquireGroup(r, scope, b.reserve); g != nil {
+		return g, nil
+	}
+	return nil, ErrFull
+}
+
+// Acquire is AcquireResource and AcquireGroup at once, for callers that
+// intern one group at a time.
+func (b *Buffer) Acquire(g otlpwire.Group) (*Group, error) {
+	r, err := b.AcquireResource(g.Resource)
+	if err != nil {
+		return nil, err
+	}
+	defer b.ReleaseResource(r)
+	return b.AcquireGroup(r, g.Scope)
+}
+
+// Release drops a reference taken by AcquireGroup or Acquire.
 func (b *Buffer) Release(g *Group) {
 	b.used.Add(-b.groups.release(g))
+}
+
+// Charge counts n bytes that a user of the buffer holds on its behalf (the
+// engine's explain ring) against the memory limit, or returns them (n <
+// 0), so that the limit bounds them too.
+func (b *Buffer) Charge(n int64) { b.used.Add(n) }
+
+// reserve adds n bytes to the accounting if they fit the memory limit.
+func (b *Buffer) reserve(n int64) bool {
+	if b.used.Add(n) > b.cfg.MemoryLimit {
+		b.used.Add(-n)
+		return false
+	}
+	return true
 }
 
 // Batch is the part of one request that goes into the buffer: spans grouped

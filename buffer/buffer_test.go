@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
+
+	"github.com/tailsift/tailsift/internal/otlpwire"
 )
 
 func id(n int) [16]byte {
@@ -29,10 +32,37 @@ func newBuffer(t testing.TB, limit int64) *Buffer {
 	return b
 }
 
+// testGroup makes a group of a test key "resource/scope" (or "resource").
+func testGroup(key string) otlpwire.Group {
+	res, scope, _ := strings.Cut(key, "/")
+	return otlpwire.Group{Resource: []byte(res), Scope: []byte(scope)}
+}
+
+// groupName is the test key of a group (testGroup's inverse).
+func groupName(g otlpwire.Group) string {
+	if len(g.Scope) == 0 {
+		return string(g.Resource)
+	}
+	return string(g.Resource) + "/" + string(g.Scope)
+}
+
+// mustAcquire interns the group of a test key.
+func mustAcquire(t testing.TB, b *Buffer, key string) *Group {
+	t.Helper()
+	g, err := b.Acquire(testGroup(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
 // appendTrace appends n spans of trace tid under group key key.
 func appendTrace(t testing.TB, b *Buffer, tid [16]byte, key string, n int, root bool, now int64) error {
 	t.Helper()
-	g := b.Acquire([]byte(key))
+	g, err := b.Acquire(testGroup(key))
+	if err != nil {
+		return err
+	}
 	defer b.Release(g)
 	var bt Batch
 	bt.StartTrace(tid)
@@ -40,7 +70,7 @@ func appendTrace(t testing.TB, b *Buffer, tid [16]byte, key string, n int, root 
 		bt.AddSpan(Span{Group: g, Raw: []byte(fmt.Sprintf("span-%x-%d", tid[15], i)),
 			StartUnixNano: uint64(1000 + i), EndUnixNano: uint64(2000 + i), Root: root && i == n-1, Error: i == 1})
 	}
-	_, err := b.Append(&bt, now)
+	_, err = b.Append(&bt, now)
 	return err
 }
 
@@ -64,7 +94,7 @@ func TestSummaryAndSpans(t *testing.T) {
 	}
 	var keys, spans []string
 	for k, s := range tr.Spans() {
-		keys = append(keys, string(k))
+		keys = append(keys, groupName(k))
 		spans = append(spans, string(s))
 	}
 	wantSpans := []string{"span-1-0", "span-1-1", "span-1-2", "span-1-0", "span-1-1"}
@@ -157,20 +187,20 @@ func TestGroupsAreInternedAndFreed(t *testing.T) {
 	for i := range 10 {
 		appendTrace(t, b, id(i), "shared-resource", 2, false, 1)
 	}
-	if n := len(b.groups.byHash); n != 1 {
-		t.Fatalf("%d interned groups, want 1", n)
+	if n, r := len(b.groups.groups), len(b.groups.resources); n != 1 || r != 1 {
+		t.Fatalf("%d interned groups, %d resources, want 1 and 1", n, r)
 	}
 	traces := b.TakeAll(nil)
-	if n := len(b.groups.byHash); n != 0 {
-		t.Fatalf("%d groups left after every trace was taken", n)
+	if n, r := len(b.groups.groups), len(b.groups.resources); n != 0 || r != 0 {
+		t.Fatalf("%d groups, %d resources left after every trace was taken", n, r)
 	}
 	if s := b.Stats(); s.Bytes != 0 {
 		t.Fatalf("accounted %d bytes with nothing buffered", s.Bytes)
 	}
 	// Taken traces still read their keys after the table forgot them.
 	for k := range traces[0].Spans() {
-		if string(k) != "shared-resource" {
-			t.Fatalf("key = %q", k)
+		if groupName(k) != "shared-resource" {
+			t.Fatalf("key = %q", groupName(k))
 		}
 	}
 }
@@ -216,7 +246,7 @@ func TestConcurrentAppendAndTake(t *testing.T) {
 // request allocates for new traces (struct, log, map growth), never per span.
 func TestAppendAllocatesPerTraceNotPerSpan(t *testing.T) {
 	b := newBuffer(t, 1<<40)
-	g := b.Acquire([]byte("resource"))
+	g := mustAcquire(t, b, "resource")
 	defer b.Release(g)
 	raw := bytes.Repeat([]byte{'x'}, 300)
 	var bt Batch
@@ -245,7 +275,7 @@ func TestAppendAllocatesPerTraceNotPerSpan(t *testing.T) {
 	}
 	// Appending to existing traces with room in their logs allocates nothing.
 	b2 := newBuffer(t, 1<<40)
-	g2 := b2.Acquire([]byte("resource"))
+	g2 := mustAcquire(t, b2, "resource")
 	defer b2.Release(g2)
 	var one Batch
 	one.StartTrace(id(1))
@@ -262,7 +292,7 @@ func TestAppendAllocatesPerTraceNotPerSpan(t *testing.T) {
 // varying size, as they arrive in production, across many log chunks.
 func TestManyAppendsKeepOrder(t *testing.T) {
 	b := newBuffer(t, 0)
-	g := b.Acquire([]byte("g"))
+	g := mustAcquire(t, b, "g")
 	defer b.Release(g)
 	var want []string
 	for req := range 60 {

@@ -29,12 +29,16 @@ type Disk interface {
 // Key layout. Trace IDs lead so that one trace's keys are adjacent, and the
 // counters are big-endian so that keys sort in write order.
 const (
-	spillPrefix = 's' // s | trace ID | trace seq | part: span log bytes moved out of RAM
-	walPrefix   = 'w' // w | trace ID | record seq: one Append's spans of one trace
-	groupPrefix = 'g' // g | group hash: a group key, for recovery
-	spillKeyLen = 1 + 16 + 8 + 4
-	walKeyLen   = 1 + 16 + 8
-	groupKeyLen = 1 + 8
+	spillPrefix    = 's' // s | trace ID | trace seq | part: span log bytes moved out of RAM
+	walPrefix      = 'w' // w | trace ID | record seq: one Append's spans of one trace
+	groupPrefix    = 'G' // G | group hash: its resource's hash and its scope part, for recovery
+	resourcePrefix = 'r' // r | resource hash: a resource part, for recovery
+	// legacyGroupPrefix: g | group hash: resource and scope parts in one
+	// key, as versions before the two were interned apart wrote them.
+	legacyGroupPrefix = 'g'
+	spillKeyLen       = 1 + 16 + 8 + 4
+	walKeyLen         = 1 + 16 + 8
+	groupKeyLen       = 1 + 8
 )
 
 // SpillPrefix and WALPrefix are the key prefixes of spilled span bytes and
@@ -60,6 +64,16 @@ func walKey(dst []byte, id *[16]byte, rec uint64) []byte {
 
 func groupKey(dst []byte, hash uint64) []byte {
 	dst = append(dst, groupPrefix)
+	return binary.BigEndian.AppendUint64(dst, hash)
+}
+
+func resourceKey(dst []byte, hash uint64) []byte {
+	dst = append(dst, resourcePrefix)
+	return binary.BigEndian.AppendUint64(dst, hash)
+}
+
+func legacyGroupKey(dst []byte, hash uint64) []byte {
+	dst = append(dst, legacyGroupPrefix)
 	return binary.BigEndian.AppendUint64(dst, hash)
 }
 

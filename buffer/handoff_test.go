@@ -13,7 +13,7 @@ import (
 // that saw the trace at firstSeen and its root at rootSeen.
 func appendHandoff(t testing.TB, b *Buffer, tid [16]byte, n int, root bool, firstSeen, rootSeen, now int64) AppendResult {
 	t.Helper()
-	g := b.Acquire([]byte("handed-off"))
+	g := mustAcquire(t, b, "handed-off")
 	defer b.Release(g)
 	var bt Batch
 	bt.StartTraceSeen(tid, firstSeen, rootSeen)
@@ -155,7 +155,7 @@ func TestHandoffManyOutOfOrder(t *testing.T) {
 		seen[i] = now - 1 - r.Int64N(1_000_000)
 	}
 	fill := func(b *Buffer) {
-		g := b.Acquire([]byte("g"))
+		g := mustAcquire(t, b, "g")
 		defer b.Release(g)
 		var bt Batch
 		for _, i := range r.Perm(n) {

@@ -29,6 +29,7 @@ func BenchmarkHeldMemory(b *testing.B) {
 		buf, _ := buffer.New(buffer.Config{MemoryLimit: 1 << 40, Shards: 64})
 		var req otlpwire.Request
 		var bt buffer.Batch
+		var in buffer.Interner
 		var before, after runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)
@@ -38,26 +39,19 @@ func BenchmarkHeldMemory(b *testing.B) {
 				b.Fatal(err)
 			}
 			req.GroupByTrace()
-			groups := make([]*buffer.Group, len(req.Groups))
-			for i := range req.Groups {
-				groups[i] = buf.Acquire(req.Groups[i].Key)
-			}
+			in.Reset(buf, &req)
 			bt.Reset()
 			for t := range req.Traces {
 				bt.StartTrace(req.Traces[t].ID)
-				for _, si := range req.TraceSpans(t) {
-					s := &req.Spans[si]
-					bt.AddSpan(buffer.Span{Group: groups[s.Group], Raw: s.Raw, StartUnixNano: s.StartUnixNano,
-						EndUnixNano: s.EndUnixNano, Root: s.IsRoot(), Error: s.IsError()})
-					wire += len(s.Raw)
+				if err := bt.AddRequestSpans(&req, req.TraceSpans(t), &in); err != nil {
+					b.Fatal(err)
 				}
 			}
 			if _, err := buf.Append(&bt, 1); err != nil {
 				b.Fatal(err)
 			}
-			for _, g := range groups {
-				buf.Release(g)
-			}
+			in.Release()
+			wire += req.SpanBytes()
 			spans += len(req.Spans)
 		}
 		req.Reset()

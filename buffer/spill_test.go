@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tailsift/tailsift/internal/otlpwire"
 	"github.com/tailsift/tailsift/internal/store"
 )
 
@@ -39,8 +40,8 @@ func checkSpans(tb testing.TB, t *Trace, tr, n int, key string) {
 	tb.Helper()
 	i := 0
 	for g, raw := range t.Spans() {
-		if string(g) != key || !bytes.Equal(raw, spanBytes(tr, i)) {
-			tb.Fatalf("trace %d span %d: group %q, %d bytes %x..., want span %d", tr, i, g, len(raw), raw[:min(8, len(raw))], i)
+		if groupName(g) != key || !bytes.Equal(raw, spanBytes(tr, i)) {
+			tb.Fatalf("trace %d span %d: group %q, %d bytes %x..., want span %d", tr, i, groupName(g), len(raw), raw[:min(8, len(raw))], i)
 		}
 		i++
 	}
@@ -75,7 +76,16 @@ func TestSpillKeepsEverySpan(t *testing.T) {
 			var bt Batch
 			for r := range requests {
 				for tr := w * traces; tr < (w+1)*traces; tr++ {
-					g := b.Acquire([]byte(key))
+					g, err := b.Acquire(testGroup(key))
+					for err == ErrFull { // interning counts against the limit too
+						refused.Add(1)
+						time.Sleep(time.Millisecond)
+						g, err = b.Acquire(testGroup(key))
+					}
+					if err != nil {
+						t.Error(err)
+						return
+					}
 					bt.Reset()
 					bt.StartTrace(id(tr))
 					for i := r * perRequest; i < (r+1)*perRequest; i++ {
@@ -123,8 +133,8 @@ func TestSpillKeepsEverySpan(t *testing.T) {
 			t.Fatal(err)
 		}
 		for g, raw := range tr.Spans() {
-			if string(g) != key {
-				t.Fatalf("group %q", g)
+			if groupName(g) != key {
+				t.Fatalf("group %q", groupName(g))
 			}
 			spans[tr.ID] = append(spans[tr.ID], raw)
 		}
@@ -166,7 +176,7 @@ func TestWriteAheadRecovers(t *testing.T) {
 	for r := range 2 {
 		for tr := range traces {
 			var bt Batch
-			g := b.Acquire([]byte(keys[(tr+r)%2]))
+			g := mustAcquire(t, b, keys[(tr+r)%2])
 			if tr%10 == 0 && r == 0 {
 				bt.StartTraceSeen(id(tr), 500, 0) // handed off: first seen earlier
 			} else {
@@ -202,7 +212,7 @@ func TestWriteAheadRecovers(t *testing.T) {
 		c := *r
 		c.Spans = nil
 		for _, s := range r.Spans {
-			c.Spans = append(c.Spans, RecoveredSpan{Group: bytes.Clone(s.Group), Raw: bytes.Clone(s.Raw)})
+			c.Spans = append(c.Spans, RecoveredSpan{Group: otlpwire.Group{Resource: bytes.Clone(s.Group.Resource), Scope: bytes.Clone(s.Group.Scope)}, Raw: bytes.Clone(s.Raw)})
 		}
 		c.Records = append([]uint64(nil), r.Records...)
 		got[r.ID] = c
@@ -233,8 +243,8 @@ func TestWriteAheadRecovers(t *testing.T) {
 			t.Fatalf("trace %d: %d spans, want %d", tr, len(r.Spans), 2*perRequest)
 		}
 		for i, s := range r.Spans {
-			if wantKey := keys[(tr+i/perRequest)%2]; string(s.Group) != wantKey || !bytes.Equal(s.Raw, spanBytes(tr, i)) {
-				t.Fatalf("trace %d span %d: group %q, bytes %x...; want group %q", tr, i, s.Group, s.Raw[:8], wantKey)
+			if wantKey := keys[(tr+i/perRequest)%2]; groupName(s.Group) != wantKey || !bytes.Equal(s.Raw, spanBytes(tr, i)) {
+				t.Fatalf("trace %d span %d: group %q, bytes %x...; want group %q", tr, i, groupName(s.Group), s.Raw[:8], wantKey)
 			}
 		}
 	}

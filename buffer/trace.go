@@ -6,6 +6,8 @@ import (
 	"unsafe"
 
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/tailsift/tailsift/internal/otlpwire"
 )
 
 // Summary is what the buffer knows of a trace without reading its spans.
@@ -41,6 +43,9 @@ type Trace struct {
 
 	seq    uint64   // incarnation, to tell stale queue entries from live ones
 	groups []*Group // interned groups its spans reference, by local index
+	// groupIdx indexes groups once there are more than a few, so that a
+	// trace sent under thousands of resources appends in O(1) per span.
+	groupIdx map[*Group]int32
 	// The span log, per span: uvarint(group index) uvarint(len) raw span.
 	// Spans of a trace arrive a few per request, so the log is a list of
 	// chunks: an append that does not fit the last chunk starts a new one
@@ -70,20 +75,21 @@ const traceOverhead = int64(unsafe.Sizeof(Trace{})) + 64 + 3*2*int64(unsafe.Size
 
 // memory is the trace's accounted footprint.
 func (t *Trace) memory() int64 {
-	n := traceOverhead + int64(cap(t.first)) + int64(cap(t.groups))*8 + int64(cap(t.more))*24 + int64(cap(t.wal))*8
+	n := traceOverhead + int64(cap(t.first)) + int64(cap(t.groups))*8 + int64(cap(t.more))*24 + int64(cap(t.wal))*8 +
+		int64(len(t.groupIdx))*groupIdxEntry
 	for _, c := range t.more {
 		n += int64(cap(c))
 	}
 	return n
 }
 
-// Spans yields each span's group key and raw bytes, in arrival order. A
-// taken trace that has spilled must be loaded first (Buffer.Load).
-func (t *Trace) Spans() iter.Seq2[[]byte, []byte] {
+// Spans yields each span's group and raw bytes, in arrival order. A taken
+// trace that has spilled must be loaded first (Buffer.Load).
+func (t *Trace) Spans() iter.Seq2[otlpwire.Group, []byte] {
 	if t.spilled > 0 && !t.loaded {
 		panic("BUG: buffer: spans of a spilled trace read before Load")
 	}
-	return func(yield func(group, span []byte) bool) {
+	return func(yield func(group otlpwire.Group, span []byte) bool) {
 		if !t.yieldChunk(t.first, yield) {
 			return
 		}
@@ -95,7 +101,7 @@ func (t *Trace) Spans() iter.Seq2[[]byte, []byte] {
 	}
 }
 
-func (t *Trace) yieldChunk(log []byte, yield func(group, span []byte) bool) bool {
+func (t *Trace) yieldChunk(log []byte, yield func(group otlpwire.Group, span []byte) bool) bool {
 	for len(log) > 0 {
 		g, n := protowire.ConsumeVarint(log)
 		l, m := protowire.ConsumeVarint(log[n:])
@@ -104,7 +110,7 @@ func (t *Trace) yieldChunk(log []byte, yield func(group, span []byte) bool) bool
 		}
 		raw := log[n+m : n+m+int(l)]
 		log = log[n+m+int(l):]
-		if !yield(t.groups[g].key, raw) {
+		if !yield(t.groups[g].wire, raw) {
 			return false
 		}
 	}
@@ -113,7 +119,7 @@ func (t *Trace) yieldChunk(log []byte, yield func(group, span []byte) bool) bool
 
 // Span is one span to append, with the fields the summary needs.
 type Span struct {
-	Group         *Group // from Buffer.Acquire
+	Group         *Group // from Buffer.AcquireGroup
 	Raw           []byte // copied by Append
 	StartUnixNano uint64
 	EndUnixNano   uint64
@@ -171,14 +177,36 @@ func (t *Trace) chunkFor(need int) *[]byte {
 	return &t.more[len(t.more)-1]
 }
 
+// groupScanMax is the most groups a trace looks through one by one; past
+// it, groupIdx indexes them.
+const groupScanMax = 8
+
+// groupIdxEntry approximates a groupIdx entry: key, value and map slack.
+const groupIdxEntry = 32
+
 func (t *Trace) groupIndex(g *Group) int {
-	for i, x := range t.groups {
-		if x == g {
-			return i
+	if t.groupIdx != nil {
+		if i, ok := t.groupIdx[g]; ok {
+			return int(i)
+		}
+	} else {
+		for i, x := range t.groups {
+			if x == g {
+				return i
+			}
 		}
 	}
 	g.refs.Add(1) // the caller holds a reference, so this is not 0 -> 1
 	t.groups = append(t.groups, g)
+	switch n := len(t.groups); {
+	case t.groupIdx != nil:
+		t.groupIdx[g] = int32(n - 1)
+	case n > groupScanMax:
+		t.groupIdx = make(map[*Group]int32, 2*n)
+		for i, x := range t.groups {
+			t.groupIdx[x] = int32(i)
+		}
+	}
 	return len(t.groups) - 1
 }
 

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/tailsift/tailsift/internal/otlpwire"
 )
 
 // The write-ahead log (Config.WriteAhead): Append writes each trace's spans
@@ -21,10 +23,12 @@ import (
 //	varint first arrival | varint root arrival (0: no root span in it)
 //	uvarint n | n x 8-byte group hash | per span: uvarint group (0..n-1), uvarint len, raw span
 //
-// Group keys are written under their hash once per interned group and
-// never deleted: there is one per resource and scope, overwritten by each
-// run, so they grow only with distinct resources. A trace's records are deleted when
-// it is released: dropped, delivered by the exporter, or handed off.
+// Groups are written once per interned group, under their hash: the
+// resource's hash and the scope part; resource parts once per interned
+// resource, under theirs. They are never deleted: there is one per
+// resource and scope, overwritten by each run, so they grow only with
+// distinct resources. A trace's records are deleted when it is released:
+// dropped, delivered by the exporter, or handed off.
 
 // walScratch is one Append's working memory for the log, pooled.
 type walScratch struct {
@@ -34,6 +38,7 @@ type walScratch struct {
 	offs         []int
 	groups       []*Group
 	newGroups    []*Group
+	newResources []*Resource
 }
 
 var walScratchPool = sync.Pool{New: func() any { return new(walScratch) }}
@@ -41,7 +46,8 @@ var walScratchPool = sync.Pool{New: func() any { return new(walScratch) }}
 // writeAhead logs bt and sets sc.recs to the record number of each run (0
 // for a run already logged).
 func (b *Buffer) writeAhead(sc *walScratch, bt *Batch, now int64) error {
-	sc.buf, sc.offs, sc.keys, sc.values, sc.newGroups = sc.buf[:0], sc.offs[:0], sc.keys[:0], sc.values[:0], sc.newGroups[:0]
+	sc.buf, sc.offs, sc.keys, sc.values = sc.buf[:0], sc.offs[:0], sc.keys[:0], sc.values[:0]
+	sc.newGroups, sc.newResources = sc.newGroups[:0], sc.newResources[:0]
 	recs := sc.recs[:0]
 	defer func() { sc.recs = recs }()
 	for _, run := range bt.Traces {
@@ -72,6 +78,9 @@ func (b *Buffer) writeAhead(sc *walScratch, bt *Batch, now int64) error {
 			sc.buf = binary.BigEndian.AppendUint64(sc.buf, g.hash)
 			if !g.persisted.Load() && !slices.Contains(sc.newGroups, g) {
 				sc.newGroups = append(sc.newGroups, g)
+				if r := g.res; !r.persisted.Load() && !slices.Contains(sc.newResources, r) {
+					sc.newResources = append(sc.newResources, r)
+				}
 			}
 		}
 		for i := range spans {
@@ -81,11 +90,18 @@ func (b *Buffer) writeAhead(sc *walScratch, bt *Batch, now int64) error {
 			sc.buf = append(sc.buf, s.Raw...)
 		}
 	}
+	for _, r := range sc.newResources {
+		sc.offs = append(sc.offs, len(sc.buf))
+		sc.buf = resourceKey(sc.buf, r.hash)
+		sc.offs = append(sc.offs, len(sc.buf))
+		sc.buf = append(sc.buf, r.part...)
+	}
 	for _, g := range sc.newGroups {
 		sc.offs = append(sc.offs, len(sc.buf))
 		sc.buf = groupKey(sc.buf, g.hash)
 		sc.offs = append(sc.offs, len(sc.buf))
-		sc.buf = append(sc.buf, g.key...)
+		sc.buf = binary.BigEndian.AppendUint64(sc.buf, g.res.hash)
+		sc.buf = append(sc.buf, g.wire.Scope...)
 	}
 	if len(sc.offs) == 0 {
 		return nil
@@ -103,6 +119,9 @@ func (b *Buffer) writeAhead(sc *walScratch, bt *Batch, now int64) error {
 		}
 		return fmt.Errorf("%w: write-ahead log: %w", ErrStorage, err)
 	}
+	for _, r := range sc.newResources {
+		r.persisted.Store(true)
+	}
 	for _, g := range sc.newGroups {
 		g.persisted.Store(true)
 	}
@@ -110,6 +129,7 @@ func (b *Buffer) writeAhead(sc *walScratch, bt *Batch, now int64) error {
 	clear(sc.values)
 	clear(sc.groups)
 	clear(sc.newGroups)
+	clear(sc.newResources)
 	b.walPuts.Add(1)
 	b.walRecords.Add(int64(len(sc.keys)))
 	b.walBytes.Add(int64(len(sc.buf)))
@@ -158,7 +178,10 @@ type Recovered struct {
 }
 
 // RecoveredSpan is one span of a Recovered trace.
-type RecoveredSpan struct{ Group, Raw []byte }
+type RecoveredSpan struct {
+	Group otlpwire.Group
+	Raw   []byte
+}
 
 // Recover reads the write-ahead log and calls fn once per trace, in trace
 // ID order; the Recovered and its slices are valid during the call only.
@@ -169,18 +192,18 @@ func (b *Buffer) Recover(fn func(*Recovered) error) (corrupt int, err error) {
 	if b.cfg.Disk == nil {
 		return 0, nil
 	}
-	groups := map[uint64][]byte{}
-	lookup := func(h uint64) ([]byte, error) {
-		key, ok := groups[h]
-		if !ok {
-			var kb [groupKeyLen]byte
-			got, err := b.cfg.Disk.Get(groupKey(kb[:0], h), nil)
-			if err != nil {
-				return nil, fmt.Errorf("%w: group %x: %w", errCorruptRecord, h, err)
-			}
-			key, groups[h] = got, got
+	groups := map[uint64]otlpwire.Group{}
+	resources := map[uint64][]byte{}
+	lookup := func(h uint64) (otlpwire.Group, error) {
+		if g, ok := groups[h]; ok {
+			return g, nil
 		}
-		return key, nil
+		g, err := b.readGroup(h, resources)
+		if err != nil {
+			return g, fmt.Errorf("%w: group %x: %w", errCorruptRecord, h, err)
+		}
+		groups[h] = g
+		return g, nil
 	}
 	var cur Recovered
 	var have bool
@@ -232,7 +255,7 @@ var errCorruptRecord = errors.New("corrupt write-ahead record")
 
 // decodeRecord adds one record's spans and arrival times to r, looking
 // group keys up by hash. The span bytes alias value.
-func decodeRecord(r *Recovered, value []byte, group func(hash uint64) ([]byte, error)) error {
+func decodeRecord(r *Recovered, value []byte, group func(hash uint64) (otlpwire.Group, error)) error {
 	first, n := protowire.ConsumeVarint(value)
 	if n < 0 {
 		return errCorruptRecord
@@ -248,7 +271,7 @@ func decodeRecord(r *Recovered, value []byte, group func(hash uint64) ([]byte, e
 		return errCorruptRecord
 	}
 	value = value[n:]
-	keys := make([][]byte, ng)
+	keys := make([]otlpwire.Group, ng)
 	for i := range keys {
 		key, err := group(binary.BigEndian.Uint64(value[8*i:]))
 		if err != nil {
@@ -276,4 +299,35 @@ func decodeRecord(r *Recovered, value []byte, group func(hash uint64) ([]byte, e
 		r.RootSeen = rs
 	}
 	return nil
+}
+
+// readGroup reads group h of the log's group table, and its resource part
+// (cached in resources). A group written by an older version, as one key
+// "uvarint(len R) R S" under the legacy prefix, is read too.
+func (b *Buffer) readGroup(h uint64, resources map[uint64][]byte) (otlpwire.Group, error) {
+	var kb [groupKeyLen]byte
+	v, err := b.cfg.Disk.Get(groupKey(kb[:0], h), nil)
+	if err != nil {
+		legacy, lerr := b.cfg.Disk.Get(legacyGroupKey(kb[:0], h), nil)
+		if lerr != nil {
+			return otlpwire.Group{}, err
+		}
+		n, m := protowire.ConsumeVarint(legacy)
+		if m < 0 || n > uint64(len(legacy)-m) {
+			return otlpwire.Group{}, errCorruptRecord
+		}
+		return otlpwire.Group{Resource: legacy[m : m+int(n)], Scope: legacy[m+int(n):]}, nil
+	}
+	if len(v) < 8 {
+		return otlpwire.Group{}, errCorruptRecord
+	}
+	rh := binary.BigEndian.Uint64(v)
+	res, ok := resources[rh]
+	if !ok {
+		if res, err = b.cfg.Disk.Get(resourceKey(kb[:0], rh), nil); err != nil {
+			return otlpwire.Group{}, fmt.Errorf("resource %x: %w", rh, err)
+		}
+		resources[rh] = res
+	}
+	return otlpwire.Group{Resource: res, Scope: v[8:]}, nil
 }

@@ -6,18 +6,19 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/tailsift/tailsift/internal/otlpwire"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // FuzzDecodeRecord: a write-ahead record read back from a damaged disk is
 // decoded or refused, never a panic, and what it yields lies within it.
 func FuzzDecodeRecord(f *testing.F) {
-	known := map[uint64][]byte{7: []byte("service.name=a")}
-	lookup := func(h uint64) ([]byte, error) {
+	known := map[uint64]otlpwire.Group{7: {Resource: []byte("service.name=a"), Scope: []byte("scope")}}
+	lookup := func(h uint64) (otlpwire.Group, error) {
 		if k, ok := known[h]; ok {
 			return k, nil
 		}
-		return nil, errors.New("no such group")
+		return otlpwire.Group{}, errors.New("no such group")
 	}
 	good := protowire.AppendVarint(nil, protowire.EncodeZigZag(1000))
 	good = protowire.AppendVarint(good, protowire.EncodeZigZag(1100))
@@ -41,8 +42,8 @@ func FuzzDecodeRecord(f *testing.F) {
 			return
 		}
 		for _, s := range r.Spans {
-			if !bytes.Contains(value, s.Raw) || !bytes.Equal(s.Group, known[7]) {
-				t.Fatalf("span %q (group %q) not from the record", s.Raw, s.Group)
+			if !bytes.Contains(value, s.Raw) || !bytes.Equal(s.Group.Resource, known[7].Resource) || !bytes.Equal(s.Group.Scope, known[7].Scope) {
+				t.Fatalf("span %q (group %q) not from the record", s.Raw, groupName(s.Group))
 			}
 		}
 	})

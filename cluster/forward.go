@@ -65,7 +65,8 @@ type peer struct {
 	mu         sync.Mutex
 	b          otlpwire.Builder
 	arena      []byte
-	keys       map[int32][]byte // group index of the request being added -> copied key
+	keys       map[int32]otlpwire.Group // group index of the request being added -> copied group
+	resources  map[int32][]byte         // resource index of the request being added -> copied part
 	batchBytes int64
 	batchHops  int
 	batchStart time.Time
@@ -116,7 +117,7 @@ func (f *forwarder) peer(m Member) *peer {
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawcodec.Codec{})),
 	)
-	p := &peer{f: f, member: m, conn: conn, keys: map[int32][]byte{}, wake: make(chan struct{}, 1)}
+	p := &peer{f: f, member: m, conn: conn, keys: map[int32]otlpwire.Group{}, resources: map[int32][]byte{}, wake: make(chan struct{}, 1)}
 	if err != nil { // only for an unparsable address: deliver fails and routes again
 		f.log.Error("cannot connect to peer", "peer", m.Name, "addr", m.Addr, "err", err)
 	}
@@ -163,13 +164,22 @@ func (f *forwarder) enqueue(m Member, req *otlpwire.Request, traces []int32, hop
 		p.batchStart, p.batchHops = time.Now(), hops
 	}
 	clear(p.keys)
+	clear(p.resources)
 	var spans, bytes int64
 	for _, t := range traces {
 		for _, si := range req.TraceSpans(int(t)) {
 			s := &req.Spans[si]
 			key, ok := p.keys[s.Group]
 			if !ok {
-				key = p.copyBytes(req.Groups[s.Group].Key)
+				// Each resource part is copied once per request, however
+				// many of its scopes the peer's traces use.
+				ri := req.ResourceIndex(s.Group)
+				res, ok := p.resources[ri]
+				if !ok {
+					res = p.copyBytes(req.Groups[s.Group].Resource)
+					p.resources[ri] = res
+				}
+				key = otlpwire.Group{Resource: res, Scope: p.copyBytes(req.Groups[s.Group].Scope)}
 				p.keys[s.Group] = key
 			}
 			p.b.Add(key, p.copyBytes(s.Raw))

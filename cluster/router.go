@@ -246,7 +246,7 @@ func (r *Router) forwardNow(ctx context.Context, req *otlpwire.Request, sc *rout
 		for _, t := range sc.peers[o] {
 			for _, si := range req.TraceSpans(int(t)) {
 				s := &req.Spans[si]
-				b.Add(req.Groups[s.Group].Key, s.Raw)
+				b.Add(req.Groups[s.Group], s.Raw)
 				bytes += int64(len(s.Raw))
 			}
 		}

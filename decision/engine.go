@@ -31,10 +31,10 @@ type Exporter interface {
 	// ExportTrace takes a kept trace. The trace's bytes are immutable; the
 	// exporter may keep references to them.
 	ExportTrace(t *buffer.Trace, threshold uint64, rootAttrs []Attribute)
-	// ExportSpans takes late spans of a kept trace, all under one group key.
+	// ExportSpans takes late spans of a kept trace, all under one group.
 	// The slices belong to an ingest request: the exporter must copy what
 	// it keeps before returning.
-	ExportSpans(groupKey []byte, spans [][]byte, threshold uint64, rootAttrs []Attribute)
+	ExportSpans(group otlpwire.Group, spans [][]byte, threshold uint64, rootAttrs []Attribute)
 }
 
 // Attribute is a string attribute the exporter adds to a kept trace's root
@@ -51,11 +51,14 @@ type Engine struct {
 	share    float64    // guarded by policyMu: this node's share of the cluster
 	kept     *cache[keptInfo]
 	dropped  *cache[struct{}]
-	recent   *recent        // the latest decisions, for Explain
-	view     traceview.View // guarded by decideMu
-	count    counters
-	metrics  *metrics
-	scratch  sync.Pool // *consumeScratch
+	recent   *recent // the latest decisions, for Explain
+	// recentBytes is the ring's memory, charged to the buffer: its limit
+	// bounds what the engine keeps of decided traces too.
+	recentBytes int64
+	view        traceview.View // guarded by decideMu
+	count       counters
+	metrics     *metrics
+	scratch     sync.Pool // *consumeScratch
 
 	// inflight is held shared by each Consume and exclusively by Shutdown,
 	// so no Consume appends after Shutdown's final TakeAll.
@@ -111,11 +114,13 @@ func New(cfg Config, buf *buffer.Buffer, set *policy.Set, exp Exporter, reg prom
 		share:   1,
 		kept:    newCache[keptInfo](cfg.KeptCacheSize),
 		dropped: newCache[struct{}](cfg.DroppedCacheSize),
-		recent:  newRecent(cfg.RecentDecisions),
+		recent:  newRecent(recentSize(cfg.RecentDecisions, buf.Stats().MemoryLimit)),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
 	e.scratch.New = func() any { return new(consumeScratch) }
+	e.recentBytes = int64(cap(e.recent.entries)) * recentEntryBytes
+	buf.Charge(e.recentBytes)
 	e.metrics = newMetrics(reg, &e.count, e)
 	e.SetPolicies(set)
 	go e.loop()
@@ -153,9 +158,9 @@ func (e *Engine) SetPolicies(set *policy.Set) {
 // consumeScratch is Consume's per-call working memory, pooled.
 type consumeScratch struct {
 	verdict []verdict
-	kept    []keptInfo      // per trace: how a kept trace was written, for its late spans
-	groups  []*buffer.Group // acquired group per request group, nil if unused
-	traces  []int32         // every trace index, when the caller selects all
+	kept    []keptInfo // per trace: how a kept trace was written, for its late spans
+	groups  buffer.Interner
+	traces  []int32 // every trace index, when the caller selects all
 	batch   buffer.Batch
 	late    [][]byte
 }
@@ -212,10 +217,8 @@ func (e *Engine) ConsumeGrouped(ctx context.Context, req *otlpwire.Request, in I
 	clear(sc.kept)
 	sc.kept = sc.kept[:0]
 	sc.traces = sc.traces[:0]
-	if cap(sc.groups) < len(req.Groups) {
-		sc.groups = make([]*buffer.Group, len(req.Groups))
-	}
-	sc.groups = sc.groups[:len(req.Groups)] // all nil: cleared after each use
+	sc.groups.Reset(e.buf, req)
+	defer sc.groups.Release()
 	sc.batch.Reset()
 	selected := in.Traces
 	if selected == nil {
@@ -261,27 +264,15 @@ func (e *Engine) ConsumeGrouped(ctx context.Context, req *otlpwire.Request, in I
 			if a.Logged != nil {
 				sc.batch.SetLogged(a.Logged)
 			}
-			for _, si := range req.TraceSpans(int(t)) {
-				s := &req.Spans[si]
-				g := sc.groups[s.Group]
-				if g == nil {
-					g = e.buf.Acquire(req.Groups[s.Group].Key)
-					sc.groups[s.Group] = g
-				}
-				sc.batch.AddSpan(buffer.Span{Group: g, Raw: s.Raw, StartUnixNano: s.StartUnixNano,
-					EndUnixNano: s.EndUnixNano, Root: s.IsRoot(), Error: s.IsError()})
+			if err := sc.batch.AddRequestSpans(req, req.TraceSpans(int(t)), &sc.groups); err != nil {
+				sc.batch.Reset()
+				return err // nothing was taken: interning ran out of memory
 			}
 		}
 		sc.verdict = append(sc.verdict, v)
 		sc.kept = append(sc.kept, info)
 	}
 	_, err := e.buf.Append(&sc.batch, time.Now().UnixNano())
-	for i, g := range sc.groups {
-		if g != nil {
-			e.buf.Release(g)
-			sc.groups[i] = nil
-		}
-	}
 	sc.batch.Reset()
 	if err != nil {
 		return err
@@ -314,13 +305,13 @@ func (e *Engine) forwardLate(req *otlpwire.Request, selected []int32, sc *consum
 		for _, si := range req.TraceSpans(int(selected[i])) {
 			s := &req.Spans[si]
 			if s.Group != group && len(sc.late) > 0 {
-				e.exp.ExportSpans(req.Groups[group].Key, sc.late, info.threshold, info.attrs)
+				e.exp.ExportSpans(req.Groups[group], sc.late, info.threshold, info.attrs)
 				sc.late = sc.late[:0]
 			}
 			group = s.Group
 			sc.late = append(sc.late, s.Raw)
 		}
-		e.exp.ExportSpans(req.Groups[group].Key, sc.late, info.threshold, info.attrs)
+		e.exp.ExportSpans(req.Groups[group], sc.late, info.threshold, info.attrs)
 	}
 	clear(sc.late)
 }
@@ -384,8 +375,7 @@ func (e *Engine) decideAll(traces []*buffer.Trace, now time.Time) {
 		pt := e.view.Trace(t)
 		d := ps.set.Evaluate(&pt, now)
 		out := ps.rules[d.Rule]
-		e.recent.add(recentDecision{id: t.ID, kept: d.Keep, early: t.Relieved, rule: d.Rule,
-			probability: d.Probability, decidedAt: now.UnixNano(), summary: t.Summary, groups: t.Groups()})
+		e.recent.add(t, d.Keep, d.Rule, d.Probability, now.UnixNano())
 		if d.Keep {
 			info := keptInfo{threshold: uint64(d.Threshold), attrs: out.keepAttrs}
 			if e.cfg.Shadow {

@@ -78,8 +78,8 @@ func (k keptTraces) ExportTrace(t *buffer.Trace, threshold uint64, rootAttrs []A
 	k.Exporter.ExportTrace(t, export.Keep{Threshold: threshold, RootAttributes: exportAttrs(rootAttrs)})
 }
 
-func (k keptTraces) ExportSpans(groupKey []byte, spans [][]byte, threshold uint64, rootAttrs []Attribute) {
-	k.Exporter.ExportSpans(groupKey, spans, export.Keep{Threshold: threshold, RootAttributes: exportAttrs(rootAttrs)})
+func (k keptTraces) ExportSpans(group otlpwire.Group, spans [][]byte, threshold uint64, rootAttrs []Attribute) {
+	k.Exporter.ExportSpans(group, spans, export.Keep{Threshold: threshold, RootAttributes: exportAttrs(rootAttrs)})
 }
 
 func exportAttrs(attrs []Attribute) []export.Attribute {
@@ -277,7 +277,10 @@ func TestSpansRacingADecisionFollowIt(t *testing.T) {
 		h.send(h.span(kept, nil, 0, true))
 		time.Sleep(3 * time.Second)
 		// Bypass Consume's cache check, as a span that raced the decision.
-		g := h.buf.Acquire([]byte{0})
+		g, err := h.buf.Acquire(otlpwire.Group{})
+		if err != nil {
+			t.Fatal(err)
+		}
 		var bt buffer.Batch
 		bt.StartTrace([16]byte(kept))
 		bt.AddSpan(buffer.Span{Group: g, Raw: []byte{}, StartUnixNano: 1, EndUnixNano: 2})

@@ -1,10 +1,12 @@
 package decision
 
 import (
+	"bytes"
 	"encoding/hex"
 	"slices"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/tailsift/tailsift/buffer"
 	"github.com/tailsift/tailsift/internal/otlpwire"
@@ -33,18 +35,91 @@ type Explanation struct {
 	DurationSec float64   `json:"duration_seconds,omitempty"`
 	HasRoot     bool      `json:"has_root,omitempty"`
 	Services    []string  `json:"services,omitempty"` // service.name of the spans' resources
+	// MoreServices: the trace has services not listed (an explanation
+	// keeps the first few that fit in about 100 bytes).
+	MoreServices bool `json:"more_services,omitempty"`
 }
 
-// recentDecision is one entry of the ring: what Explain reports.
+// recentDecision is one entry of the ring: what Explain reports. It holds
+// no reference to the trace: a decided trace's memory is freed, and an
+// entry's size is fixed, so the ring's memory is known up front.
 type recentDecision struct {
 	id          [16]byte
 	kept, early bool
-	rule        string
+	services    serviceNames
+	rule        string // the policy set's, shared
 	probability float64
 	decidedAt   int64
 	summary     buffer.Summary
-	groups      []*buffer.Group // interned, immutable: services are read when asked
 }
+
+// serviceNames holds the first distinct service.name values of a trace,
+// NUL-terminated, as many as fit.
+type serviceNames struct {
+	b    [112]byte
+	n    uint8
+	more bool // some did not fit, or were not looked at
+}
+
+// maxServiceResources bounds the resources a decision looks through for
+// service names: a trace sent under 100,000 resources costs no more.
+const maxServiceResources = 64
+
+// set fills s from the resources of groups.
+func (s *serviceNames) set(groups []*buffer.Group) {
+	*s = serviceNames{}
+	used, looked := 0, 0
+	var last *buffer.Resource
+	for _, g := range groups {
+		if g.Resource() == last {
+			continue
+		}
+		last = g.Resource()
+		if looked++; looked > maxServiceResources {
+			s.more = true
+			return
+		}
+		v, _ := otlpwire.ResourceAttr(last.Part(), "service.name")
+		name := v.Str()
+		if len(name) == 0 || s.has(name) {
+			continue
+		}
+		if used+len(name)+1 > len(s.b) || bytes.IndexByte(name, 0) >= 0 {
+			s.more = true
+			continue
+		}
+		used += copy(s.b[used:], name)
+		s.b[used] = 0
+		used++
+		s.n++
+	}
+}
+
+func (s *serviceNames) has(name []byte) bool {
+	for n := range s.all() {
+		if bytes.Equal(n, name) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *serviceNames) all() func(func([]byte) bool) {
+	return func(yield func([]byte) bool) {
+		b := s.b[:]
+		for range s.n {
+			i := bytes.IndexByte(b, 0)
+			if !yield(b[:i]) {
+				return
+			}
+			b = b[i+1:]
+		}
+	}
+}
+
+// recentEntryBytes is the memory one ring entry takes: the entry and its
+// index slot.
+const recentEntryBytes = int64(unsafe.Sizeof(recentDecision{})) + 48
 
 // recent is a bounded ring of the latest decisions with an index by trace
 // ID. The decision loop adds a tick's decisions under one lock.
@@ -59,23 +134,34 @@ func newRecent(size int) *recent {
 	return &recent{entries: make([]recentDecision, 0, size), byID: make(map[[16]byte]int32, size)}
 }
 
-// add records d, replacing the oldest entry once the ring is full (mu held).
-func (r *recent) add(d recentDecision) {
+// recentSize is the ring's size for Config.RecentDecisions within a share
+// of the buffer's memory limit: 1/32, so that a small node does not spend
+// its budget on explaining.
+func recentSize(want int, memoryLimit int64) int {
+	return int(min(int64(want), memoryLimit/32/recentEntryBytes))
+}
+
+// add records the decision of t, replacing the oldest entry once the ring
+// is full (mu held).
+func (r *recent) add(t *buffer.Trace, kept bool, rule string, probability float64, decidedAt int64) {
 	if cap(r.entries) == 0 {
 		return
 	}
-	if len(r.entries) < cap(r.entries) {
-		r.byID[d.id] = int32(len(r.entries))
-		r.entries = append(r.entries, d)
-		return
+	i := len(r.entries)
+	if i < cap(r.entries) {
+		r.entries = r.entries[:i+1]
+	} else {
+		i = r.next
+		if j, ok := r.byID[r.entries[i].id]; ok && int(j) == i {
+			delete(r.byID, r.entries[i].id)
+		}
+		r.next = (r.next + 1) % len(r.entries)
 	}
-	old := &r.entries[r.next]
-	if i, ok := r.byID[old.id]; ok && int(i) == r.next {
-		delete(r.byID, old.id)
-	}
-	*old = d
-	r.byID[d.id] = int32(r.next)
-	r.next = (r.next + 1) % len(r.entries)
+	d := &r.entries[i]
+	d.id, d.kept, d.early, d.rule = t.ID, kept, t.Relieved, rule
+	d.probability, d.decidedAt, d.summary = probability, decidedAt, t.Summary
+	d.services.set(t.Groups())
+	r.byID[t.ID] = int32(i)
 }
 
 func (r *recent) get(id [16]byte) (recentDecision, bool) {
@@ -95,7 +181,9 @@ func (e *Engine) Explain(id [16]byte) Explanation {
 	x := Explanation{TraceID: hex.EncodeToString(id[:]), Status: "unknown"}
 	if s, groups, ok := e.buf.Peek(id); ok {
 		x.Status = "pending"
-		x.describe(&s, groups)
+		var names serviceNames
+		names.set(groups)
+		x.describe(&s, &names)
 		return x
 	}
 	if d, ok := e.recent.get(id); ok {
@@ -105,7 +193,7 @@ func (e *Engine) Explain(id [16]byte) Explanation {
 		}
 		p := d.probability
 		x.Probability, x.DecidedAt = &p, time.Unix(0, d.decidedAt).UTC()
-		x.describe(&d.summary, d.groups)
+		x.describe(&d.summary, &d.services)
 		return x
 	}
 	if _, ok := e.kept.get(id); ok {
@@ -116,14 +204,12 @@ func (e *Engine) Explain(id [16]byte) Explanation {
 	return x
 }
 
-func (x *Explanation) describe(s *buffer.Summary, groups []*buffer.Group) {
-	for _, g := range groups {
-		v, _ := otlpwire.ResourceAttr(g.Key(), "service.name")
-		if name := string(v.Str()); name != "" && !slices.Contains(x.Services, name) {
-			x.Services = append(x.Services, name)
-		}
+func (x *Explanation) describe(s *buffer.Summary, names *serviceNames) {
+	for n := range names.all() {
+		x.Services = append(x.Services, string(n))
 	}
 	slices.Sort(x.Services)
+	x.MoreServices = names.more
 	x.FirstSeen = time.Unix(0, s.FirstSeen).UTC()
 	x.Spans, x.ErrorSpans, x.HasRoot = s.SpanCount, s.ErrorCount, s.HasRoot()
 	if s.MinStart != 0 && s.MaxEnd >= s.MinStart {

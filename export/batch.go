@@ -1,10 +1,10 @@
 package export
 
 import (
-	"errors"
 	"slices"
 	"time"
 
+	"github.com/tailsift/tailsift/internal/otlpwire"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -34,17 +34,17 @@ func (e *Exporter) ExportTrace(t Trace, k Keep) {
 }
 
 // ExportSpans adds spans of one group (resource and scope) to the current
-// batch, copying the key and the spans: it is for late spans of kept traces,
-// whose bytes belong to an ingest request. k is the trace's [Keep], as for
-// ExportTrace. The spans are sent together unless they alone exceed
+// batch, copying the group and the spans: it is for late spans of kept
+// traces, whose bytes belong to an ingest request. k is the trace's [Keep],
+// as for ExportTrace. The spans are sent together unless they alone exceed
 // BatchMaxBytes.
-func (e *Exporter) ExportSpans(groupKey []byte, spans [][]byte, k Keep) {
+func (e *Exporter) ExportSpans(group otlpwire.Group, spans [][]byte, k Keep) {
 	if len(spans) == 0 {
 		return
 	}
 	c := e.scratch.Get().(*collector)
 	for _, s := range spans {
-		c.refs = append(c.refs, spanRef{key: groupKey, span: s})
+		c.refs = append(c.refs, spanRef{group: group, span: s})
 	}
 	if k.edits() {
 		c.edit(&k)
@@ -60,15 +60,15 @@ func (e *Exporter) ExportSpans(groupKey []byte, spans [][]byte, k Keep) {
 // not allocate.
 type collector struct {
 	refs  []spanRef
-	yield func(key, span []byte) bool
+	yield func(group otlpwire.Group, span []byte) bool
 	buf   []byte // edits: trace_state fields, root attributes, rewritten spans
 	ts    []byte // scratch for one new tracestate
 }
 
 func newCollector() any {
 	c := &collector{}
-	c.yield = func(key, span []byte) bool {
-		c.refs = append(c.refs, spanRef{key: key, span: span})
+	c.yield = func(group otlpwire.Group, span []byte) bool {
+		c.refs = append(c.refs, spanRef{group: group, span: span})
 		return true
 	}
 	return c
@@ -99,27 +99,17 @@ func (e *Exporter) add(refs []spanRef, copy bool, d Delivered) {
 	n := int64(len(refs))
 	e.accepted.Add(n)
 
-	size, bad := estimate(refs)
-	if bad > 0 {
-		e.fail(reasonRejected, bad, errMalformedKey)
-		if bad == n {
-			if d != nil {
-				d.Delivered(false)
-			}
-			return
-		}
-	}
-
+	size := estimate(refs)
 	max := e.cfg.BatchMaxBytes
 	split := size > max // only a trace bigger than a batch is split
 	var p *parts
-	if d != nil && (split || bad > 0) {
-		p = newParts(d, bad > 0) // one allocation, for a rare trace
+	if d != nil && split {
+		p = newParts(d, false) // one allocation, for a rare trace
 		d = p
 	}
 	e.mu.Lock()
 	if e.closed {
-		e.failClosed(n - bad)
+		e.failClosed(n)
 		e.mu.Unlock()
 		if d != nil {
 			d.Delivered(false)
@@ -130,18 +120,16 @@ func (e *Exporter) add(refs []spanRef, copy bool, d Delivered) {
 		e.flushLocked() // keep the trace whole: start a new batch for it
 	}
 	tracked, trackedSeq := false, uint64(0) // d is listed in batch trackedSeq
-	var keyCopy, lastKey []byte
+	var groupCopy, lastGroup otlpwire.Group
+	copied := false
 	for i := range refs {
 		r := &refs[i]
-		key, span := r.key, r.span
-		if bad > 0 && !validGroupKey(key) {
-			continue
-		}
+		group, span := r.group, r.span
 		// Splitting, count a group's framing with every span: requests
 		// stay within max (if one span does).
-		if split && e.b.Spans() > 0 && e.b.Size()+len(key)+16+spanFrame(r.spanLen()) > max {
+		if split && e.b.Spans() > 0 && e.b.Size()+otlpwire.GroupSize(group)+spanFrame(r.spanLen()) > max {
 			e.flushLocked()
-			keyCopy = nil // the arena was recycled
+			copied = false // the arena was recycled
 		}
 		if e.b.Spans() == 0 {
 			e.batchStart = time.Now()
@@ -158,15 +146,16 @@ func (e *Exporter) add(refs []spanRef, copy bool, d Delivered) {
 			tracked, trackedSeq = true, e.batchSeq
 		}
 		if copy {
-			if keyCopy == nil || !sameBytes(key, lastKey) {
-				lastKey, keyCopy = key, e.copyBytes(key)
+			if !copied || !sameGroup(group, lastGroup) {
+				lastGroup, copied = group, true
+				groupCopy = otlpwire.Group{Resource: e.copyBytes(group.Resource), Scope: e.copyBytes(group.Scope)}
 			}
-			key = keyCopy
+			group = groupCopy
 		}
 		if copy || r.edited {
 			span = e.copySpan(r)
 		}
-		e.b.Add(key, span)
+		e.b.Add(group, span)
 	}
 	if e.b.Size() >= max {
 		e.flushLocked()
@@ -284,28 +273,18 @@ func (e *Exporter) flushLoop() {
 	}
 }
 
-var errMalformedKey = errors.New("malformed group key")
-
-// estimate validates the group keys of refs (once per run of equal keys) and
-// returns how many spans have a malformed key, and how much the others add
-// to a request at most: Builder.Add's framing per span, and a group's
-// framing per change of key (Builder counts it once per distinct key).
-func estimate(refs []spanRef) (size int, bad int64) {
-	var lastKey []byte
-	lastOK := false
+// estimate returns how much refs add to a request at most: Builder.Add's
+// framing per span, and a group's framing per change of group (Builder
+// counts it once per distinct group).
+func estimate(refs []spanRef) (size int) {
 	for i := range refs {
 		r := &refs[i]
-		if i == 0 || !sameBytes(r.key, lastKey) {
-			lastKey, lastOK = r.key, validGroupKey(r.key)
-			size += len(r.key) + 16
-		}
-		if !lastOK {
-			bad++
-			continue
+		if i == 0 || !sameGroup(r.group, refs[i-1].group) {
+			size += otlpwire.GroupSize(r.group)
 		}
 		size += spanFrame(r.spanLen())
 	}
-	return size, bad
+	return size
 }
 
 // spanFrame is the size of a span of n bytes in a ScopeSpans.
@@ -313,12 +292,8 @@ func spanFrame(n int) int {
 	return 1 + protowire.SizeVarint(uint64(n)) + n
 }
 
-// validGroupKey checks the framing of a key made by otlpwire.Request.Scan:
-// uvarint(len(resource part)), resource part, scope part. otlpwire.Builder
-// silently skips keys that fail this, so they are rejected here, counted.
-func validGroupKey(key []byte) bool {
-	n, m := protowire.ConsumeVarint(key)
-	return m > 0 && n <= uint64(len(key)-m)
+func sameGroup(a, b otlpwire.Group) bool {
+	return sameBytes(a.Resource, b.Resource) && sameBytes(a.Scope, b.Scope)
 }
 
 func sameBytes(a, b []byte) bool {

@@ -319,30 +319,19 @@ func TestDeliveredAtOnce(t *testing.T) {
 	e.ExportTrace(empty, Keep{})
 	checkTold(t, []*deliveredTrace{empty}, true) // nothing to send: done at once
 
-	bad := []byte{0x80} // truncated varint
-	malformed := &deliveredTrace{testTrace: &testTrace{keys: [][]byte{bad, bad}, spans: f.traces[0].spans[:2]}, t: t}
-	e.ExportTrace(malformed, Keep{})
-	checkTold(t, []*deliveredTrace{malformed}, false)
-
-	// Partly malformed: told, failed, once its good spans were sent.
 	tr := f.traces[1]
-	mixed := &deliveredTrace{testTrace: &testTrace{id: tr.id, keys: append([][]byte{bad}, tr.keys...), spans: append([][]byte{tr.spans[0]}, tr.spans...)}, t: t}
-	mixed.check = func(d *deliveredTrace, sent bool) {
-		if got := sink.spansOf(d.id); got != len(tr.spans) {
-			d.t.Errorf("partly malformed trace told when the sink had %d of its %d good spans", got, len(tr.spans))
-		}
-	}
-	e.ExportTrace(mixed, Keep{})
+	sent := &deliveredTrace{testTrace: tr, t: t}
+	e.ExportTrace(sent, Keep{})
 	shutdown(t, e)
-	checkTold(t, []*deliveredTrace{mixed}, false)
+	checkTold(t, []*deliveredTrace{sent}, true)
 
 	late := &deliveredTrace{testTrace: f.traces[0], t: t}
 	e.ExportTrace(late, Keep{}) // after Shutdown
 	checkTold(t, []*deliveredTrace{late}, false)
 
 	n := int64(len(tr.spans))
-	checkAccounting(t, e, reg, Stats{Accepted: n + 3 + 4, Sent: n, Failed: 3 + 4},
-		map[string]int64{"rejected": 3, "shutdown": 4})
+	checkAccounting(t, e, reg, Stats{Accepted: n + 4, Sent: n, Failed: 4},
+		map[string]int64{"shutdown": 4})
 }
 
 func TestDeliveredShutdownCancelled(t *testing.T) {

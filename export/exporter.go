@@ -19,11 +19,11 @@ import (
 
 // Trace is one kept trace, as the caller's buffer holds it.
 type Trace interface {
-	// Spans yields (groupKey, rawSpan) for each span of the trace: the
-	// group key as made by otlpwire.Request.Scan (resource and scope), and
-	// the encoded Span message without its tag and length. ExportTrace
-	// ranges over it once, on the caller's goroutine.
-	Spans() iter.Seq2[[]byte, []byte]
+	// Spans yields (group, rawSpan) for each span of the trace: the
+	// resource and scope parts as made by otlpwire.Request.Scan, and the
+	// encoded Span message without its tag and length. ExportTrace ranges
+	// over it once, on the caller's goroutine.
+	Spans() iter.Seq2[otlpwire.Group, []byte]
 }
 
 // Delivered is implemented by a Trace that wants to know when the exporter

@@ -1,6 +1,7 @@
 package export
 
 import (
+	"bytes"
 	"context"
 	"iter"
 	"math/rand/v2"
@@ -22,16 +23,16 @@ import (
 	"github.com/tailsift/tailsift/internal/otlpwire"
 )
 
-// testTrace is a kept trace as a buffer would hold it: group keys and raw
+// testTrace is a kept trace as a buffer would hold it: groups and raw
 // spans aliasing a scanned request.
 type testTrace struct {
 	id    [16]byte
-	keys  [][]byte
+	keys  []otlpwire.Group
 	spans [][]byte
 }
 
-func (t *testTrace) Spans() iter.Seq2[[]byte, []byte] {
-	return func(yield func([]byte, []byte) bool) {
+func (t *testTrace) Spans() iter.Seq2[otlpwire.Group, []byte] {
+	return func(yield func(otlpwire.Group, []byte) bool) {
 		for i := range t.spans {
 			if !yield(t.keys[i], t.spans[i]) {
 				return
@@ -45,9 +46,9 @@ func (t *testTrace) Spans() iter.Seq2[[]byte, []byte] {
 func (t *testTrace) requestSize() int {
 	var refs []spanRef
 	for k, s := range t.Spans() {
-		refs = append(refs, spanRef{key: k, span: s})
+		refs = append(refs, spanRef{group: k, span: s})
 	}
-	n, _ := estimate(refs)
+	n := estimate(refs)
 	return n
 }
 
@@ -96,7 +97,7 @@ func fixtureOf(t testing.TB, req *coltracepb.ExportTraceServiceRequest) *fixture
 		tt := &testTrace{id: run.ID}
 		for _, si := range r.TraceSpans(ti) {
 			s := &r.Spans[si]
-			tt.keys = append(tt.keys, r.Groups[s.Group].Key)
+			tt.keys = append(tt.keys, r.Groups[s.Group])
 			tt.spans = append(tt.spans, s.Raw)
 		}
 		f.traces = append(f.traces, tt)
@@ -363,4 +364,15 @@ func blockedQueueSetup(t *testing.T, seed uint64) (f *fixture, sink *grpcSink, c
 	cfg.BatchTimeout = time.Hour
 	cfg.BatchMaxBytes = f.traces[0].requestSize()
 	return f, sink, cfg, entered, release
+}
+
+// cloneGroup copies a group's parts, as ingest's request buffers are reused.
+func cloneGroup(g otlpwire.Group) otlpwire.Group {
+	return otlpwire.Group{Resource: bytes.Clone(g.Resource), Scope: bytes.Clone(g.Scope)}
+}
+
+// wipeGroup overwrites a group's parts, as the next request would.
+func wipeGroup(g otlpwire.Group) {
+	clear(g.Resource)
+	clear(g.Scope)
 }

@@ -49,8 +49,9 @@ func (k *Keep) edits() bool { return k.threshold() != 0 || len(k.RootAttributes)
 // attributes, both encoded in the collector's buffer. An unedited span has
 // only key and span.
 type spanRef struct {
-	key, span, tail, traceState, attrs []byte
-	edited                             bool
+	group                         otlpwire.Group
+	span, tail, traceState, attrs []byte
+	edited                        bool
 }
 
 func (r *spanRef) spanLen() int { return len(r.span) + len(r.tail) + len(r.traceState) + len(r.attrs) }

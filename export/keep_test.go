@@ -116,16 +116,16 @@ func hasKey(attrs []Attribute, key string) bool {
 func exportLate(e *Exporter, tr *testTrace, k Keep) {
 	for i := 0; i < len(tr.spans); {
 		j := i
-		for j < len(tr.spans) && bytes.Equal(tr.keys[j], tr.keys[i]) {
+		for j < len(tr.spans) && sameGroup(tr.keys[j], tr.keys[i]) {
 			j++
 		}
-		key := bytes.Clone(tr.keys[i])
+		key := cloneGroup(tr.keys[i])
 		spans := make([][]byte, 0, j-i)
 		for _, s := range tr.spans[i:j] {
 			spans = append(spans, bytes.Clone(s))
 		}
 		e.ExportSpans(key, spans, k)
-		clear(key)
+		wipeGroup(key)
 		for _, s := range spans {
 			clear(s)
 		}
@@ -323,8 +323,7 @@ func (t *testTrace) keptSize(k Keep) int {
 	c := newCollector().(*collector)
 	t.Spans()(c.yield)
 	c.edit(&k)
-	n, _ := estimate(c.refs)
-	return n
+	return estimate(c.refs)
 }
 
 // TestKeepBatchLimits: edited spans count with their new size, so requests

@@ -30,6 +30,7 @@ import (
 	"github.com/tailsift/tailsift/internal/metricstest"
 	"github.com/tailsift/tailsift/internal/otlpjson"
 	"github.com/tailsift/tailsift/internal/otlptest"
+	"github.com/tailsift/tailsift/internal/otlpwire"
 	"github.com/tailsift/tailsift/policy"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
@@ -51,8 +52,8 @@ func (k keptTraces) ExportTrace(t *buffer.Trace, threshold uint64, rootAttrs []d
 	k.Exporter.ExportTrace(t, export.Keep{Threshold: threshold, RootAttributes: exportAttrs(rootAttrs)})
 }
 
-func (k keptTraces) ExportSpans(groupKey []byte, spans [][]byte, threshold uint64, rootAttrs []decision.Attribute) {
-	k.Exporter.ExportSpans(groupKey, spans, export.Keep{Threshold: threshold, RootAttributes: exportAttrs(rootAttrs)})
+func (k keptTraces) ExportSpans(group otlpwire.Group, spans [][]byte, threshold uint64, rootAttrs []decision.Attribute) {
+	k.Exporter.ExportSpans(group, spans, export.Keep{Threshold: threshold, RootAttributes: exportAttrs(rootAttrs)})
 }
 
 func exportAttrs(attrs []decision.Attribute) []export.Attribute {

@@ -25,6 +25,7 @@ import (
 	"github.com/tailsift/tailsift/decision"
 	"github.com/tailsift/tailsift/export"
 	"github.com/tailsift/tailsift/ingest"
+	"github.com/tailsift/tailsift/internal/otlpwire"
 	"github.com/tailsift/tailsift/internal/store"
 	"github.com/tailsift/tailsift/policy"
 )
@@ -201,9 +202,9 @@ func (k keptTraces) ExportTrace(t *buffer.Trace, threshold uint64, rootAttrs []d
 	k.Exporter.ExportTrace(t, keep(threshold, rootAttrs, scratch[:0]))
 }
 
-func (k keptTraces) ExportSpans(groupKey []byte, spans [][]byte, threshold uint64, rootAttrs []decision.Attribute) {
+func (k keptTraces) ExportSpans(group otlpwire.Group, spans [][]byte, threshold uint64, rootAttrs []decision.Attribute) {
 	var scratch [4]export.Attribute
-	k.Exporter.ExportSpans(groupKey, spans, keep(threshold, rootAttrs, scratch[:0]))
+	k.Exporter.ExportSpans(group, spans, keep(threshold, rootAttrs, scratch[:0]))
 }
 
 // keep converts the engine's account of a kept trace, appending the

@@ -86,9 +86,10 @@ func SpanAttr(span []byte, key string) (Value, bool) {
 	return lookupAttr(span, fieldSpanAttributes, key)
 }
 
-// ResourceAttr looks up the resource attribute key of a group key.
-func ResourceAttr(groupKey []byte, key string) (Value, bool) {
-	return lookupAttr(GroupResource(groupKey), fieldResourceAttributes, key)
+// ResourceAttr looks up the resource attribute key in a group's resource
+// part (Group.Resource).
+func ResourceAttr(resourcePart []byte, key string) (Value, bool) {
+	return lookupAttr(GroupResource(resourcePart), fieldResourceAttributes, key)
 }
 
 // lookupAttr scans the repeated KeyValue field num of msg for key. With

@@ -65,7 +65,7 @@ func BenchmarkBuild(b *testing.B) {
 	for b.Loop() {
 		bl.Reset()
 		for i := range req.Spans {
-			bl.Add(req.Groups[req.Spans[i].Group].Key, req.Spans[i].Raw)
+			bl.Add(req.Groups[req.Spans[i].Group], req.Spans[i].Raw)
 		}
 		out = bl.AppendRequest(out[:0])
 	}

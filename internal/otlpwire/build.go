@@ -2,47 +2,60 @@ package otlpwire
 
 import (
 	"bytes"
+	"encoding/binary"
 	"unsafe"
 
 	"github.com/cespare/xxhash/v2"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
-// Builder writes an ExportTraceServiceRequest from group keys and raw spans.
-// Spans added under equal group keys share one ScopeSpans, and groups with
-// equal resource parts share one ResourceSpans, in order of first appearance.
+// Builder writes an ExportTraceServiceRequest from groups and raw spans.
+// Spans added under equal groups share one ScopeSpans, and groups with
+// equal resource parts share one ResourceSpans, in order of first
+// appearance.
 //
-// Add retains the key and span slices without copying them: the caller must
-// leave them unchanged until Reset. The zero value is ready to use.
+// Add retains the group's and the span's slices without copying them: the
+// caller must leave them unchanged until Reset. The zero value is ready to
+// use.
 type Builder struct {
-	groups []builderGroup
-	spans  int
-	size   int // span bytes plus framing, an estimate of the request size
+	resources []builderResource
+	groups    []builderGroup
+	spans     int
+	size      int // span bytes plus framing, an estimate of the request size
 
-	byKey   keyIndex // group key -> index into groups
-	lastKey []byte   // fast path: consecutive spans usually share a key
-	lastIdx int32
-
-	byResource keyIndex // scratch for AppendRequest
-	resources  []builderResource
-	groupRes   []int32
-}
-
-type builderGroup struct {
-	key   []byte
-	spans [][]byte
+	byResource keyIndex         // resource part -> index into resources
+	byGroup    map[uint64]int32 // hash of (resource index, scope part) -> index into groups
+	lastRes    []byte           // fast path: consecutive spans usually share a group
+	lastScope  []byte
+	lastIdx    int32
 }
 
 type builderResource struct {
-	part []byte
-	size int // encoded size of the ResourceSpans body
+	part        []byte
+	size        int   // encoded size of the ResourceSpans body, set by AppendRequest
+	first, last int32 // its groups in order, linked by builderGroup.next
 }
 
-// Add appends one span under a group key.
-func (b *Builder) Add(groupKey, span []byte) {
-	idx := b.groupIndex(groupKey)
-	g := &b.groups[idx]
-	g.spans = append(g.spans, span)
+type builderGroup struct {
+	res   int32
+	next  int32 // the resource's next group, -1 for none
+	scope []byte
+	spans [][]byte
+}
+
+// frameSlack bounds a field's tag and length prefix.
+const frameSlack = 1 + binary.MaxVarintLen32
+
+// GroupSize is the most that spans under a new group add to Size beyond
+// their own framing: the group's parts and the framing of a ResourceSpans
+// and a ScopeSpans (less when the resource is already in the request).
+func GroupSize(g Group) int { return len(g.Resource) + len(g.Scope) + 2*frameSlack }
+
+// Add appends one span under group g.
+func (b *Builder) Add(g Group, span []byte) {
+	idx := b.groupIndex(g)
+	grp := &b.groups[idx]
+	grp.spans = append(grp.spans, span)
 	b.spans++
 	b.size += 1 + protowire.SizeVarint(uint64(len(span))) + len(span)
 }
@@ -51,7 +64,7 @@ func (b *Builder) Add(groupKey, span []byte) {
 func (b *Builder) Spans() int { return b.spans }
 
 // Size returns the approximate size in bytes of the request AppendRequest
-// would write.
+// would write (never less than it).
 func (b *Builder) Size() int { return b.size }
 
 // Reset empties the builder, keeping capacity and dropping references to
@@ -60,31 +73,55 @@ func (b *Builder) Reset() {
 	for i := range b.groups {
 		clear(b.groups[i].spans)
 		b.groups[i].spans = b.groups[i].spans[:0]
-		b.groups[i].key = nil
+		b.groups[i].scope = nil
 	}
 	b.groups = b.groups[:0]
-	b.byKey.reset()
-	b.lastKey = nil
+	clear(b.resources)
+	b.resources = b.resources[:0]
+	b.byResource.reset()
+	clear(b.byGroup)
+	b.lastRes, b.lastScope = nil, nil
 	b.spans, b.size = 0, 0
 }
 
-func (b *Builder) groupIndex(key []byte) int32 {
-	if b.lastKey != nil && sameSlice(key, b.lastKey) {
+func (b *Builder) groupIndex(g Group) int32 {
+	if len(b.groups) > 0 && sameSlice(g.Scope, b.lastScope) && sameSlice(g.Resource, b.lastRes) {
 		return b.lastIdx
 	}
-	idx, ok := b.byKey.find(key, func(i int32) []byte { return b.groups[i].key })
+	r, ok := b.byResource.find(g.Resource, func(i int32) []byte { return b.resources[i].part })
 	if !ok {
+		r = int32(len(b.resources))
+		b.resources = append(b.resources, builderResource{part: g.Resource, first: -1, last: -1})
+		b.byResource.add(g.Resource, r)
+		b.size += len(g.Resource) + frameSlack
+	}
+	h := xxhash.Sum64(g.Scope) ^ (uint64(r)+1)*0x9e3779b97f4a7c15
+	idx, seen := b.byGroup[h]
+	if !seen || b.groups[idx].res != r || !bytes.Equal(b.groups[idx].scope, g.Scope) {
 		idx = int32(len(b.groups))
 		if len(b.groups) < cap(b.groups) {
 			b.groups = b.groups[:idx+1] // reuse the spans slice's capacity
-			b.groups[idx].key = key
 		} else {
-			b.groups = append(b.groups, builderGroup{key: key})
+			b.groups = append(b.groups, builderGroup{})
 		}
-		b.byKey.add(key, idx)
-		b.size += len(key) + 16 // key plus two levels of framing
+		grp := &b.groups[idx]
+		grp.res, grp.next, grp.scope = r, -1, g.Scope
+		res := &b.resources[r]
+		if res.last >= 0 {
+			b.groups[res.last].next = idx
+		} else {
+			res.first = idx
+		}
+		res.last = idx
+		if !seen { // a collision makes a second group: still a valid request
+			if b.byGroup == nil {
+				b.byGroup = make(map[uint64]int32)
+			}
+			b.byGroup[h] = idx
+		}
+		b.size += len(g.Scope) + frameSlack
 	}
-	b.lastKey, b.lastIdx = key, idx
+	b.lastRes, b.lastScope, b.lastIdx = g.Resource, g.Scope, idx
 	return idx
 }
 
@@ -93,51 +130,34 @@ func sameSlice(a, b []byte) bool {
 	return len(a) == len(b) && unsafe.SliceData(a) == unsafe.SliceData(b)
 }
 
-// AppendRequest appends the encoded ExportTraceServiceRequest to dst. Group
-// keys that are not well formed (not produced by Scan) are skipped with their
-// spans; Add's callers only pass keys from Scan.
+// AppendRequest appends the encoded ExportTraceServiceRequest to dst. Its
+// work is linear in the number of spans and groups added.
 func (b *Builder) AppendRequest(dst []byte) []byte {
-	// Pass 1: resource of each group, and encoded sizes bottom-up.
-	b.byResource.reset()
-	b.resources = b.resources[:0]
-	b.groupRes = b.groupRes[:0]
-	total := 0
+	// Pass 1: encoded sizes, bottom-up.
+	for i := range b.resources {
+		b.resources[i].size = len(b.resources[i].part)
+	}
 	for i := range b.groups {
 		g := &b.groups[i]
-		res, scope, ok := splitGroupKey(g.key)
-		if !ok {
-			b.groupRes = append(b.groupRes, -1)
-			continue
-		}
-		r, seen := b.byResource.find(res, func(i int32) []byte { return b.resources[i].part })
-		if !seen {
-			r = int32(len(b.resources))
-			b.byResource.add(res, r)
-			b.resources = append(b.resources, builderResource{part: res, size: len(res)})
-		}
-		b.groupRes = append(b.groupRes, r)
-		ss := scopeSpansSize(scope, g.spans)
-		b.resources[r].size += 1 + protowire.SizeVarint(uint64(ss)) + ss
+		ss := scopeSpansSize(g.scope, g.spans)
+		b.resources[g.res].size += 1 + protowire.SizeVarint(uint64(ss)) + ss
 	}
+	total := 0
 	for _, r := range b.resources {
 		total += 1 + protowire.SizeVarint(uint64(r.size)) + r.size
 	}
 	dst = grow(dst, total)
 
-	// Pass 2: write each ResourceSpans with its ScopeSpans in first-seen order.
-	for r, res := range b.resources {
+	// Pass 2: each ResourceSpans with its ScopeSpans, in first-seen order.
+	for _, res := range b.resources {
 		dst = protowire.AppendTag(dst, fieldRequestResourceSpans, protowire.BytesType)
 		dst = protowire.AppendVarint(dst, uint64(res.size))
 		dst = append(dst, res.part...)
-		for i := range b.groups {
-			if b.groupRes[i] != int32(r) {
-				continue
-			}
+		for i := res.first; i >= 0; i = b.groups[i].next {
 			g := &b.groups[i]
-			_, scope, _ := splitGroupKey(g.key)
 			dst = protowire.AppendTag(dst, fieldResourceSpansScopeSpans, protowire.BytesType)
-			dst = protowire.AppendVarint(dst, uint64(scopeSpansSize(scope, g.spans)))
-			dst = append(dst, scope...)
+			dst = protowire.AppendVarint(dst, uint64(scopeSpansSize(g.scope, g.spans)))
+			dst = append(dst, g.scope...)
 			for _, s := range g.spans {
 				dst = protowire.AppendTag(dst, fieldScopeSpansSpans, protowire.BytesType)
 				dst = protowire.AppendVarint(dst, uint64(len(s)))

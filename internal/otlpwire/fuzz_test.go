@@ -38,7 +38,7 @@ func FuzzScan(f *testing.F) {
 		req.GroupByTrace()
 		var b Builder
 		for i := range req.Spans {
-			b.Add(req.Groups[req.Spans[i].Group].Key, req.Spans[i].Raw)
+			b.Add(req.Groups[req.Spans[i].Group], req.Spans[i].Raw)
 		}
 		out := b.AppendRequest(nil)
 		var again Request

@@ -2,35 +2,19 @@ package otlpwire
 
 import "google.golang.org/protobuf/encoding/protowire"
 
-// A group key identifies the resource and instrumentation scope that a span
-// was sent under. It is built once per ScopeSpans by Request.Scan:
-//
-//	uvarint(len(R)) R S
-//
-// R holds the fields of the ResourceSpans other than scope_spans (the
-// resource, schema_url, unknown fields) and S the fields of the ScopeSpans
-// other than spans (the scope, schema_url, unknown fields), each verbatim
-// with its tags. Equal resource/scope pairs give equal keys, so keys can be
-// interned and compared as bytes; Builder writes them back as they came.
+// A Group's parts are what Builder needs to write a span back under the
+// resource and scope it came with: R, the fields of the ResourceSpans other
+// than scope_spans (the resource, schema_url, unknown fields), and S, the
+// fields of the ScopeSpans other than spans, each verbatim with its tags.
+// Equal parts mean equal resources and scopes, so consumers can intern them
+// as bytes. They are kept apart, never concatenated: a request of N bytes
+// may hold one large resource under N/2 ScopeSpans, and a key per scope that
+// repeated the resource would cost N²/4 bytes.
 
-// splitGroupKey returns the resource part and scope part of a group key.
-func splitGroupKey(key []byte) (resource, scope []byte, ok bool) {
-	n, m := protowire.ConsumeVarint(key)
-	if m < 0 || n > uint64(len(key)-m) {
-		return nil, nil, false
-	}
-	key = key[m:]
-	return key[:n], key[n:], true
-}
-
-// GroupResource returns the encoded Resource message of a group key, or nil
-// if the group has no resource.
-func GroupResource(key []byte) []byte {
-	res, _, ok := splitGroupKey(key)
-	if !ok {
-		return nil
-	}
-	v, _ := lastBytesField(res, fieldResourceSpansResource)
+// GroupResource returns the encoded Resource message of a resource part,
+// or nil if it has none.
+func GroupResource(resourcePart []byte) []byte {
+	v, _ := lastBytesField(resourcePart, fieldResourceSpansResource)
 	return v
 }
 

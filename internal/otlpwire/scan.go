@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"unsafe"
 
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -45,15 +46,17 @@ const (
 	fieldResourceAttributes = 1
 )
 
-// Span is the index entry of one span: the fields a sampler reads, and the
-// span's encoded bytes. Name and Raw alias the scanned request.
+// Span is the index entry of one span: the fields the ingest path reads,
+// and the span's encoded bytes (SpanFields reads the others, such as the
+// name, when a policy asks). Raw aliases the scanned request. The entry is
+// kept small: a request of minimal spans (about 30 bytes each) costs its
+// size a few times over in entries.
 type Span struct {
 	TraceID       [16]byte
 	SpanID        [8]byte
 	ParentSpanID  [8]byte // zero for a root span
 	StartUnixNano uint64
 	EndUnixNano   uint64
-	Name          []byte
 	Raw           []byte // the encoded Span message, without its tag and length
 	Kind          int32
 	StatusCode    int32
@@ -66,11 +69,17 @@ func (s *Span) IsRoot() bool { return s.ParentSpanID == [8]byte{} }
 // IsError reports whether the span's status is ERROR.
 func (s *Span) IsError() bool { return s.StatusCode == StatusCodeError }
 
-// Group is one ResourceSpans/ScopeSpans pair of a request.
+// Group is the resource and instrumentation scope that spans were sent
+// under (see the package documentation on groups). Both parts are field
+// bytes, verbatim with their tags; in a Request they alias its arena, and
+// the groups of one ResourceSpans share one Resource slice.
 type Group struct {
-	// Key holds the group's resource and scope fields (see GroupKey). It
-	// aliases the Request's arena.
-	Key []byte
+	// Resource holds the fields of the ResourceSpans other than
+	// scope_spans: the resource, schema_url and unknown fields.
+	Resource []byte
+	// Scope holds the fields of the ScopeSpans other than spans: the
+	// scope, schema_url and unknown fields.
+	Scope []byte
 }
 
 // TraceRun lists the spans of one trace within a request: Request.Order[Start:End]
@@ -90,10 +99,20 @@ type Request struct {
 	Traces []TraceRun
 	Order  []int32
 
-	arena      []byte     // group keys, built once per group
-	groupSpans [][2]int32 // start and end of each group key in arena
-	spanTrace  []int32    // trace ordinal per span, scratch for GroupByTrace
+	// arena holds each ResourceSpans' resource part once and each
+	// ScopeSpans' scope part once, so it is never larger than the request.
+	arena      []byte
+	scanning   []byte       // the request being scanned, to estimate the span count
+	parts      []groupParts // per group: where its parts are in arena
+	resources  int32        // ResourceSpans with at least one span
+	spanTrace  []int32      // trace ordinal per span, scratch for GroupByTrace
 	traceIndex map[[16]byte]int32
+}
+
+// groupParts locates a group's resource and scope parts in the arena.
+type groupParts struct {
+	resStart, resEnd, scopeStart, scopeEnd int32
+	resource                               int32 // ordinal of its ResourceSpans
 }
 
 // Reset empties the request and drops its references to scanned bytes,
@@ -105,8 +124,18 @@ func (r *Request) Reset() {
 	r.Traces = r.Traces[:0]
 	r.Order = r.Order[:0]
 	r.arena = r.arena[:0]
-	r.groupSpans = r.groupSpans[:0]
+	r.parts = r.parts[:0]
+	r.resources = 0
 }
+
+// Resources returns the number of distinct resource parts in the request:
+// ResourceIndex of each group is below it.
+func (r *Request) Resources() int { return int(r.resources) }
+
+// ResourceIndex returns the ordinal of group g's ResourceSpans: groups with
+// equal indexes share their Resource bytes, so a consumer that interns
+// resources can look each up once per request.
+func (r *Request) ResourceIndex(g int32) int32 { return r.parts[g].resource }
 
 // SpanBytes returns the total size of the raw spans in the request.
 func (r *Request) SpanBytes() int {
@@ -122,13 +151,22 @@ func (r *Request) SpanBytes() int {
 // the Request is left empty.
 func (r *Request) Scan(b []byte) error {
 	r.Reset()
-	if err := r.scan(b); err != nil {
+	r.scanning = b
+	err := r.scan(b)
+	r.scanning = nil
+	if err != nil {
 		r.Reset()
 		return err
 	}
-	// The arena is complete: only now can keys alias it.
-	for _, g := range r.groupSpans {
-		r.Groups = append(r.Groups, Group{Key: r.arena[g[0]:g[1]:g[1]]})
+	// The arena is complete: only now can groups alias it.
+	if cap(r.Groups) < len(r.parts) {
+		r.Groups = make([]Group, 0, len(r.parts))
+	}
+	for _, p := range r.parts {
+		r.Groups = append(r.Groups, Group{
+			Resource: r.arena[p.resStart:p.resEnd:p.resEnd],
+			Scope:    r.arena[p.scopeStart:p.scopeEnd:p.scopeEnd],
+		})
 	}
 	return nil
 }
@@ -160,14 +198,16 @@ func (r *Request) scan(b []byte) error {
 }
 
 // scanResourceSpans walks one ResourceSpans twice: first to copy the fields
-// that make up the resource part of its group keys (they may follow the
-// scope_spans), then for each ScopeSpans.
+// that make up its resource part (they may follow the scope_spans), then
+// for each ScopeSpans. The resource part is copied once, however many
+// ScopeSpans share it, so the arena stays within the request's size.
 func (r *Request) scanResourceSpans(b []byte) error {
-	resStart := len(r.arena)
+	resStart := int32(len(r.arena))
 	if err := r.copyFieldsExcept(b, fieldResourceSpansScopeSpans, kindResource, "resource_spans"); err != nil {
 		return err
 	}
-	resEnd := len(r.arena)
+	resEnd := int32(len(r.arena))
+	groups := len(r.parts)
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		b = b[n:] // the first pass validated every tag and value
@@ -184,19 +224,22 @@ func (r *Request) scanResourceSpans(b []byte) error {
 			return err
 		}
 	}
+	if len(r.parts) == groups {
+		r.arena = r.arena[:resStart] // no spans: the resource is not needed
+	} else {
+		r.resources++
+	}
 	return nil
 }
 
-func (r *Request) scanScopeSpans(b []byte, resStart, resEnd int) error {
-	// Group key: uvarint(len(resource part)) resource part, scope part.
-	start := int32(len(r.arena))
-	r.arena = protowire.AppendVarint(r.arena, uint64(resEnd-resStart))
-	r.arena = append(r.arena, r.arena[resStart:resEnd]...)
+func (r *Request) scanScopeSpans(b []byte, resStart, resEnd int32) error {
+	scopeStart := int32(len(r.arena))
 	if err := r.copyFieldsExcept(b, fieldScopeSpansSpans, kindScope, "scope_spans"); err != nil {
 		return err
 	}
-	group := int32(len(r.groupSpans))
-	r.groupSpans = append(r.groupSpans, [2]int32{start, int32(len(r.arena))})
+	// The group exists once its first span does: empty ScopeSpans cost
+	// nothing (they are 2 bytes on the wire; a group is 48 in memory).
+	group := int32(-1)
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		b = b[n:]
@@ -209,9 +252,17 @@ func (r *Request) scanScopeSpans(b []byte, resStart, resEnd int) error {
 			return err
 		}
 		b = b[n:]
+		if group < 0 {
+			group = int32(len(r.parts))
+			r.parts = append(r.parts, groupParts{resStart: resStart, resEnd: resEnd,
+				scopeStart: scopeStart, scopeEnd: int32(len(r.arena)), resource: r.resources})
+		}
 		if err := r.scanSpan(v, group); err != nil {
 			return err
 		}
+	}
+	if group < 0 {
+		r.arena = r.arena[:scopeStart]
 	}
 	return nil
 }
@@ -247,6 +298,9 @@ func (r *Request) copyFieldsExcept(msg []byte, skip protowire.Number, first msgK
 }
 
 func (r *Request) scanSpan(b []byte, group int32) error {
+	if len(r.Spans) == cap(r.Spans) {
+		r.growSpans(b)
+	}
 	r.Spans = append(r.Spans, Span{Raw: b, Group: group})
 	s := &r.Spans[len(r.Spans)-1]
 	var haveTraceID, haveSpanID bool
@@ -340,6 +394,29 @@ func (r *Request) scanSpan(b []byte, group int32) error {
 	return nil
 }
 
+// minSpanSize is the least a span takes on the wire: a trace_id and a
+// span_id field (18 + 10 bytes) and its own tag and length.
+const minSpanSize = 30
+
+// growSpans makes room for more spans, span being the one about to be
+// added. append would grow by a quarter at a time (allocating five times
+// the final size in all, for a large request of small spans); this sizes
+// the index for the spans the rest of the request likely holds, at the
+// density seen so far, and never past what its bytes can hold.
+func (r *Request) growSpans(span []byte) {
+	n := len(r.Spans)
+	scanned := int(uintptr(unsafe.Pointer(unsafe.SliceData(span))) - uintptr(unsafe.Pointer(unsafe.SliceData(r.scanning))))
+	want := 2*n + 8
+	if scanned > 0 && n >= 8 {
+		want = max(n+8, int(int64(n)*int64(len(r.scanning))/int64(scanned))*9/8)
+	}
+	want = min(want, n+len(r.scanning[scanned:])/minSpanSize+1)
+	grown := make([]Span, n, want)
+	copy(grown, r.Spans)
+	clear(r.Spans) // drop references into the request bytes
+	r.Spans = grown
+}
+
 // spanBytesField handles one length-delimited field of a span.
 func (r *Request) spanBytesField(s *Span, num protowire.Number, v []byte) error {
 	switch num {
@@ -365,8 +442,6 @@ func (r *Request) spanBytesField(s *Span, num protowire.Number, v []byte) error 
 		default:
 			return fmt.Errorf("%w: span %d: parent_span_id has %d bytes, want 0 or 8", ErrMalformed, len(r.Spans)-1, len(v))
 		}
-	case fieldSpanName:
-		s.Name = v
 	case fieldSpanStatus:
 		code, err := statusCode(v)
 		if err != nil {

@@ -79,7 +79,7 @@ func TestScanBuildRoundTrip(t *testing.T) {
 		}
 		b.Reset()
 		for i := range req.Spans {
-			b.Add(req.Groups[req.Spans[i].Group].Key, req.Spans[i].Raw)
+			b.Add(req.Groups[req.Spans[i].Group], req.Spans[i].Raw)
 		}
 		built := b.AppendRequest(nil)
 		if b.Size() < len(built)/2 || b.Size() > len(built)*2 {
@@ -115,7 +115,7 @@ func TestScanFields(t *testing.T) {
 					if got.IsRoot() != (len(want.ParentSpanId) == 0) || (!got.IsRoot() && !bytes.Equal(got.ParentSpanID[:], want.ParentSpanId)) {
 						t.Fatalf("seed %d span %d: parent %x, want %x", seed, i, got.ParentSpanID, want.ParentSpanId)
 					}
-					if string(got.Name) != want.Name || got.Kind != int32(want.Kind) ||
+					if f, _ := SpanFields(got.Raw); string(f.Name) != want.Name || got.Kind != int32(want.Kind) ||
 						got.StartUnixNano != want.StartTimeUnixNano || got.EndUnixNano != want.EndTimeUnixNano ||
 						got.StatusCode != int32(want.GetStatus().GetCode()) {
 						t.Fatalf("seed %d span %d: got %+v, want %v", seed, i, got, want)
@@ -127,7 +127,7 @@ func TestScanFields(t *testing.T) {
 						t.Fatalf("seed %d span %d: raw bytes differ from the span's encoding", seed, i)
 					}
 					res, _ := proto.Marshal(rs.Resource)
-					if rs.Resource != nil && !bytes.Equal(GroupResource(req.Groups[got.Group].Key), res) {
+					if rs.Resource != nil && !bytes.Equal(GroupResource(req.Groups[got.Group].Resource), res) {
 						t.Fatalf("seed %d span %d: GroupResource differs from the resource", seed, i)
 					}
 				}
@@ -277,10 +277,10 @@ func TestAttributeLookup(t *testing.T) {
 	if err := r.Scan(marshal(t, req)); err != nil {
 		t.Fatal(err)
 	}
-	if v, ok := ResourceAttr(r.Groups[0].Key, "service.name"); !ok || string(v.Str()) != "checkout" {
+	if v, ok := ResourceAttr(r.Groups[0].Resource, "service.name"); !ok || string(v.Str()) != "checkout" {
 		t.Fatalf("service.name = %q, %v", v.Str(), ok)
 	}
-	if _, ok := ResourceAttr(r.Groups[0].Key, "host.name"); ok {
+	if _, ok := ResourceAttr(r.Groups[0].Resource, "host.name"); ok {
 		t.Fatal("host.name found on a resource without it")
 	}
 	if n := testing.AllocsPerRun(100, func() { SpanAttr(raw, "http.response.status_code") }); n != 0 {
@@ -306,7 +306,7 @@ func TestHotPathDoesNotAllocate(t *testing.T) {
 		req.GroupByTrace()
 		b.Reset()
 		for i := range req.Spans {
-			b.Add(req.Groups[req.Spans[i].Group].Key, req.Spans[i].Raw)
+			b.Add(req.Groups[req.Spans[i].Group], req.Spans[i].Raw)
 		}
 		out = b.AppendRequest(out[:0])
 	}

@@ -6,11 +6,18 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
-// SpanFields reads the indexed fields of one encoded span, as Scan does,
-// but without validating nested messages: it is for spans that Scan already
+// Fields are the fields a policy reads of one span: those Scan indexes,
+// and the name. Name aliases the span's bytes.
+type Fields struct {
+	Span
+	Name []byte
+}
+
+// SpanFields reads the fields of one encoded span, as Scan does, but
+// without validating nested messages: it is for spans that Scan already
 // accepted (buffered spans read again for a policy). ok is false if the
 // span is not well formed at the top level.
-func SpanFields(raw []byte) (s Span, ok bool) {
+func SpanFields(raw []byte) (s Fields, ok bool) {
 	s.Raw = raw
 	for i := 0; i < len(raw); {
 		num, typ, n := tag(raw[i:])

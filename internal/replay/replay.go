@@ -70,28 +70,20 @@ func Run(set *policy.Set, paths []string, opts Options) (*Report, error) {
 	}
 	var req otlpwire.Request
 	var bt buffer.Batch
+	var in buffer.Interner
 	for _, path := range paths {
 		err := capture.Read(path, func(pb []byte) error {
 			if err := req.Scan(pb); err != nil {
 				return fmt.Errorf("%s: %w", path, err)
 			}
 			req.GroupByTrace()
-			groups := make([]*buffer.Group, len(req.Groups))
-			for i := range req.Groups {
-				groups[i] = buf.Acquire(req.Groups[i].Key)
-			}
-			defer func() {
-				for _, g := range groups {
-					buf.Release(g)
-				}
-			}()
+			in.Reset(buf, &req)
+			defer in.Release()
 			bt.Reset()
 			for t := range req.Traces {
 				bt.StartTrace(req.Traces[t].ID)
-				for _, si := range req.TraceSpans(t) {
-					s := &req.Spans[si]
-					bt.AddSpan(buffer.Span{Group: groups[s.Group], Raw: s.Raw, StartUnixNano: s.StartUnixNano,
-						EndUnixNano: s.EndUnixNano, Root: s.IsRoot(), Error: s.IsError()})
+				if err := bt.AddRequestSpans(&req, req.TraceSpans(t), &in); err != nil {
+					return err
 				}
 			}
 			_, err := buf.Append(&bt, 1)

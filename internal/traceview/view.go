@@ -13,12 +13,13 @@ type View struct {
 	trace    *buffer.Trace
 	indexed  bool
 	spans    []indexedSpan
-	services int // -1 until counted
-	names    [][]byte
+	services int                 // -1 until counted
+	names    [][]byte            // distinct service names, while few
+	nameSet  map[string]struct{} // distinct service names, once many
 }
 
 type indexedSpan struct {
-	group  []byte // interned group key (resource and scope)
+	res    []byte // the interned resource part of its group
 	raw    []byte
 	parsed bool // span holds the fixed fields
 	span   policy.Span
@@ -45,7 +46,7 @@ func (v *View) index() {
 		return
 	}
 	for group, raw := range v.trace.Spans() {
-		v.spans = append(v.spans, indexedSpan{group: group, raw: raw})
+		v.spans = append(v.spans, indexedSpan{res: group.Resource, raw: raw})
 	}
 }
 
@@ -89,7 +90,7 @@ func (v *View) SpanAttr(i int, key string) (policy.Value, bool) {
 // ResourceAttr implements policy.SpanSource.
 func (v *View) ResourceAttr(i int, key string) (policy.Value, bool) {
 	v.index()
-	val, ok := otlpwire.ResourceAttr(v.spans[i].group, key)
+	val, ok := otlpwire.ResourceAttr(v.spans[i].res, key)
 	return convert(val), ok
 }
 
@@ -100,36 +101,55 @@ func (v *View) HasEvent(i int, name string) bool {
 }
 
 // Services implements policy.SpanSource: distinct service.name values over
-// the resources of the trace's spans. Spans of one trace share few groups,
-// so this reads each group key once.
+// the resources of the trace's spans. Spans of one trace share few
+// resources, so this reads each run of one resource once; a trace under
+// thousands of services is counted with a set, not a list.
 func (v *View) Services() int {
 	v.index()
 	if v.services >= 0 {
 		return v.services
 	}
 	v.names = v.names[:0]
+	clear(v.nameSet)
 	var last []byte
 	for i := range v.spans {
-		g := v.spans[i].group
-		if last != nil && bytes.Equal(g, last) {
+		res := v.spans[i].res
+		if last != nil && bytes.Equal(res, last) {
 			continue
 		}
-		last = g
-		val, _ := otlpwire.ResourceAttr(g, "service.name")
-		name := val.Str() // nil for no (string) service.name: counts as ""
-		seen := false
-		for _, n := range v.names {
-			if bytes.Equal(n, name) {
-				seen = true
-				break
-			}
-		}
-		if !seen {
-			v.names = append(v.names, name)
+		last = res
+		val, _ := otlpwire.ResourceAttr(res, "service.name")
+		v.addName(val.Str()) // nil for no (string) service.name: counts as ""
+	}
+	v.services = len(v.names) + len(v.nameSet)
+	return v.services
+}
+
+// namesListMax is the most distinct names Services compares one by one.
+const namesListMax = 16
+
+func (v *View) addName(name []byte) {
+	if len(v.nameSet) > 0 {
+		v.nameSet[string(name)] = struct{}{}
+		return
+	}
+	for _, n := range v.names {
+		if bytes.Equal(n, name) {
+			return
 		}
 	}
-	v.services = len(v.names)
-	return v.services
+	if len(v.names) < namesListMax {
+		v.names = append(v.names, name)
+		return
+	}
+	if v.nameSet == nil {
+		v.nameSet = make(map[string]struct{})
+	}
+	for _, n := range v.names {
+		v.nameSet[string(n)] = struct{}{}
+	}
+	v.names = v.names[:0]
+	v.nameSet[string(name)] = struct{}{}
 }
 
 func convert(x otlpwire.Value) policy.Value {

@@ -28,16 +28,14 @@ func buffered(t testing.TB, req *coltracepb.ExportTraceServiceRequest) []*buffer
 	}
 	r.GroupByTrace()
 	buf, _ := buffer.New(buffer.DefaultConfig())
-	groups := make([]*buffer.Group, len(r.Groups))
-	for i := range r.Groups {
-		groups[i] = buf.Acquire(r.Groups[i].Key)
-	}
+	var in buffer.Interner
+	in.Reset(buf, &r)
+	defer in.Release()
 	var bt buffer.Batch
 	for ti := range r.Traces {
 		bt.StartTrace(r.Traces[ti].ID)
-		for _, si := range r.TraceSpans(ti) {
-			s := &r.Spans[si]
-			bt.AddSpan(buffer.Span{Group: groups[s.Group], Raw: s.Raw, Root: s.IsRoot(), Error: s.IsError()})
+		if err := bt.AddRequestSpans(&r, r.TraceSpans(ti), &in); err != nil {
+			t.Fatal(err)
 		}
 	}
 	if _, err := buf.Append(&bt, 1); err != nil {
