@@ -67,6 +67,7 @@ func New(cfg Config) (*Buffer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	cfg = cfg.withDefaults()
 	b := &Buffer{cfg: cfg, shards: make([]shard, cfg.Shards), mask: uint64(cfg.Shards - 1)}
 	for i := range b.shards {
 		b.shards[i].traces = make(map[[16]byte]*Trace)
@@ -274,6 +275,10 @@ func (b *Buffer) Append(bt *Batch, now int64) (AppendResult, error) {
 		}
 		hadRoot := t.HasRoot()
 		grow(t.add(spans, now, cmp.Or(run.RootSeen, now)))
+		if !t.Limited && (int(t.SpanCount) >= b.cfg.MaxTraceSpans || t.Bytes >= b.cfg.MaxTraceBytes) {
+			t.Limited = true
+			s.byFirst.push(queueEntry{id: run.ID, at: 0, seq: t.seq}) // due at the next tick
+		}
 		if b.cfg.Disk != nil {
 			b.requeueSpill(s, t)
 		}

@@ -334,3 +334,77 @@ func TestConfigValidate(t *testing.T) {
 	}
 	_ = rand.Int
 }
+
+// TestTraceLimits: the append that takes a trace to MaxTraceSpans or
+// MaxTraceBytes makes it due at once, marked Limited; other traces keep
+// their time.
+func TestTraceLimits(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		cfg   func(*Config)
+		hitAt int // the request (of 4 spans, 32 bytes) that reaches the limit
+	}{
+		{"spans", func(c *Config) { c.MaxTraceSpans = 10 }, 2},
+		{"bytes", func(c *Config) { c.MaxTraceBytes = 60 }, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			tc.cfg(&cfg)
+			b, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			if err := appendTrace(t, b, id(2), "res", 1, false, 100); err != nil {
+				t.Fatal(err)
+			}
+			for r := 0; r <= tc.hitAt; r++ {
+				if err := appendTrace(t, b, id(1), "res", 4, false, int64(101+r)); err != nil {
+					t.Fatal(err)
+				}
+				due := b.TakeReady(0, 0, nil) // nothing is due by time
+				if r < tc.hitAt && len(due) != 0 {
+					t.Fatalf("after %d spans %d traces due, want none", 4*(r+1), len(due))
+				}
+				if r == tc.hitAt && (len(due) != 1 || due[0].ID != id(1) || !due[0].Limited || int(due[0].SpanCount) != 4*(r+1)) {
+					t.Fatalf("after %d spans: %d due, want trace 1 with all its spans, limited", 4*(r+1), len(due))
+				}
+			}
+			if rest := b.TakeAll(nil); len(rest) != 1 || rest[0].ID != id(2) || rest[0].Limited {
+				t.Fatalf("left %d traces, want trace 2 only, not limited", len(rest))
+			}
+		})
+	}
+}
+
+// BenchmarkAppendManyGroups appends one span at a time to a trace whose
+// spans each come under a resource of their own (the shape of a trace with
+// 100,000 resources): the cost per span must not grow with the trace's
+// groups (it was a linear scan, 8x slower at 35,000 groups).
+func BenchmarkAppendManyGroups(b *testing.B) {
+	for _, groups := range []int{10, 1000, 35000} {
+		b.Run(fmt.Sprint(groups), func(b *testing.B) {
+			buf := newBuffer(b, 0)
+			defer buf.Close()
+			gs := make([]*Group, groups)
+			for i := range gs {
+				gs[i] = mustAcquire(b, buf, fmt.Sprint("resource-", i))
+			}
+			raw := []byte("a-span-of-thirty-bytes-or-so..")
+			var bt Batch
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				bt.Reset()
+				bt.StartTrace(id(1))
+				bt.AddSpan(Span{Group: gs[i%groups], Raw: raw})
+				if _, err := buf.Append(&bt, 1); err != nil {
+					b.Fatal(err)
+				}
+				if i++; i%(4*groups) == 0 { // keep the trace to a bounded size
+					buf.TakeAll(nil)
+				}
+			}
+		})
+	}
+}

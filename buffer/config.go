@@ -21,11 +21,32 @@ type Config struct {
 	// WriteAhead makes Append write every span to Disk, synced, before it
 	// returns (--durability=wal). Needs Disk.
 	WriteAhead bool
+	// MaxTraceSpans and MaxTraceBytes bound one trace: the request that
+	// takes a trace to either makes it due at once (TakeReady returns it
+	// with Limited set), so one runaway trace cannot hold the buffer, and
+	// the decision tick, hostage. Later spans of it follow its decision.
+	// Flags --max-trace-spans, --max-trace-bytes. Defaults (also for 0)
+	// 100,000 spans and 64 MiB of span bytes.
+	MaxTraceSpans int
+	MaxTraceBytes int64
 }
 
 // DefaultConfig returns the defaults documented on Config.
 func DefaultConfig() Config {
-	return Config{MemoryLimit: 512 << 20, Shards: 64}
+	return Config{MemoryLimit: 512 << 20, Shards: 64, MaxTraceSpans: 100_000, MaxTraceBytes: 64 << 20}
+}
+
+// withDefaults returns c with the trace limits' zero values set to their
+// defaults.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.MaxTraceSpans == 0 {
+		c.MaxTraceSpans = d.MaxTraceSpans
+	}
+	if c.MaxTraceBytes == 0 {
+		c.MaxTraceBytes = d.MaxTraceBytes
+	}
+	return c
 }
 
 // Validate reports every problem with the configuration.
@@ -36,6 +57,12 @@ func (c Config) Validate() error {
 	}
 	if c.Shards <= 0 || c.Shards&(c.Shards-1) != 0 || c.Shards > 1<<16 {
 		errs = append(errs, fmt.Errorf("buffer shards must be a power of two in [1, 65536], got %d", c.Shards))
+	}
+	if c.MaxTraceSpans < 0 {
+		errs = append(errs, fmt.Errorf("max_trace_spans (--max-trace-spans) must be positive, got %d", c.MaxTraceSpans))
+	}
+	if c.MaxTraceBytes < 0 {
+		errs = append(errs, fmt.Errorf("max_trace_bytes (--max-trace-bytes) must be positive, got %d", c.MaxTraceBytes))
 	}
 	if c.WriteAhead && c.Disk == nil {
 		errs = append(errs, errors.New("durability wal (--durability) needs a data directory (--data-dir)"))

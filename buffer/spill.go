@@ -200,12 +200,13 @@ func (b *Buffer) finishSpill(c spillCandidate, key []byte, written bool) int64 {
 		// Spans appended to the last chunk during the write stay in RAM.
 		rest = append([][]byte{append([]byte(nil), tail...)}, rest...)
 	}
-	t.first, t.more = nil, nil
+	t.setChunks(nil, nil)
 	if len(rest) > 0 {
-		t.first = rest[0]
+		var more [][]byte
 		if len(rest) > 1 {
-			t.more = append([][]byte(nil), rest[1:]...)
+			more = append(more, rest[1:]...)
 		}
+		t.setChunks(rest[0], more)
 	}
 	t.spilled++
 	t.spilledBytes += int64(c.bytes)
@@ -262,7 +263,7 @@ func (b *Buffer) Load(t *Trace) error {
 		if t.first != nil {
 			more = append(more, t.first)
 		}
-		t.first, t.more = buf, append(more, t.more...)
+		t.setChunks(buf, append(more, t.more...))
 	}
 	t.loaded = true
 	b.loadedBytes.Add(int64(len(buf)))

@@ -40,6 +40,9 @@ type Trace struct {
 	// Relieved is set by the taker when it decides the trace early
 	// (stress relief), for the record.
 	Relieved bool
+	// Limited is set when the trace reached Config.MaxTraceSpans or
+	// MaxTraceBytes, which made it due at once.
+	Limited bool
 
 	seq    uint64   // incarnation, to tell stale queue entries from live ones
 	groups []*Group // interned groups its spans reference, by local index
@@ -52,8 +55,9 @@ type Trace struct {
 	// and nothing is ever copied twice. (One contiguous slice reallocated
 	// on most appends, allocating 3.2x the span bytes in a realistic
 	// replay.) The first chunk is inline: most traces need one or two.
-	first []byte
-	more  [][]byte
+	first     []byte
+	more      [][]byte
+	moreBytes int64 // the capacity of the chunks in more, so memory is O(1)
 
 	// On disk (Config.Disk): the trace's oldest span bytes, in spilled
 	// parts 0..spilled-1 that Load reads back in front of the chunks, and
@@ -75,12 +79,8 @@ const traceOverhead = int64(unsafe.Sizeof(Trace{})) + 64 + 3*2*int64(unsafe.Size
 
 // memory is the trace's accounted footprint.
 func (t *Trace) memory() int64 {
-	n := traceOverhead + int64(cap(t.first)) + int64(cap(t.groups))*8 + int64(cap(t.more))*24 + int64(cap(t.wal))*8 +
-		int64(len(t.groupIdx))*groupIdxEntry
-	for _, c := range t.more {
-		n += int64(cap(c))
-	}
-	return n
+	return traceOverhead + int64(cap(t.first)) + int64(cap(t.groups))*8 + int64(cap(t.more))*24 + int64(cap(t.wal))*8 +
+		int64(len(t.groupIdx))*groupIdxEntry + t.moreBytes
 }
 
 // Spans yields each span's group and raw bytes, in arrival order. A taken
@@ -174,6 +174,7 @@ func (t *Trace) chunkFor(need int) *[]byte {
 		return &t.first
 	}
 	t.more = append(t.more, chunk)
+	t.moreBytes += int64(cap(chunk))
 	return &t.more[len(t.more)-1]
 }
 
@@ -226,5 +227,14 @@ func (t *Trace) summarize(s *Span, rootSeen int64) {
 	if s.Root && t.RootSeen == 0 {
 		t.RootSeen = rootSeen
 		t.RootEnd = s.EndUnixNano
+	}
+}
+
+// setChunks replaces the trace's span log (spill and Load move parts of it
+// to and from disk).
+func (t *Trace) setChunks(first []byte, more [][]byte) {
+	t.first, t.more, t.moreBytes = first, more, 0
+	for _, c := range more {
+		t.moreBytes += int64(cap(c))
 	}
 }

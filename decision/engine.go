@@ -348,6 +348,7 @@ func (e *Engine) decideAll(traces []*buffer.Trace, now time.Time) {
 	e.recent.mu.Lock() // one lock per tick for the explain ring
 	defer e.recent.mu.Unlock()
 	var keptSpans, droppedSpans, shadowSpans, lateKept, lateDropped, keptTraces, droppedTraces, lost int64
+	var limitedTraces, limitedSpans int64
 	for _, t := range traces {
 		n := int64(t.SpanCount)
 		if err := e.buf.Load(t); err != nil {
@@ -371,6 +372,10 @@ func (e *Engine) decideAll(traces []*buffer.Trace, now time.Time) {
 				e.buf.Forget(t)
 			}
 			continue
+		}
+		if t.Limited {
+			limitedTraces++
+			limitedSpans += n
 		}
 		pt := e.view.Trace(t)
 		d := ps.set.Evaluate(&pt, now)
@@ -403,6 +408,8 @@ func (e *Engine) decideAll(traces []*buffer.Trace, now time.Time) {
 		droppedTraces++
 		out.dropped.Inc()
 	}
+	e.count.limitedTraces.Add(limitedTraces)
+	e.count.limitedSpans.Add(limitedSpans)
 	e.count.kept.Add(keptSpans + lateKept + shadowSpans)
 	e.count.shadowForwarded.Add(shadowSpans)
 	e.count.lateKept.Add(lateKept)
@@ -454,6 +461,7 @@ type Stats struct {
 	// (accepted by an earlier run of the node; not in Accepted).
 	Recovered      int64
 	RelievedTraces int64 // traces decided early by stress relief
+	LimitedTraces  int64 // traces decided at once for reaching a trace limit
 	Buffered       int64
 	HandedOff      int64 // buffered spans given to another node (TakeMoved)
 	TracesKept     int64
@@ -472,6 +480,7 @@ func (e *Engine) Stats() Stats {
 		DroppedStorage:  e.count.droppedStorage.Load(),
 		Recovered:       e.count.recovered.Load(),
 		RelievedTraces:  e.count.relievedTraces.Load(),
+		LimitedTraces:   e.count.limitedTraces.Load(),
 		Buffered:        e.buf.Stats().Spans,
 		HandedOff:       e.count.handedOff.Load(),
 		TracesKept:      e.count.tracesKept.Load(),

@@ -102,13 +102,18 @@ default: drop
 
 func newHarness(t *testing.T, cfg Config, memLimit int64) *harness {
 	t.Helper()
-	set, err := policy.Parse("test", []byte(testPolicies))
-	if err != nil {
-		t.Fatal(err)
-	}
 	bc := buffer.DefaultConfig()
 	if memLimit > 0 {
 		bc.MemoryLimit = memLimit
+	}
+	return newHarnessBuffer(t, cfg, bc)
+}
+
+func newHarnessBuffer(t *testing.T, cfg Config, bc buffer.Config) *harness {
+	t.Helper()
+	set, err := policy.Parse("test", []byte(testPolicies))
+	if err != nil {
+		t.Fatal(err)
 	}
 	buf, err := buffer.New(bc)
 	if err != nil {
@@ -382,4 +387,45 @@ func TestConcurrentConsumeAccounting(t *testing.T) {
 	if es.Sent != s.Kept || es.Failed != 0 {
 		t.Fatalf("exporter sent %d failed %d, engine kept %d", es.Sent, es.Failed, s.Kept)
 	}
+}
+
+// TestTraceLimitDecidesAtOnce: a trace reaching max_trace_spans is decided
+// by the policies at the next tick, not at decision_wait, and its later
+// spans follow the decision like any late span.
+func TestTraceLimitDecidesAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		bc := buffer.DefaultConfig()
+		bc.MaxTraceSpans = 50
+		h := newHarnessBuffer(t, testConfig(), bc)
+		big, bigDropped := otlptest.TraceID(h.rng), otlptest.TraceID(h.rng)
+		parent := otlptest.SpanID(h.rng) // no root yet: only the limit can make them due
+		for r := range 5 {
+			var spans []*tracepb.Span
+			for i := range 10 {
+				spans = append(spans, h.span(big, parent, time.Millisecond, r == 0 && i == 0),
+					h.span(bigDropped, parent, time.Millisecond, false))
+			}
+			if err := h.send(spans...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(300 * time.Millisecond) // a few ticks, far from decision_wait
+		s := h.checkAccounting()
+		if s.TracesKept != 1 || s.TracesDropped != 1 || s.LimitedTraces != 2 || s.Buffered != 0 {
+			t.Fatalf("after 50 spans each: %+v, want both decided at once (one kept, one dropped)", s)
+		}
+		if err := h.send(h.span(big, parent, time.Millisecond, false), h.span(bigDropped, parent, time.Millisecond, false)); err != nil {
+			t.Fatal(err)
+		}
+		if s = h.checkAccounting(); s.LateKept != 1 || s.DroppedLate != 1 || s.Buffered != 0 {
+			t.Fatalf("later spans: %+v, want them to follow the decisions", s)
+		}
+		if x := h.engine.Explain([16]byte(big)); x.Status != "kept" || !x.TraceLimit || x.Spans != 50 {
+			t.Fatalf("explain: %+v", x)
+		}
+		h.shutdown()
+		if n := len(h.out.spanIDs(t)[[16]byte(big)]); n != 51 {
+			t.Fatalf("kept trace arrived with %d spans, want 51", n)
+		}
+	})
 }

@@ -28,6 +28,9 @@ type Explanation struct {
 	Probability *float64  `json:"probability,omitempty"`
 	DecidedAt   time.Time `json:"decided_at,omitzero"`
 	Early       bool      `json:"decided_early,omitempty"`
+	// TraceLimit: the trace reached max_trace_spans or max_trace_bytes
+	// and was decided at once; later spans followed the decision.
+	TraceLimit bool `json:"trace_limit_reached,omitempty"`
 	// The trace as it was when decided (or is now, if pending).
 	FirstSeen   time.Time `json:"first_seen,omitzero"`
 	Spans       int32     `json:"spans,omitempty"`
@@ -44,13 +47,13 @@ type Explanation struct {
 // no reference to the trace: a decided trace's memory is freed, and an
 // entry's size is fixed, so the ring's memory is known up front.
 type recentDecision struct {
-	id          [16]byte
-	kept, early bool
-	services    serviceNames
-	rule        string // the policy set's, shared
-	probability float64
-	decidedAt   int64
-	summary     buffer.Summary
+	id                 [16]byte
+	kept, early, limit bool
+	services           serviceNames
+	rule               string // the policy set's, shared
+	probability        float64
+	decidedAt          int64
+	summary            buffer.Summary
 }
 
 // serviceNames holds the first distinct service.name values of a trace,
@@ -158,7 +161,7 @@ func (r *recent) add(t *buffer.Trace, kept bool, rule string, probability float6
 		r.next = (r.next + 1) % len(r.entries)
 	}
 	d := &r.entries[i]
-	d.id, d.kept, d.early, d.rule = t.ID, kept, t.Relieved, rule
+	d.id, d.kept, d.early, d.limit, d.rule = t.ID, kept, t.Relieved, t.Limited, rule
 	d.probability, d.decidedAt, d.summary = probability, decidedAt, t.Summary
 	d.services.set(t.Groups())
 	r.byID[t.ID] = int32(i)
@@ -187,7 +190,7 @@ func (e *Engine) Explain(id [16]byte) Explanation {
 		return x
 	}
 	if d, ok := e.recent.get(id); ok {
-		x.Status, x.Rule, x.Early = "dropped", d.rule, d.early
+		x.Status, x.Rule, x.Early, x.TraceLimit = "dropped", d.rule, d.early, d.limit
 		if d.kept {
 			x.Status = "kept"
 		}

@@ -26,6 +26,8 @@ type counters struct {
 	recovered       atomic.Int64 // spans read back from the write-ahead log
 	relievedTraces  atomic.Int64 // traces decided early by stress relief
 	relievedSpans   atomic.Int64
+	limitedTraces   atomic.Int64 // traces decided at once for reaching max_trace_spans or max_trace_bytes
+	limitedSpans    atomic.Int64
 	decisionsSaved  atomic.Int64
 	decisionsFailed atomic.Int64 // decisions that could not be persisted
 }
@@ -86,6 +88,8 @@ func newMetrics(reg prometheus.Registerer, c *counters, e *Engine) *metrics {
 		counter("tailsift_decision_spans_recovered_total", "Spans read back from the write-ahead log at start (--durability=wal).", &c.recovered, nil),
 		counter("tailsift_decision_stress_relief_traces_total", "Traces decided early because the buffer was about to refuse spans (--stress-relief).", &c.relievedTraces, nil),
 		counter("tailsift_decision_stress_relief_spans_total", "Spans of traces decided early by stress relief.", &c.relievedSpans, nil),
+		counter("tailsift_decision_trace_limit_traces_total", "Traces decided at once because they reached max_trace_spans or max_trace_bytes; their later spans follow the decision.", &c.limitedTraces, nil),
+		counter("tailsift_decision_trace_limit_spans_total", "Spans of traces decided at once for reaching a trace limit (at the decision).", &c.limitedSpans, nil),
 		counter("tailsift_decision_persisted_total", "Decisions written to the data directory, by outcome.", &c.decisionsSaved, prometheus.Labels{"outcome": "ok"}),
 		counter("tailsift_decision_persisted_total", "Decisions written to the data directory, by outcome.", &c.decisionsFailed, prometheus.Labels{"outcome": "failed"}),
 		counter("tailsift_decision_spans_shadow_forwarded_total", "Shadow mode: spans of traces the policies dropped, forwarded anyway (counted in spans_kept_total).", &c.shadowForwarded, nil),

@@ -40,6 +40,8 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&f.RuleAttribute, "rule-attribute", cfg.RuleAttribute, "mark the root span of kept traces with the deciding rule (tailsift.sampling.rule)")
 	fs.Var(&f.MemoryLimit, "memory-limit", "buffer memory `size` (e.g. 512MiB, 2GiB); past it ingest answers retry-later")
 	fs.Var(&f.MaxRequestSize, "max-request-size", "largest accepted OTLP request `size`")
+	fs.IntVar(&f.MaxTraceSpans, "max-trace-spans", cfg.MaxTraceSpans, "a trace reaching this many spans is decided at once; its later spans follow the decision")
+	fs.Var(&f.MaxTraceBytes, "max-trace-bytes", "a trace reaching this `size` of span bytes is decided at once; its later spans follow the decision")
 	fs.StringVar(&f.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&f.LogFormat, "log-format", cfg.LogFormat, "text or json (logs go to stderr)")
 	fs.StringVar(&f.NodeName, "node-name", cfg.NodeName, "this node's `name`, unique in the cluster (default: the host name)")
@@ -149,6 +151,10 @@ func applyFlag(cfg, f *node.Config, name string) {
 		cfg.MemoryLimit = f.MemoryLimit
 	case "max-request-size":
 		cfg.MaxRequestSize = f.MaxRequestSize
+	case "max-trace-spans":
+		cfg.MaxTraceSpans = f.MaxTraceSpans
+	case "max-trace-bytes":
+		cfg.MaxTraceBytes = f.MaxTraceBytes
 	case "log-level":
 		cfg.LogLevel = f.LogLevel
 	case "log-format":

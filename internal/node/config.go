@@ -36,6 +36,8 @@ type Config struct {
 	RuleAttribute  bool          `yaml:"rule_attribute"`   // mark kept traces' root spans with the deciding rule
 	MemoryLimit    bytesize.Size `yaml:"memory_limit"`     // buffer budget; past it, ingest answers "retry later"
 	MaxRequestSize bytesize.Size `yaml:"max_request_size"` // largest accepted OTLP request
+	MaxTraceSpans  int           `yaml:"max_trace_spans"`  // a trace reaching this many spans is decided at once
+	MaxTraceBytes  bytesize.Size `yaml:"max_trace_bytes"`  // a trace reaching this many span bytes is decided at once
 	LogLevel       string        `yaml:"log_level"`        // debug | info | warn | error
 	LogFormat      string        `yaml:"log_format"`       // text | json
 
@@ -74,6 +76,8 @@ func DefaultConfig() Config {
 		MaxTraceAge:    dc.MaxTraceAge,
 		MemoryLimit:    bytesize.Size(bc.MemoryLimit),
 		MaxRequestSize: bytesize.Size(ic.MaxRequestBytes),
+		MaxTraceSpans:  bc.MaxTraceSpans,
+		MaxTraceBytes:  bytesize.Size(bc.MaxTraceBytes),
 		LogLevel:       "info",
 		LogFormat:      "text",
 		NodeName:       cc.NodeName,
@@ -149,7 +153,7 @@ func (c Config) components() (ingest.Config, buffer.Config, decision.Config, exp
 	ic := ingest.DefaultConfig()
 	ic.GRPCAddr, ic.HTTPAddr, ic.MaxRequestBytes = c.OTLPGRPC, c.OTLPHTTP, int(c.MaxRequestSize)
 	bc := buffer.DefaultConfig()
-	bc.MemoryLimit = int64(c.MemoryLimit)
+	bc.MemoryLimit, bc.MaxTraceSpans, bc.MaxTraceBytes = int64(c.MemoryLimit), c.MaxTraceSpans, int64(c.MaxTraceBytes)
 	dc := decision.DefaultConfig()
 	dc.DecisionWait, dc.RootWait, dc.MaxTraceAge = c.DecisionWait, c.RootWait, c.MaxTraceAge
 	dc.Shadow, dc.RuleAttribute, dc.StressRelief = c.Shadow, c.RuleAttribute, c.StressRelief
