@@ -45,6 +45,12 @@ func FuzzDecode(f *testing.F) {
 			return
 		}
 		pb = pb[1:]
+		// The transcode never takes more than the JSON did: every field
+		// costs at least its key in JSON and at most that in protobuf, so
+		// an in-flight request's budget covers its transcode.
+		if len(pb) > len(data) {
+			t.Fatalf("%d bytes of JSON decoded to %d bytes of protobuf", len(data), len(pb))
+		}
 		if !json.Valid(data) {
 			t.Fatalf("Decode accepted invalid JSON %q", data)
 		}
