@@ -362,7 +362,7 @@ func (b *Buffer) TakeAll(dst []*Trace) []*Trace {
 func (b *Buffer) remove(s *shard, t *Trace) *Trace {
 	delete(s.traces, t.ID)
 	freed := t.memory()
-	for _, g := range t.groups {
+	for _, g := range t.groups.list {
 		freed += b.groups.release(g)
 	}
 	b.used.Add(-freed)
@@ -478,7 +478,7 @@ func (b *Buffer) Peek(id [16]byte) (Summary, []*Group, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if t := s.traces[id]; t != nil {
-		return t.Summary, slices.Clone(t.groups), true
+		return t.Summary, slices.Clone(t.groups.list), true
 	}
 	return Summary{}, nil, false
 }

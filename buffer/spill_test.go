@@ -3,6 +3,7 @@ package buffer
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -286,5 +287,50 @@ func TestSpillQueueDoesNotGrowWithoutSpilling(t *testing.T) {
 	}
 	if queued != 0 || b.Stats().SpillWritten != 0 {
 		t.Fatalf("%d spill-queue entries left after every trace was taken (spilled %d bytes)", queued, b.Stats().SpillWritten)
+	}
+}
+
+// TestWriteAheadManyGroups: one request of a trace whose every span has a
+// resource of its own is logged (each resource once, past the short-list
+// index) and recovered with every span under its own resource.
+func TestWriteAheadManyGroups(t *testing.T) {
+	dir := t.TempDir()
+	st := openStore(t, dir)
+	cfg := DefaultConfig()
+	cfg.Disk, cfg.WriteAhead = st, true
+	b, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 5000
+	var bt Batch
+	bt.StartTrace(id(1))
+	for i := range n {
+		key := fmt.Sprintf("resource-%d/scope-%d", i, i%3)
+		g := mustAcquire(t, b, key)
+		defer b.Release(g)
+		bt.AddSpan(Span{Group: g, Raw: spanBytes(1, i)})
+	}
+	if _, err := b.Append(&bt, 1000); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	b2, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b2.Close()
+	spans := 0
+	corrupt, err := b2.Recover(func(r *Recovered) error {
+		for i, s := range r.Spans {
+			if want := fmt.Sprintf("resource-%d/scope-%d", i, i%3); groupName(s.Group) != want || !bytes.Equal(s.Raw, spanBytes(1, i)) {
+				t.Fatalf("span %d: group %q, want %q", i, groupName(s.Group), want)
+			}
+			spans++
+		}
+		return nil
+	})
+	if err != nil || corrupt != 0 || spans != n {
+		t.Fatalf("recovered %d spans (%d corrupt records, err %v), want %d", spans, corrupt, err, n)
 	}
 }

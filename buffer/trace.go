@@ -28,7 +28,7 @@ type Summary struct {
 
 // Groups returns the interned groups (resource and scope) the trace's
 // spans were sent under. They are immutable: a caller may keep them.
-func (t *Trace) Groups() []*Group { return t.groups }
+func (t *Trace) Groups() []*Group { return t.groups.list }
 
 // HasRoot reports whether a root span has arrived.
 func (s *Summary) HasRoot() bool { return s.RootSeen != 0 }
@@ -45,10 +45,7 @@ type Trace struct {
 	Limited bool
 
 	seq    uint64   // incarnation, to tell stale queue entries from live ones
-	groups []*Group // interned groups its spans reference, by local index
-	// groupIdx indexes groups once there are more than a few, so that a
-	// trace sent under thousands of resources appends in O(1) per span.
-	groupIdx map[*Group]int32
+	groups indexed[*Group] // interned groups its spans reference, by local index
 	// The span log, per span: uvarint(group index) uvarint(len) raw span.
 	// Spans of a trace arrive a few per request, so the log is a list of
 	// chunks: an append that does not fit the last chunk starts a new one
@@ -79,8 +76,8 @@ const traceOverhead = int64(unsafe.Sizeof(Trace{})) + 64 + 3*2*int64(unsafe.Size
 
 // memory is the trace's accounted footprint.
 func (t *Trace) memory() int64 {
-	return traceOverhead + int64(cap(t.first)) + int64(cap(t.groups))*8 + int64(cap(t.more))*24 + int64(cap(t.wal))*8 +
-		int64(len(t.groupIdx))*groupIdxEntry + t.moreBytes
+	return traceOverhead + int64(cap(t.first)) + int64(cap(t.groups.list))*8 + t.groups.memory() +
+		int64(cap(t.more))*24 + int64(cap(t.wal))*8 + t.moreBytes
 }
 
 // Spans yields each span's group and raw bytes, in arrival order. A taken
@@ -105,12 +102,12 @@ func (t *Trace) yieldChunk(log []byte, yield func(group otlpwire.Group, span []b
 	for len(log) > 0 {
 		g, n := protowire.ConsumeVarint(log)
 		l, m := protowire.ConsumeVarint(log[n:])
-		if n < 0 || m < 0 || g >= uint64(len(t.groups)) || l > uint64(len(log)-n-m) {
+		if n < 0 || m < 0 || g >= uint64(len(t.groups.list)) || l > uint64(len(log)-n-m) {
 			panic("BUG: buffer: corrupt trace log")
 		}
 		raw := log[n+m : n+m+int(l)]
 		log = log[n+m+int(l):]
-		if !yield(t.groups[g].wire, raw) {
+		if !yield(t.groups.list[g].wire, raw) {
 			return false
 		}
 	}
@@ -141,7 +138,7 @@ func (t *Trace) add(spans []Span, now, rootSeen int64) int64 {
 	before := t.memory()
 	need := 0
 	for i := range spans {
-		need += logSize(len(t.groups)+len(spans), &spans[i]) // an upper bound on the index varint
+		need += logSize(len(t.groups.list)+len(spans), &spans[i]) // an upper bound on the index varint
 	}
 	log := t.chunkFor(need)
 	for i := range spans {
@@ -178,37 +175,12 @@ func (t *Trace) chunkFor(need int) *[]byte {
 	return &t.more[len(t.more)-1]
 }
 
-// groupScanMax is the most groups a trace looks through one by one; past
-// it, groupIdx indexes them.
-const groupScanMax = 8
-
-// groupIdxEntry approximates a groupIdx entry: key, value and map slack.
-const groupIdxEntry = 32
-
 func (t *Trace) groupIndex(g *Group) int {
-	if t.groupIdx != nil {
-		if i, ok := t.groupIdx[g]; ok {
-			return int(i)
-		}
-	} else {
-		for i, x := range t.groups {
-			if x == g {
-				return i
-			}
-		}
+	if i, ok := t.groups.find(g); ok {
+		return i
 	}
 	g.refs.Add(1) // the caller holds a reference, so this is not 0 -> 1
-	t.groups = append(t.groups, g)
-	switch n := len(t.groups); {
-	case t.groupIdx != nil:
-		t.groupIdx[g] = int32(n - 1)
-	case n > groupScanMax:
-		t.groupIdx = make(map[*Group]int32, 2*n)
-		for i, x := range t.groups {
-			t.groupIdx[x] = int32(i)
-		}
-	}
-	return len(t.groups) - 1
+	return t.groups.add(g)
 }
 
 func (t *Trace) summarize(s *Span, rootSeen int64) {

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
@@ -36,9 +35,9 @@ type walScratch struct {
 	keys, values [][]byte
 	buf          []byte
 	offs         []int
-	groups       []*Group
-	newGroups    []*Group
-	newResources []*Resource
+	groups       indexed[*Group] // of the run being written
+	newGroups    indexed[*Group]
+	newResources indexed[*Resource]
 }
 
 var walScratchPool = sync.Pool{New: func() any { return new(walScratch) }}
@@ -47,9 +46,14 @@ var walScratchPool = sync.Pool{New: func() any { return new(walScratch) }}
 // for a run already logged).
 func (b *Buffer) writeAhead(sc *walScratch, bt *Batch, now int64) error {
 	sc.buf, sc.offs, sc.keys, sc.values = sc.buf[:0], sc.offs[:0], sc.keys[:0], sc.values[:0]
-	sc.newGroups, sc.newResources = sc.newGroups[:0], sc.newResources[:0]
 	recs := sc.recs[:0]
-	defer func() { sc.recs = recs }()
+	defer func() {
+		sc.recs = recs
+		// The pooled scratch must not keep groups alive, failed or not.
+		sc.groups.reset()
+		sc.newGroups.reset()
+		sc.newResources.reset()
+	}()
 	for _, run := range bt.Traces {
 		if run.Logged != nil {
 			recs = append(recs, 0)
@@ -58,11 +62,11 @@ func (b *Buffer) writeAhead(sc *walScratch, bt *Batch, now int64) error {
 		rec := b.walSeq.Add(1)
 		recs = append(recs, rec)
 		spans := bt.Spans[run.Start:run.End]
-		sc.groups = sc.groups[:0]
+		sc.groups.reset()
 		root := int64(0)
 		for i := range spans {
-			if !slices.Contains(sc.groups, spans[i].Group) {
-				sc.groups = append(sc.groups, spans[i].Group)
+			if _, ok := sc.groups.find(spans[i].Group); !ok {
+				sc.groups.add(spans[i].Group)
 			}
 			if spans[i].Root {
 				root = cmp.Or(run.RootSeen, now)
@@ -73,30 +77,31 @@ func (b *Buffer) writeAhead(sc *walScratch, bt *Batch, now int64) error {
 		sc.offs = append(sc.offs, len(sc.buf))
 		sc.buf = protowire.AppendVarint(sc.buf, protowire.EncodeZigZag(cmp.Or(run.FirstSeen, now)))
 		sc.buf = protowire.AppendVarint(sc.buf, protowire.EncodeZigZag(root))
-		sc.buf = protowire.AppendVarint(sc.buf, uint64(len(sc.groups)))
-		for _, g := range sc.groups {
+		sc.buf = protowire.AppendVarint(sc.buf, uint64(len(sc.groups.list)))
+		for _, g := range sc.groups.list {
 			sc.buf = binary.BigEndian.AppendUint64(sc.buf, g.hash)
-			if !g.persisted.Load() && !slices.Contains(sc.newGroups, g) {
-				sc.newGroups = append(sc.newGroups, g)
-				if r := g.res; !r.persisted.Load() && !slices.Contains(sc.newResources, r) {
-					sc.newResources = append(sc.newResources, r)
+			if _, ok := sc.newGroups.find(g); !ok && !g.persisted.Load() {
+				sc.newGroups.add(g)
+				if _, ok := sc.newResources.find(g.res); !ok && !g.res.persisted.Load() {
+					sc.newResources.add(g.res)
 				}
 			}
 		}
 		for i := range spans {
 			s := &spans[i]
-			sc.buf = protowire.AppendVarint(sc.buf, uint64(slices.Index(sc.groups, s.Group)))
+			gi, _ := sc.groups.find(s.Group)
+			sc.buf = protowire.AppendVarint(sc.buf, uint64(gi))
 			sc.buf = protowire.AppendVarint(sc.buf, uint64(len(s.Raw)))
 			sc.buf = append(sc.buf, s.Raw...)
 		}
 	}
-	for _, r := range sc.newResources {
+	for _, r := range sc.newResources.list {
 		sc.offs = append(sc.offs, len(sc.buf))
 		sc.buf = resourceKey(sc.buf, r.hash)
 		sc.offs = append(sc.offs, len(sc.buf))
 		sc.buf = append(sc.buf, r.part...)
 	}
-	for _, g := range sc.newGroups {
+	for _, g := range sc.newGroups.list {
 		sc.offs = append(sc.offs, len(sc.buf))
 		sc.buf = groupKey(sc.buf, g.hash)
 		sc.offs = append(sc.offs, len(sc.buf))
@@ -119,17 +124,14 @@ func (b *Buffer) writeAhead(sc *walScratch, bt *Batch, now int64) error {
 		}
 		return fmt.Errorf("%w: write-ahead log: %w", ErrStorage, err)
 	}
-	for _, r := range sc.newResources {
+	for _, r := range sc.newResources.list {
 		r.persisted.Store(true)
 	}
-	for _, g := range sc.newGroups {
+	for _, g := range sc.newGroups.list {
 		g.persisted.Store(true)
 	}
 	clear(sc.keys)
 	clear(sc.values)
-	clear(sc.groups)
-	clear(sc.newGroups)
-	clear(sc.newResources)
 	b.walPuts.Add(1)
 	b.walRecords.Add(int64(len(sc.keys)))
 	b.walBytes.Add(int64(len(sc.buf)))
