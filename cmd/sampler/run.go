@@ -42,7 +42,7 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&f.MaxRequestSize, "max-request-size", "largest accepted OTLP request `size`")
 	fs.StringVar(&f.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&f.LogFormat, "log-format", cfg.LogFormat, "text or json (logs go to stderr)")
-	fs.StringVar(&f.NodeName, "node-name", cfg.NodeName, "this node's `name`, unique in the cluster (default: the host name)")
+	fs.StringVar(&f.NodeName, "node-name", cfg.NodeName, "this node's `name`, unique in the cluster (default: the host name and the gossip port, <host>-<port>)")
 	fs.StringVar(&f.ClusterBind, "cluster-bind", cfg.ClusterBind, "gossip listen `address` (TCP and UDP) for cluster membership; empty runs a single node without gossip")
 	fs.StringVar(&f.ClusterAdvertise, "cluster-advertise", cfg.ClusterAdvertise, "gossip `address` peers reach this node on (default: from --cluster-bind); peers forward spans to its host at the --otlp-grpc port")
 	fs.Func("join", "`host:port`[,host:port...] of cluster nodes to join; a name resolving to several addresses (a Kubernetes headless service) joins them all, and is resolved again periodically", func(v string) error {

@@ -39,7 +39,7 @@ type Config struct {
 	LogLevel       string        `yaml:"log_level"`        // debug | info | warn | error
 	LogFormat      string        `yaml:"log_format"`       // text | json
 
-	NodeName         string   `yaml:"node_name"`         // unique in the cluster; default the host name
+	NodeName         string   `yaml:"node_name"`         // unique in the cluster; "" = <host name>-<gossip port> (the port as bound)
 	ClusterBind      string   `yaml:"cluster_bind"`      // gossip listen address (TCP+UDP); "" = no clustering
 	ClusterAdvertise string   `yaml:"cluster_advertise"` // gossip address peers use; "" = derived from cluster_bind
 	Join             []string `yaml:"join"`              // host:port of peers; a name with several addresses joins them all

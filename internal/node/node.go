@@ -281,14 +281,16 @@ func (n *Node) explain(w http.ResponseWriter, r *http.Request) {
 
 // notReady returns why the node should not get traffic, or "" if it
 // should: its policies are loaded (New fails otherwise), it has joined its
-// cluster, it is not overloaded, and it is not shutting down.
+// cluster and no other node uses its name, it is not overloaded, and it is
+// not shutting down.
 func (n *Node) notReady() string {
-	switch {
-	case n.stopping.Load():
+	if n.stopping.Load() {
 		return "shutting down"
-	case !n.clu.Ready():
-		return "not joined to the cluster yet (--join)"
-	case n.buf.Pressure():
+	}
+	if reason := n.clu.NotReady(); reason != "" {
+		return reason
+	}
+	if n.buf.Pressure() {
 		return "overloaded: the buffer is nearly full (--memory-limit)"
 	}
 	return ""
