@@ -490,9 +490,9 @@ func (c *Cluster) GossipAddr() string {
 // should: it has joined its cluster (or needs not), no other node claims
 // its name, and it has not left.
 func (c *Cluster) NotReady() string {
-	if at := c.conflict.at.Load(); at != 0 && time.Since(time.Unix(0, at)) < c.cfg.NameConflictHold {
+	if other := c.conflicted(); other != "" {
 		return fmt.Sprintf("node name %q is also used by the node at %s: set node_name (--node-name) to a unique name on each node",
-			c.cfg.NodeName, *c.conflict.other.Load())
+			c.cfg.NodeName, other)
 	}
 	switch {
 	case c.left.Load():
@@ -502,6 +502,15 @@ func (c *Cluster) NotReady() string {
 			return "not joined to the cluster yet: " + *msg
 		}
 		return "not joined to the cluster yet (--join)"
+	}
+	return ""
+}
+
+// conflicted returns the gossip address of another node that claimed this
+// node's name within NameConflictHold, or "".
+func (c *Cluster) conflicted() string {
+	if at := c.conflict.at.Load(); at != 0 && time.Since(time.Unix(0, at)) < c.cfg.NameConflictHold {
+		return *c.conflict.other.Load()
 	}
 	return ""
 }
@@ -523,7 +532,16 @@ func (c *Cluster) Leave(ctx context.Context) error {
 	if d, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, time.Until(d)/4)
 	}
-	err := c.ml.Leave(timeout)
+	var err error
+	if other := c.conflicted(); other != "" {
+		// Peers know the other node by this name: a leave message would
+		// make them drop it. They never had this node; failure detection
+		// tells the few that learned of it.
+		c.log.Warn("leaving without a leave message: peers would take it for the other node of this name",
+			"node_name", c.cfg.NodeName, "other_node", other)
+	} else {
+		err = c.ml.Leave(timeout)
+	}
 	c.ringMu.Lock()
 	defer c.ringMu.Unlock()
 	c.left.Store(true)

@@ -185,9 +185,22 @@ func TestNameConflictNotReady(t *testing.T) {
 			t.Errorf("%s: %d members in the ring, want only itself", c.n.GossipAddr(), m)
 		}
 	}
-	// The second node keeps rejoining, and the claims keep the first not
-	// ready; once it is gone the first recovers after NameConflictHold.
+	// A node with another name joins the first; the second, leaving, sends
+	// no leave message in the name, which would make peers drop the first.
+	third := startNode(t, "third", "127.0.0.1:0", []string{first.GossipAddr()})
+	waitUntil(t, "the third node in the first's ring", func() bool { return len(first.Members()) == 2 && third.Ready() })
+	if err := second.Leave(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	second.Close(context.Background())
+	if len(second.logs.lines("leaving without a leave message")) != 1 {
+		t.Errorf("the second node left without saying it sent no leave message")
+	}
+	if len(third.Members()) != 2 || len(first.Members()) != 2 {
+		t.Errorf("after the duplicate left: the first sees %d members, the third %d; want 2", len(first.Members()), len(third.Members()))
+	}
+	// The second node's rejoins kept the first not ready; now that it is
+	// gone the first is ready again after NameConflictHold.
 	waitUntil(t, "the first node to be ready once the other is gone", first.Ready)
 }
 
