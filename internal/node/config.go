@@ -17,6 +17,7 @@ import (
 	"github.com/tailsift/tailsift/export"
 	"github.com/tailsift/tailsift/ingest"
 	"github.com/tailsift/tailsift/internal/bytesize"
+	"github.com/tailsift/tailsift/internal/redact"
 	"github.com/tailsift/tailsift/internal/store"
 )
 
@@ -186,6 +187,11 @@ func (c Config) clusterConfig(key []byte) cluster.Config {
 	cc.ForwardSync = c.Durability == DurabilityWAL
 	return cc
 }
+
+// Redactor hides the secrets of the settings that may hold them (the
+// forward URL's user, password and secret query values) in logs, errors
+// and the command line served by /debug/pprof/cmdline.
+func (c Config) Redactor() *redact.Redactor { return redact.New(c.Forward) }
 
 // forwardFile is the path of a file:PATH forward, or "".
 func (c Config) forwardFile() string {

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +26,7 @@ import (
 	"github.com/tailsift/tailsift/decision"
 	"github.com/tailsift/tailsift/export"
 	"github.com/tailsift/tailsift/ingest"
+	"github.com/tailsift/tailsift/internal/redact"
 	"github.com/tailsift/tailsift/internal/store"
 	"github.com/tailsift/tailsift/policy"
 )
@@ -33,7 +35,8 @@ import (
 type Options struct {
 	// Registry receives the node's metrics; nil means a new one.
 	Registry *prometheus.Registry
-	// Logger for operational logs; nil means discard.
+	// Logger for operational logs; nil means discard. The node redacts
+	// the secrets of its configuration (Config.Redactor) in what it logs.
 	Logger *slog.Logger
 	// Stdout is where the "stdout" forward writes; nil means os.Stdout.
 	Stdout io.Writer
@@ -46,6 +49,7 @@ type Options struct {
 type Node struct {
 	cfg    Config
 	log    *slog.Logger
+	red    *redact.Redactor
 	reg    *prometheus.Registry
 	buf    *buffer.Buffer
 	engine *decision.Engine
@@ -72,7 +76,7 @@ func New(cfg Config, opts Options) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: opts.Logger, reg: opts.Registry}
+	n := &Node{cfg: cfg, log: opts.Logger, reg: opts.Registry, red: cfg.Redactor()}
 	defer func() {
 		if err != nil && n.forwardFile != nil { // Shutdown will not run to close it
 			n.forwardFile.Close()
@@ -81,6 +85,9 @@ func New(cfg Config, opts Options) (_ *Node, err error) {
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
 	}
+	// Every component logs through this: the start-up line below shows the
+	// forward URL, and export's errors quote it.
+	n.log = slog.New(n.red.Handler(n.log.Handler()))
 	if n.reg == nil {
 		n.reg = prometheus.NewRegistry()
 	}
@@ -238,7 +245,7 @@ func (n *Node) startAdmin(addr string) error {
 	// Profiles on the admin listener only (net/http/pprof also registers on
 	// http.DefaultServeMux, which nothing here serves).
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/cmdline", n.cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
@@ -260,6 +267,15 @@ func (n *Node) startAdmin(addr string) error {
 		}
 	}()
 	return nil
+}
+
+// cmdline serves /debug/pprof/cmdline as net/http/pprof does (arguments
+// separated by NUL), with secrets redacted: --forward may carry a
+// password, and profiles are often shared.
+func (n *Node) cmdline(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	io.WriteString(w, strings.Join(n.red.Args(os.Args), "\x00"))
 }
 
 // explain serves GET /api/v1/traces/{id}: what the trace's owner knows of
