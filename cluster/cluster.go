@@ -56,7 +56,9 @@ type Cluster struct {
 		at    atomic.Int64           // unix nanoseconds; 0: never
 		other atomic.Pointer[string] // the claimant's gossip address, stored before at
 	}
-	conflictLog lograte.Limiter
+	// Separate limiters: lines on other nodes' conflicts must not hold
+	// back the one on this node's.
+	conflictLog, otherConflictLog lograte.Limiter
 
 	ringMu sync.Mutex // serializes ring changes and hand-off passes
 }
@@ -71,7 +73,8 @@ func New(cfg Config, engine Engine, reg prometheus.Registerer, log *slog.Logger)
 		log = slog.New(slog.DiscardHandler)
 	}
 	c := &Cluster{cfg: cfg, log: log, engine: engine, changed: make(chan struct{}, 1), stop: make(chan struct{}),
-		joinLog: lograte.Limiter{Every: 10 * time.Second}, conflictLog: lograte.Limiter{Every: 10 * time.Second}}
+		joinLog: lograte.Limiter{Every: 10 * time.Second}, conflictLog: lograte.Limiter{Every: 10 * time.Second},
+		otherConflictLog: lograte.Limiter{Every: 10 * time.Second}}
 	c.stopCtx, c.cancel = context.WithCancel(context.Background())
 	// Bind before anything reads the name: the default name includes the
 	// gossip port, and the name is fixed from here on.
@@ -295,7 +298,7 @@ func (c *Cluster) nameConflict(existing, other *memberlist.Node) {
 	mine := net.JoinHostPort(existing.Addr.String(), strconv.Itoa(int(existing.Port)))
 	theirs := net.JoinHostPort(other.Addr.String(), strconv.Itoa(int(other.Port)))
 	if existing.Name != c.cfg.NodeName {
-		if ok, n := c.conflictLog.Allow(); ok {
+		if ok, n := c.otherConflictLog.Allow(); ok {
 			c.log.Warn("two other nodes use one node name: the second is left out of this node's ring; give each node a unique node_name (--node-name)",
 				"node_name", existing.Name, "member", mine, "left_out", theirs, "similar_lines_suppressed", n)
 		}
@@ -446,6 +449,9 @@ func (c *Cluster) joinRound() {
 			c.updateRing()
 			c.setJoined()
 			return
+		}
+		if err == nil {
+			err = fmt.Errorf("no answer from %v", todo)
 		}
 		errs = append(errs, err)
 	}
