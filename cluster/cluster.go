@@ -466,13 +466,28 @@ func (c *Cluster) joinRound() {
 		return
 	}
 	c.metrics.joinFailures.Add(1)
-	err := errors.Join(errs...)
-	msg := strings.ReplaceAll(err.Error(), "\n", "; ")
+	msg := errorList(errs)
 	c.joinErr.Store(&msg)
 	if ok, n := c.joinLog.Allow(); ok {
 		c.log.Warn("cannot join the cluster yet, retrying every second; the node is not ready until it joins",
 			"join", c.cfg.Join, "addresses", todo, "err", msg, "similar_lines_suppressed", n)
 	}
+}
+
+// errorList writes errs on one line, for /readyz and the log. Join's
+// error lists one error per address, on several lines.
+func errorList(errs []error) string {
+	var parts []string
+	for _, err := range errs {
+		if m, ok := err.(interface{ WrappedErrors() []error }); ok {
+			for _, e := range m.WrappedErrors() {
+				parts = append(parts, e.Error())
+			}
+			continue
+		}
+		parts = append(parts, err.Error())
+	}
+	return strings.Join(parts, "; ")
 }
 
 // setJoined marks the node joined, saying so if it had failed to.
