@@ -36,6 +36,8 @@ type Cluster struct {
 
 	transport *memberlist.NetTransport // gossip listeners, bound by New; nil when clustering is off
 	ml        *memberlist.Memberlist   // nil when clustering is off, or before Start
+	view      view                     // copies of the gossip members; read these, not ml.Members()
+	gossip    string                   // this node's gossip address as advertised, set by Start
 	otlp      string                   // this node's OTLP/gRPC address, as advertised in its metadata
 	changed   chan struct{}            // 1 slot: membership changed
 	stop      chan struct{}
@@ -164,6 +166,8 @@ func (c *Cluster) Start(otlpAddr string) error {
 		return fmt.Errorf("cluster: gossip on %s (--cluster-bind): %w", c.cfg.Bind, err)
 	}
 	c.ml = ml
+	local, _ := c.view.get(c.cfg.NodeName) // memberlist announced it in Create
+	c.gossip = net.JoinHostPort(local.Addr.String(), strconv.Itoa(int(local.Port)))
 	if len(c.cfg.Join) == 0 {
 		c.joined.Store(true) // the first node: nothing to join
 	}
@@ -171,9 +175,8 @@ func (c *Cluster) Start(otlpAddr string) error {
 	c.wg.Add(2)
 	go c.watch()
 	go c.rejoin()
-	local := ml.LocalNode()
-	c.log.Info("cluster gossip started", "node", c.cfg.NodeName, "gossip", net.JoinHostPort(local.Addr.String(), strconv.Itoa(int(local.Port))),
-		"otlp", c.memberOf(local).Addr, "join", c.cfg.Join, "encrypted", len(c.cfg.SecretKey) > 0)
+	c.log.Info("cluster gossip started", "node", c.cfg.NodeName, "gossip", c.gossip,
+		"otlp", c.memberOf(&local).Addr, "join", c.cfg.Join, "encrypted", len(c.cfg.SecretKey) > 0)
 	return nil
 }
 
@@ -203,7 +206,7 @@ func (c *Cluster) memberlistConfig() (*memberlist.Config, error) {
 	}
 	mc.SecretKey = c.cfg.SecretKey
 	mc.Delegate = delegate{meta: c.meta}
-	mc.Events = events{c.changed}
+	mc.Events = events{changed: c.changed, view: &c.view}
 	mc.Conflict = conflicts{c}
 	mc.Logger = nil
 	mc.LogOutput = logWriter{c.log.With("component", "memberlist")}
@@ -266,19 +269,6 @@ func (delegate) NotifyMsg([]byte)                           {}
 func (delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (delegate) LocalState(join bool) []byte                { return nil }
 func (delegate) MergeRemoteState(buf []byte, join bool)     {}
-
-// events turns memberlist's callbacks (made under its locks) into a signal.
-type events struct{ changed chan struct{} }
-
-func (e events) NotifyJoin(*memberlist.Node)   { e.signal() }
-func (e events) NotifyLeave(*memberlist.Node)  { e.signal() }
-func (e events) NotifyUpdate(*memberlist.Node) { e.signal() }
-func (e events) signal() {
-	select {
-	case e.changed <- struct{}{}:
-	default:
-	}
-}
 
 // conflicts hears from memberlist (under its locks) that gossip claimed a
 // member's name from another address.
@@ -350,8 +340,8 @@ func (c *Cluster) updateRing() {
 		return
 	}
 	var members []Member
-	for _, n := range c.ml.Members() {
-		m := c.memberOf(n)
+	for _, n := range c.view.all() {
+		m := c.memberOf(&n)
 		if m.Addr == "" {
 			c.log.Warn("cluster member without an OTLP address in its metadata, ignored", "member", n.Name)
 			continue
@@ -423,7 +413,7 @@ func (c *Cluster) joinRound() {
 		return
 	}
 	known := map[string]bool{}
-	for _, n := range c.ml.Members() {
+	for _, n := range c.view.all() {
 		known[net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))] = true
 	}
 	var todo []string
@@ -499,13 +489,7 @@ func (c *Cluster) setJoined() {
 
 // GossipAddr returns the gossip address peers join (host:port), or "" when
 // clustering is off.
-func (c *Cluster) GossipAddr() string {
-	if c.ml == nil {
-		return ""
-	}
-	n := c.ml.LocalNode()
-	return net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
-}
+func (c *Cluster) GossipAddr() string { return c.gossip }
 
 // NotReady returns why the node should not get traffic, or "" if it
 // should: it has joined its cluster (or needs not), no other node claims
