@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,15 +34,33 @@ type Cluster struct {
 	fwd     *forwarder
 	handoff *handoffClient
 
-	ml      *memberlist.Memberlist // nil when clustering is off
-	otlp    string                 // this node's OTLP/gRPC address, as advertised in its metadata
-	changed chan struct{}          // 1 slot: membership changed
-	stop    chan struct{}
-	wg      sync.WaitGroup
-	joined  atomic.Bool
-	left    atomic.Bool // Leave has run: the ring excludes this node
-	aborted atomic.Bool
-	closed  sync.Once
+	transport *memberlist.NetTransport // gossip listeners, bound by New; nil when clustering is off
+	ml        *memberlist.Memberlist   // nil when clustering is off, or before Start
+	view      view                     // copies of the gossip members; read these, not ml.Members()
+	gossip    string                   // this node's gossip address as advertised, set by Start
+	otlp      string                   // this node's OTLP/gRPC address, as advertised in its metadata
+	changed   chan struct{}            // 1 slot: membership changed
+	stop      chan struct{}
+	stopCtx   context.Context // cancelled with stop: ends a join round's DNS lookups
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	joined    atomic.Bool
+	left      atomic.Bool // Leave has run: the ring excludes this node
+	aborted   atomic.Bool
+	closed    sync.Once
+
+	// joinErr says why the last join round reached no peer, while the node
+	// has not joined; nil once it has.
+	joinErr atomic.Pointer[string]
+	joinLog lograte.Limiter
+	// conflict is the last claim on this node's name from another address.
+	conflict struct {
+		at    atomic.Int64           // unix nanoseconds; 0: never
+		other atomic.Pointer[string] // the claimant's gossip address, stored before at
+	}
+	// Separate limiters: lines on other nodes' conflicts must not hold
+	// back the one on this node's.
+	conflictLog, otherConflictLog lograte.Limiter
 
 	ringMu sync.Mutex // serializes ring changes and hand-off passes
 }
@@ -54,7 +74,16 @@ func New(cfg Config, engine Engine, reg prometheus.Registerer, log *slog.Logger)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c := &Cluster{cfg: cfg, log: log, engine: engine, changed: make(chan struct{}, 1), stop: make(chan struct{})}
+	c := &Cluster{cfg: cfg, log: log, engine: engine, changed: make(chan struct{}, 1), stop: make(chan struct{}),
+		joinLog: lograte.Limiter{Every: 10 * time.Second}, conflictLog: lograte.Limiter{Every: 10 * time.Second},
+		otherConflictLog: lograte.Limiter{Every: 10 * time.Second}}
+	c.stopCtx, c.cancel = context.WithCancel(context.Background())
+	// Bind before anything reads the name: the default name includes the
+	// gossip port, and the name is fixed from here on.
+	if err := c.bind(); err != nil {
+		return nil, err
+	}
+	cfg = c.cfg
 	c.fwd = newForwarder(cfg, log, nil)
 	c.metrics = newMetrics(reg, func() float64 { return float64(c.fwd.pendingBytes()) })
 	c.fwd.metrics = c.metrics
@@ -65,6 +94,50 @@ func New(cfg Config, engine Engine, reg prometheus.Registerer, log *slog.Logger)
 	c.handoff = newHandoffClient(c)
 	c.metrics.members.Store(1)
 	return c, nil
+}
+
+// bind opens the gossip listeners (clustering on) and settles the node
+// name: NodeName, or its default (see Config.NodeName).
+func (c *Cluster) bind() error {
+	host, err := os.Hostname()
+	if c.cfg.NodeName == "" && (err != nil || host == "") {
+		return fmt.Errorf("node_name (--node-name) is not set and the host name is unknown (%v): set a name unique in the cluster", err)
+	}
+	if c.cfg.Bind == "" {
+		if c.cfg.NodeName == "" {
+			c.cfg.NodeName = host
+		}
+		return nil
+	}
+	bindHost, port, err := splitPort(c.cfg.Bind)
+	if err != nil {
+		return fmt.Errorf("cluster_bind (--cluster-bind): %w", err)
+	}
+	nc := &memberlist.NetTransportConfig{
+		BindAddrs: []string{bindHost},
+		BindPort:  port,
+		Logger:    log.New(logWriter{c.log.With("component", "memberlist")}, "", 0),
+	}
+	// Port 0 binds TCP, then UDP on the port TCP got, which may be taken:
+	// try again, as memberlist does when it binds itself.
+	tries := 1
+	if port == 0 {
+		tries = 10
+	}
+	var t *memberlist.NetTransport
+	for range tries {
+		if t, err = memberlist.NewNetTransport(nc); err == nil || !strings.Contains(err.Error(), "address already in use") {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("cluster: gossip on %s (--cluster-bind): %w", c.cfg.Bind, err)
+	}
+	c.transport = t
+	if c.cfg.NodeName == "" {
+		c.cfg.NodeName = host + "-" + strconv.Itoa(t.GetAutoBindPort())
+	}
+	return nil
 }
 
 // Router is the ingest consumer that routes spans to their owners.
@@ -93,6 +166,8 @@ func (c *Cluster) Start(otlpAddr string) error {
 		return fmt.Errorf("cluster: gossip on %s (--cluster-bind): %w", c.cfg.Bind, err)
 	}
 	c.ml = ml
+	local, _ := c.view.get(c.cfg.NodeName) // memberlist announced it in Create
+	c.gossip = net.JoinHostPort(local.Addr.String(), strconv.Itoa(int(local.Port)))
 	if len(c.cfg.Join) == 0 {
 		c.joined.Store(true) // the first node: nothing to join
 	}
@@ -100,19 +175,20 @@ func (c *Cluster) Start(otlpAddr string) error {
 	c.wg.Add(2)
 	go c.watch()
 	go c.rejoin()
-	local := ml.LocalNode()
-	c.log.Info("cluster gossip started", "node", c.cfg.NodeName, "gossip", net.JoinHostPort(local.Addr.String(), strconv.Itoa(int(local.Port))),
-		"otlp", c.memberOf(local).Addr, "join", c.cfg.Join, "encrypted", len(c.cfg.SecretKey) > 0)
+	c.log.Info("cluster gossip started", "node", c.cfg.NodeName, "gossip", c.gossip,
+		"otlp", c.memberOf(&local).Addr, "join", c.cfg.Join, "encrypted", len(c.cfg.SecretKey) > 0)
 	return nil
 }
 
 func (c *Cluster) memberlistConfig() (*memberlist.Config, error) {
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = c.cfg.NodeName
-	host, port, err := splitPort(c.cfg.Bind)
+	host, _, err := splitPort(c.cfg.Bind)
 	if err != nil {
 		return nil, fmt.Errorf("cluster_bind (--cluster-bind): %w", err)
 	}
+	port := c.transport.GetAutoBindPort()
+	mc.Transport = c.transport
 	mc.BindAddr, mc.BindPort = host, port
 	mc.AdvertisePort = port
 	if c.cfg.Advertise != "" {
@@ -130,7 +206,8 @@ func (c *Cluster) memberlistConfig() (*memberlist.Config, error) {
 	}
 	mc.SecretKey = c.cfg.SecretKey
 	mc.Delegate = delegate{meta: c.meta}
-	mc.Events = events{c.changed}
+	mc.Events = events{changed: c.changed, view: &c.view}
+	mc.Conflict = conflicts{c}
 	mc.Logger = nil
 	mc.LogOutput = logWriter{c.log.With("component", "memberlist")}
 	return mc, nil
@@ -193,16 +270,35 @@ func (delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (delegate) LocalState(join bool) []byte                { return nil }
 func (delegate) MergeRemoteState(buf []byte, join bool)     {}
 
-// events turns memberlist's callbacks (made under its locks) into a signal.
-type events struct{ changed chan struct{} }
+// conflicts hears from memberlist (under its locks) that gossip claimed a
+// member's name from another address.
+type conflicts struct{ c *Cluster }
 
-func (e events) NotifyJoin(*memberlist.Node)   { e.signal() }
-func (e events) NotifyLeave(*memberlist.Node)  { e.signal() }
-func (e events) NotifyUpdate(*memberlist.Node) { e.signal() }
-func (e events) signal() {
-	select {
-	case e.changed <- struct{}{}:
-	default:
+func (d conflicts) NotifyConflict(existing, other *memberlist.Node) {
+	d.c.nameConflict(existing, other)
+}
+
+// nameConflict records a claim on a member's name from another address.
+// Memberlist keeps the member it knew and ignores the claimant, so two
+// nodes with one name never share a ring: each decides its own part of
+// every trace. When the name is this node's, the node reports not ready
+// until the claims stop (NameConflictHold), which makes the split visible.
+func (c *Cluster) nameConflict(existing, other *memberlist.Node) {
+	c.metrics.nameConflicts.Add(1)
+	mine := net.JoinHostPort(existing.Addr.String(), strconv.Itoa(int(existing.Port)))
+	theirs := net.JoinHostPort(other.Addr.String(), strconv.Itoa(int(other.Port)))
+	if existing.Name != c.cfg.NodeName {
+		if ok, n := c.otherConflictLog.Allow(); ok {
+			c.log.Warn("two other nodes use one node name: the second is left out of this node's ring; give each node a unique node_name (--node-name)",
+				"node_name", existing.Name, "member", mine, "left_out", theirs, "similar_lines_suppressed", n)
+		}
+		return
+	}
+	c.conflict.other.Store(&theirs)
+	c.conflict.at.Store(time.Now().UnixNano())
+	if ok, n := c.conflictLog.Allow(); ok {
+		c.log.Error("another node uses this node's name, so the two cannot be in one cluster: set node_name (--node-name) to a unique name on each node; until then this node reports not ready",
+			"node_name", existing.Name, "this_node", mine, "other_node", theirs, "similar_lines_suppressed", n)
 	}
 }
 
@@ -244,8 +340,8 @@ func (c *Cluster) updateRing() {
 		return
 	}
 	var members []Member
-	for _, n := range c.ml.Members() {
-		m := c.memberOf(n)
+	for _, n := range c.view.all() {
+		m := c.memberOf(&n)
 		if m.Addr == "" {
 			c.log.Warn("cluster member without an OTLP address in its metadata, ignored", "member", n.Name)
 			continue
@@ -306,23 +402,27 @@ func (c *Cluster) rejoin() {
 }
 
 // joinRound resolves the join addresses and joins those that are not
-// members. The node counts as joined once a round finds a peer or finds
-// that the only address is its own.
+// members. The node counts as joined once a round reaches a peer, finds
+// that a peer has joined it, or finds that the only address is its own.
+// Until then each round that fails is counted, logged (rate-limited) and
+// kept as the reason the node is not ready: a node that cannot join must
+// not pass for a cluster of one.
 func (c *Cluster) joinRound() {
 	if len(c.cfg.Join) == 0 {
 		c.joined.Store(true)
 		return
 	}
 	known := map[string]bool{}
-	for _, n := range c.ml.Members() {
+	for _, n := range c.view.all() {
 		known[net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))] = true
 	}
 	var todo []string
+	var errs []error
 	for _, j := range c.cfg.Join {
 		host, port, _ := net.SplitHostPort(j)
-		addrs, err := net.DefaultResolver.LookupHost(context.Background(), host)
+		addrs, err := net.DefaultResolver.LookupHost(c.stopCtx, host)
 		if err != nil {
-			c.log.Warn("cannot resolve --join address", "join", j, "err", err)
+			errs = append(errs, fmt.Errorf("--join %s: %w", j, err))
 			continue
 		}
 		for _, a := range addrs {
@@ -331,34 +431,97 @@ func (c *Cluster) joinRound() {
 			}
 		}
 	}
-	if len(todo) == 0 {
-		c.joined.Store(true) // every address is a member, or ourselves
+	if len(todo) > 0 {
+		n, err := c.ml.Join(todo)
+		if n > 0 {
+			// Join has merged the peer's member list: route with it before
+			// reporting ready, rather than when the watcher gets to it.
+			c.updateRing()
+			c.setJoined()
+			return
+		}
+		if err == nil {
+			err = fmt.Errorf("no answer from %v", todo)
+		}
+		errs = append(errs, err)
+	}
+	// Nothing to join or nothing reached: joined if every address is a
+	// member or ourselves, or if peers have joined us.
+	if len(errs) == 0 || c.ml.NumMembers() > 1 {
+		c.setJoined()
 		return
 	}
-	n, err := c.ml.Join(todo)
-	if n > 0 {
-		// Join has merged the peer's member list: route with it before
-		// reporting ready, rather than when the watcher gets to it.
-		c.updateRing()
-		c.joined.Store(true)
+	if c.joined.Load() {
+		c.log.Debug("periodic rejoin reached no new address", "addresses", todo, "err", errors.Join(errs...))
+		return
 	}
-	if err != nil && !c.joined.Load() {
-		c.log.Warn("cannot join the cluster yet, retrying", "addresses", todo, "err", err)
+	c.metrics.joinFailures.Add(1)
+	msg := errorList(errs)
+	c.joinErr.Store(&msg)
+	if ok, n := c.joinLog.Allow(); ok {
+		c.log.Warn("cannot join the cluster yet, retrying every second; the node is not ready until it joins",
+			"join", c.cfg.Join, "addresses", todo, "err", msg, "similar_lines_suppressed", n)
+	}
+}
+
+// errorList writes errs on one line, for /readyz and the log. Join's
+// error lists one error per address, on several lines.
+func errorList(errs []error) string {
+	var parts []string
+	for _, err := range errs {
+		if m, ok := err.(interface{ WrappedErrors() []error }); ok {
+			for _, e := range m.WrappedErrors() {
+				parts = append(parts, e.Error())
+			}
+			continue
+		}
+		parts = append(parts, err.Error())
+	}
+	return strings.Join(parts, "; ")
+}
+
+// setJoined marks the node joined, saying so if it had failed to.
+func (c *Cluster) setJoined() {
+	if !c.joined.Swap(true) && c.joinErr.Swap(nil) != nil {
+		c.log.Info("joined the cluster", "members", c.ml.NumMembers(), "join", c.cfg.Join)
 	}
 }
 
 // GossipAddr returns the gossip address peers join (host:port), or "" when
 // clustering is off.
-func (c *Cluster) GossipAddr() string {
-	if c.ml == nil {
-		return ""
+func (c *Cluster) GossipAddr() string { return c.gossip }
+
+// NotReady returns why the node should not get traffic, or "" if it
+// should: it has joined its cluster (or needs not), no other node claims
+// its name, and it has not left.
+func (c *Cluster) NotReady() string {
+	if other := c.conflicted(); other != "" {
+		return fmt.Sprintf("node name %q is also used by the node at %s: set node_name (--node-name) to a unique name on each node",
+			c.cfg.NodeName, other)
 	}
-	n := c.ml.LocalNode()
-	return net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
+	switch {
+	case c.left.Load():
+		return "left the cluster"
+	case !c.joined.Load():
+		if msg := c.joinErr.Load(); msg != nil {
+			return "not joined to the cluster yet: " + *msg
+		}
+		return "not joined to the cluster yet (--join)"
+	}
+	return ""
 }
 
-// Ready reports whether the node has joined the cluster (or needs not).
-func (c *Cluster) Ready() bool { return c.joined.Load() && !c.left.Load() }
+// conflicted returns the gossip address of another node that claimed this
+// node's name within NameConflictHold, or "".
+func (c *Cluster) conflicted() string {
+	if at := c.conflict.at.Load(); at != 0 && time.Since(time.Unix(0, at)) < c.cfg.NameConflictHold {
+		return *c.conflict.other.Load()
+	}
+	return ""
+}
+
+// Ready reports whether the node should get traffic (NotReady is "").
+func (c *Cluster) Ready() bool { return c.NotReady() == "" }
 
 // Members returns the current ring's members.
 func (c *Cluster) Members() []Member { return c.router.Ring().Members() }
@@ -374,7 +537,16 @@ func (c *Cluster) Leave(ctx context.Context) error {
 	if d, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, time.Until(d)/4)
 	}
-	err := c.ml.Leave(timeout)
+	var err error
+	if other := c.conflicted(); other != "" {
+		// Peers know the other node by this name: a leave message would
+		// make them drop it. They never had this node; failure detection
+		// tells the few that learned of it.
+		c.log.Warn("leaving without a leave message: peers would take it for the other node of this name",
+			"node_name", c.cfg.NodeName, "other_node", other)
+	} else {
+		err = c.ml.Leave(timeout)
+	}
 	c.ringMu.Lock()
 	defer c.ringMu.Unlock()
 	c.left.Store(true)
@@ -414,13 +586,37 @@ func (c *Cluster) close(ctx context.Context) error {
 	c.router.barrier.Lock()
 	c.router.barrier.Unlock() //nolint:staticcheck // barrier: no route enqueues after this
 	errs = append(errs, c.fwd.close(ctx))
+	c.cancel()
 	close(c.stop)
 	c.wg.Wait()
-	if c.ml != nil && !c.aborted.Load() {
-		errs = append(errs, c.ml.Shutdown())
+	switch {
+	case c.ml != nil && !c.aborted.Load():
+		errs = append(errs, c.ml.Shutdown()) // shuts the transport down too
+	case c.ml == nil && c.transport != nil:
+		closeUnused(c.transport)
 	}
 	c.handoff.close()
 	return errors.Join(errs...)
+}
+
+// closeUnused shuts down a transport that no memberlist reads from: its
+// listeners may be blocked handing over a packet or a connection, and
+// Shutdown waits for them.
+func closeUnused(t *memberlist.NetTransport) {
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-t.PacketCh():
+			case conn := <-t.StreamCh():
+				conn.Close()
+			case <-done:
+				return
+			}
+		}
+	}()
+	t.Shutdown()
+	close(done)
 }
 
 // Abort stops gossip without leaving, as a crash would: peers find the node

@@ -14,6 +14,12 @@ import (
 // defaults (DefaultConfig); New does not modify the caller's Config.
 type Config struct {
 	// NodeName identifies the node; unique in the cluster. Flag --node-name.
+	// "" means the host name and the gossip port, "<host>-<port>", taken
+	// by New once the gossip port is bound (so port 0 yields the port the
+	// kernel chose): unique for several nodes on one host, and stable
+	// across restarts of a node that keeps its port, as ring ownership
+	// wants. In Kubernetes the host name is the pod name. With clustering
+	// off it is the host name.
 	NodeName string
 	// Bind is the gossip listen address (TCP and UDP). "" disables
 	// clustering: the node owns every trace. Flag --cluster-bind.
@@ -36,6 +42,12 @@ type Config struct {
 	SecretKey []byte
 	// VirtualNodes is the number of ring points per member.
 	VirtualNodes int
+	// NameConflictHold: after gossip claimed this node's name from another
+	// address (two nodes with one name), the node reports not ready until
+	// no claim has arrived for this long. The claim comes back with the
+	// other node's rejoin and push-pull rounds (every 30s by default), so
+	// the default is 1m.
+	NameConflictHold time.Duration
 
 	// ProbeInterval and SuspicionMult tune failure detection (memberlist's
 	// LAN defaults: 1s and 4, which declare a killed node dead after about
@@ -75,15 +87,14 @@ type Config struct {
 	HandoffRetryMaxElapsed time.Duration
 }
 
-// DefaultConfig returns the defaults documented on Config, with the host
-// name as the node name and clustering on 127.0.0.1:7946.
+// DefaultConfig returns the defaults documented on Config, with
+// clustering on 127.0.0.1:7946 and the node name left to New.
 func DefaultConfig() Config {
-	name, _ := os.Hostname()
 	return Config{
-		NodeName:               name,
 		Bind:                   "127.0.0.1:7946",
 		RejoinInterval:         30 * time.Second,
 		VirtualNodes:           DefaultVirtualNodes,
+		NameConflictHold:       time.Minute,
 		ForwardQueueBytes:      64 << 20,
 		ForwardBatchBytes:      512 << 10,
 		ForwardBatchTimeout:    20 * time.Millisecond,
@@ -112,6 +123,7 @@ func (c Config) withDefaults() Config {
 	}
 	setDur(&c.RejoinInterval, d.RejoinInterval)
 	setInt(&c.VirtualNodes, d.VirtualNodes)
+	setDur(&c.NameConflictHold, d.NameConflictHold)
 	setInt(&c.ForwardQueueBytes, d.ForwardQueueBytes)
 	setInt(&c.ForwardBatchBytes, d.ForwardBatchBytes)
 	setDur(&c.ForwardBatchTimeout, d.ForwardBatchTimeout)
@@ -130,9 +142,6 @@ func (c Config) Validate() error {
 	var errs []error
 	if c.Bind == "" {
 		return nil // clustering off: nothing else is used
-	}
-	if c.NodeName == "" {
-		errs = append(errs, errors.New("node_name (--node-name) must not be empty when clustering is on"))
 	}
 	if _, _, err := net.SplitHostPort(c.Bind); err != nil {
 		errs = append(errs, fmt.Errorf("cluster_bind (--cluster-bind) %q: %v", c.Bind, err))
@@ -157,6 +166,7 @@ func (c Config) Validate() error {
 		bad  bool
 	}{
 		{"rejoin interval", c.RejoinInterval < 0},
+		{"name conflict hold", c.NameConflictHold < 0},
 		{"forward queue bytes", c.ForwardQueueBytes < 0},
 		{"forward batch bytes", c.ForwardBatchBytes < 0},
 		{"forward workers", c.ForwardWorkers < 0},

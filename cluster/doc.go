@@ -16,5 +16,12 @@
 // gRPC method (Handoff) whose payload is an OTLP request plus each trace's
 // age and the decisions for moved trace IDs.
 //
+// Membership fails loudly, never into a cluster of one: each node needs a
+// name unique in the cluster (by default its host name and gossip port),
+// and a node is ready only once it has joined (reached a --join peer, or
+// been joined by one) and no other node claims its name. A join that
+// fails or a name claimed from another address is counted, logged at a
+// limited rate, and given as the reason the node is not ready.
+//
 // The package knows nothing of policies: it moves bytes and trace IDs.
 package cluster

@@ -32,6 +32,9 @@ type metrics struct {
 	lost        atomic.Int64 // spans that could be neither forwarded nor kept
 	ringChanges atomic.Int64
 	members     atomic.Int64
+
+	joinFailures  atomic.Int64 // join rounds that reached no peer before the node joined
+	nameConflicts atomic.Int64 // gossip claims on a member's name from another address
 }
 
 func newMetrics(reg prometheus.Registerer, queueBytes func() float64) *metrics {
@@ -60,6 +63,8 @@ func newMetrics(reg prometheus.Registerer, queueBytes func() float64) *metrics {
 		failuresHelp  = "Forward attempts that failed; each is retried, rerouted or kept locally."
 		queuedHelp    = "Spans waiting in forward batches and queues, or in flight to a peer."
 		queueByteHelp = "Raw span bytes reserved in the forward queues (bounded by forward_queue_bytes)."
+		joinHelp      = "Join rounds that reached no peer before this node joined its cluster; the node is not ready meanwhile and retries every second (see --join)."
+		conflictHelp  = "Gossip messages that claimed a member's name from another address: two nodes with one node_name, which cannot be in one cluster. The node whose name is claimed reports not ready."
 	)
 	reg.MustRegister(
 		counter("tailsift_cluster_received_spans_total", receivedHelp, &m.spansIn.client, prometheus.Labels{"source": "client"}),
@@ -84,6 +89,8 @@ func newMetrics(reg prometheus.Registerer, queueBytes func() float64) *metrics {
 		counter("tailsift_cluster_spans_dropped_total", "Spans the cluster layer had to drop: not forwarded, and the local buffer stayed full (reason forward_failed).", &m.lost, prometheus.Labels{"reason": "forward_failed"}),
 		gauge("tailsift_cluster_members", membersHelp, load(&m.members)),
 		counter("tailsift_cluster_ring_changes_total", ringHelp, &m.ringChanges, nil),
+		counter("tailsift_cluster_join_failures_total", joinHelp, &m.joinFailures, nil),
+		counter("tailsift_cluster_name_conflicts_total", conflictHelp, &m.nameConflicts, nil),
 	)
 	return m
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tailsift/tailsift/internal/node"
+	"github.com/tailsift/tailsift/internal/redact"
 )
 
 // runNode implements "sampler run": flags override --config, which
@@ -30,7 +31,7 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.OTLPGRPC, "otlp-grpc", cfg.OTLPGRPC, "OTLP/gRPC listen `address` (empty disables)")
 	fs.StringVar(&f.OTLPHTTP, "otlp-http", cfg.OTLPHTTP, "OTLP/HTTP listen `address` (empty disables)")
 	fs.StringVar(&f.Admin, "admin", cfg.Admin, "admin listen `address` for /metrics and /healthz (empty disables)")
-	fs.StringVar(&f.Forward, "forward", cfg.Forward, "where kept traces go: stdout (OTLP JSON lines), host:port (OTLP/gRPC) or http(s)://host:port[/path] (OTLP/HTTP)")
+	fs.StringVar(&f.Forward, "forward", cfg.Forward, "where kept traces go: stdout (OTLP JSON lines), host:port (OTLP/gRPC) or http(s)://[user:password@]host:port[/path] (OTLP/HTTP); its user, password and secret query values are redacted in logs and /debug/pprof/cmdline")
 	fs.StringVar(&f.Policies, "policies", cfg.Policies, "policy `file` (default: the embedded policies.example.yaml); reloaded on change, SIGHUP and POST /-/reload")
 	fs.DurationVar(&f.PolicyPoll, "policy-poll", cfg.PolicyPoll, "how often to check the policy file for changes (0: only on SIGHUP and POST /-/reload)")
 	fs.DurationVar(&f.DecisionWait, "decision-wait", cfg.DecisionWait, "decide a trace at the latest this long after its first span")
@@ -44,7 +45,7 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&f.MaxTraceBytes, "max-trace-bytes", "a trace reaching this `size` of span bytes is decided at once; its later spans follow the decision")
 	fs.StringVar(&f.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&f.LogFormat, "log-format", cfg.LogFormat, "text or json (logs go to stderr)")
-	fs.StringVar(&f.NodeName, "node-name", cfg.NodeName, "this node's `name`, unique in the cluster (default: the host name)")
+	fs.StringVar(&f.NodeName, "node-name", cfg.NodeName, "this node's `name`, unique in the cluster (default: the host name and the gossip port, <host>-<port>)")
 	fs.StringVar(&f.ClusterBind, "cluster-bind", cfg.ClusterBind, "gossip listen `address` (TCP and UDP) for cluster membership; empty runs a single node without gossip")
 	fs.StringVar(&f.ClusterAdvertise, "cluster-advertise", cfg.ClusterAdvertise, "gossip `address` peers reach this node on (default: from --cluster-bind); peers forward spans to its host at the --otlp-grpc port")
 	fs.Func("join", "`host:port`[,host:port...] of cluster nodes to join; a name resolving to several addresses (a Kubernetes headless service) joins them all, and is resolved again periodically", func(v string) error {
@@ -72,13 +73,15 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	}
 	if *configPath != "" {
 		if err := cfg.LoadFile(*configPath); err != nil {
-			fmt.Fprintf(stderr, "sampler run: %v\n", err)
+			fmt.Fprintf(stderr, "sampler run: %v\n", redact.Text(err.Error()))
 			return 2
 		}
 	}
 	fs.Visit(func(fl *flag.Flag) { applyFlag(&cfg, &f, fl.Name) })
+	// Errors may quote the forward URL; the node redacts its own logs.
+	red := cfg.Redactor()
 	if err := cfg.Validate(); err != nil {
-		fmt.Fprintf(stderr, "sampler run: invalid configuration:\n%v\n", err)
+		fmt.Fprintf(stderr, "sampler run: invalid configuration:\n%v\n", red.Text(err.Error()))
 		return 2
 	}
 	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
@@ -93,7 +96,7 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	n, err := node.New(cfg, node.Options{Logger: log, Stdout: stdout})
 	if err != nil {
 		// Plain text: policy errors list one problem per line.
-		fmt.Fprintf(stderr, "sampler run: %v\n", err)
+		fmt.Fprintf(stderr, "sampler run: %v\n", red.Text(err.Error()))
 		return 1
 	}
 	hup := make(chan os.Signal, 1)
@@ -112,7 +115,7 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	sctx, cancel := context.WithTimeout(context.Background(), *shutdownTimeout)
 	defer cancel()
 	if err := n.Shutdown(sctx); err != nil {
-		log.Error("shutdown incomplete", "err", err)
+		log.Error("shutdown incomplete", "err", red.Text(err.Error()))
 		return 1
 	}
 	s := n.Stats()

@@ -17,6 +17,7 @@ import (
 	"github.com/tailsift/tailsift/export"
 	"github.com/tailsift/tailsift/ingest"
 	"github.com/tailsift/tailsift/internal/bytesize"
+	"github.com/tailsift/tailsift/internal/redact"
 	"github.com/tailsift/tailsift/internal/store"
 )
 
@@ -41,7 +42,7 @@ type Config struct {
 	LogLevel       string        `yaml:"log_level"`        // debug | info | warn | error
 	LogFormat      string        `yaml:"log_format"`       // text | json
 
-	NodeName         string   `yaml:"node_name"`         // unique in the cluster; default the host name
+	NodeName         string   `yaml:"node_name"`         // unique in the cluster; "" = <host name>-<gossip port> (the port as bound)
 	ClusterBind      string   `yaml:"cluster_bind"`      // gossip listen address (TCP+UDP); "" = no clustering
 	ClusterAdvertise string   `yaml:"cluster_advertise"` // gossip address peers use; "" = derived from cluster_bind
 	Join             []string `yaml:"join"`              // host:port of peers; a name with several addresses joins them all
@@ -190,6 +191,11 @@ func (c Config) clusterConfig(key []byte) cluster.Config {
 	cc.ForwardSync = c.Durability == DurabilityWAL
 	return cc
 }
+
+// Redactor hides the secrets of the settings that may hold them (the
+// forward URL's user, password and secret query values) in logs, errors
+// and the command line served by /debug/pprof/cmdline.
+func (c Config) Redactor() *redact.Redactor { return redact.New(c.Forward) }
 
 // forwardFile is the path of a file:PATH forward, or "".
 func (c Config) forwardFile() string {

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,6 +27,7 @@ import (
 	"github.com/tailsift/tailsift/export"
 	"github.com/tailsift/tailsift/ingest"
 	"github.com/tailsift/tailsift/internal/otlpwire"
+	"github.com/tailsift/tailsift/internal/redact"
 	"github.com/tailsift/tailsift/internal/store"
 	"github.com/tailsift/tailsift/policy"
 )
@@ -34,7 +36,8 @@ import (
 type Options struct {
 	// Registry receives the node's metrics; nil means a new one.
 	Registry *prometheus.Registry
-	// Logger for operational logs; nil means discard.
+	// Logger for operational logs; nil means discard. The node redacts
+	// the secrets of its configuration (Config.Redactor) in what it logs.
 	Logger *slog.Logger
 	// Stdout is where the "stdout" forward writes; nil means os.Stdout.
 	Stdout io.Writer
@@ -47,6 +50,7 @@ type Options struct {
 type Node struct {
 	cfg    Config
 	log    *slog.Logger
+	red    *redact.Redactor
 	reg    *prometheus.Registry
 	buf    *buffer.Buffer
 	engine *decision.Engine
@@ -73,7 +77,7 @@ func New(cfg Config, opts Options) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: opts.Logger, reg: opts.Registry}
+	n := &Node{cfg: cfg, log: opts.Logger, reg: opts.Registry, red: cfg.Redactor()}
 	defer func() {
 		if err != nil && n.forwardFile != nil { // Shutdown will not run to close it
 			n.forwardFile.Close()
@@ -82,6 +86,9 @@ func New(cfg Config, opts Options) (_ *Node, err error) {
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
 	}
+	// Every component logs through this: the start-up line below shows the
+	// forward URL, and export's errors quote it.
+	n.log = slog.New(n.red.Handler(n.log.Handler()))
 	if n.reg == nil {
 		n.reg = prometheus.NewRegistry()
 	}
@@ -239,7 +246,7 @@ func (n *Node) startAdmin(addr string) error {
 	// Profiles on the admin listener only (net/http/pprof also registers on
 	// http.DefaultServeMux, which nothing here serves).
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/cmdline", n.cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
@@ -263,6 +270,15 @@ func (n *Node) startAdmin(addr string) error {
 	return nil
 }
 
+// cmdline serves /debug/pprof/cmdline as net/http/pprof does (arguments
+// separated by NUL), with secrets redacted: --forward may carry a
+// password, and profiles are often shared.
+func (n *Node) cmdline(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	io.WriteString(w, strings.Join(n.red.Args(os.Args), "\x00"))
+}
+
 // explain serves GET /api/v1/traces/{id}: what the trace's owner knows of
 // it, asked from whichever node the request reaches.
 func (n *Node) explain(w http.ResponseWriter, r *http.Request) {
@@ -282,14 +298,16 @@ func (n *Node) explain(w http.ResponseWriter, r *http.Request) {
 
 // notReady returns why the node should not get traffic, or "" if it
 // should: its policies are loaded (New fails otherwise), it has joined its
-// cluster, it is not overloaded, and it is not shutting down.
+// cluster and no other node uses its name, it is not overloaded, and it is
+// not shutting down.
 func (n *Node) notReady() string {
-	switch {
-	case n.stopping.Load():
+	if n.stopping.Load() {
 		return "shutting down"
-	case !n.clu.Ready():
-		return "not joined to the cluster yet (--join)"
-	case n.buf.Pressure():
+	}
+	if reason := n.clu.NotReady(); reason != "" {
+		return reason
+	}
+	if n.buf.Pressure() {
 		return "overloaded: the buffer is nearly full (--memory-limit)"
 	}
 	return ""
