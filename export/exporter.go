@@ -77,8 +77,8 @@ type Exporter struct {
 	shutdownDone chan struct{}
 	shutdownErr  error
 
-	shutdownFailed        atomic.Int64 // spans failed by Shutdown's deadline
-	queueFullLog, failLog lograte.Limiter
+	shutdownFailed                     atomic.Int64 // spans failed by Shutdown's deadline
+	queueFullLog, failLog, oversizeLog lograte.Limiter
 }
 
 // request is one built ExportTraceServiceRequest, owned by the queue.
@@ -138,6 +138,7 @@ func newExporter(cfg Config, reg prometheus.Registerer, log *slog.Logger, s send
 		shutdownDone: make(chan struct{}),
 		queueFullLog: lograte.Limiter{Every: 10 * time.Second},
 		failLog:      lograte.Limiter{Every: 10 * time.Second},
+		oversizeLog:  lograte.Limiter{Every: 10 * time.Second},
 	}
 	e.scratch.New = newCollector
 	e.lists.New = func() any { return new(traceList) }
