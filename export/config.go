@@ -77,8 +77,8 @@ type Config struct {
 	Timeout time.Duration
 	// RetryInitial is the first backoff step; steps double up to RetryMax
 	// and each wait is drawn uniformly from [0, step] (full jitter). A
-	// server's retry hint (gRPC RetryInfo, HTTP Retry-After) replaces the
-	// drawn wait.
+	// server's retry hint (gRPC RetryInfo, HTTP Retry-After) lengthens the
+	// drawn wait to at least the hint; it never shortens it.
 	RetryInitial time.Duration
 	// RetryMax caps the backoff step.
 	RetryMax time.Duration

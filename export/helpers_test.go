@@ -167,6 +167,12 @@ func startGRPCSink(t *testing.T, handle func(ctx context.Context, call int) (*co
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveGRPCSink(t, lis, handle, opts...)
+}
+
+// serveGRPCSink serves a grpcSink on lis until the test ends.
+func serveGRPCSink(t *testing.T, lis net.Listener, handle func(ctx context.Context, call int) (*coltracepb.ExportTraceServiceResponse, error), opts ...grpc.ServerOption) *grpcSink {
+	t.Helper()
 	s := &grpcSink{addr: lis.Addr().String(), handle: handle}
 	srv := grpc.NewServer(opts...)
 	coltracepb.RegisterTraceServiceServer(srv, s)
