@@ -145,10 +145,10 @@ func (c Config) Validate() error {
 	positive("BatchMaxBytes", int64(c.BatchMaxBytes), "")
 	switch {
 	case c.MaxRequestBytes < MinMaxRequestBytes:
-		errs = append(errs, fmt.Errorf("export: MaxRequestBytes (max_export_request_size) is %d, must be at least %d (or 0 for the default %d)",
+		errs = append(errs, fmt.Errorf("export: MaxRequestBytes (max_export_request_size, --max-export-request-size) is %d, must be at least %d (or 0 for the default %d)",
 			c.MaxRequestBytes, MinMaxRequestBytes, DefaultMaxRequestBytes))
 	case c.BatchMaxBytes > c.MaxRequestBytes:
-		errs = append(errs, fmt.Errorf("export: BatchMaxBytes (%d) is more than MaxRequestBytes (max_export_request_size, %d)",
+		errs = append(errs, fmt.Errorf("export: BatchMaxBytes (%d) is more than MaxRequestBytes (%d, max_export_request_size)",
 			c.BatchMaxBytes, c.MaxRequestBytes))
 	}
 	positive("QueueSize", int64(c.QueueSize), "")

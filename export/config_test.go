@@ -36,12 +36,12 @@ func TestValidate(t *testing.T) {
 		{
 			name: "request size below the minimum",
 			cfg:  Config{MaxRequestBytes: 512},
-			errs: []string{"MaxRequestBytes (max_export_request_size) is 512, must be at least 1024"},
+			errs: []string{"MaxRequestBytes (max_export_request_size, --max-export-request-size) is 512, must be at least 1024"},
 		},
 		{
 			name: "batch bigger than a request",
 			cfg:  Config{MaxRequestBytes: 64 << 10, BatchMaxBytes: 128 << 10},
-			errs: []string{"BatchMaxBytes (131072) is more than MaxRequestBytes (max_export_request_size, 65536)"},
+			errs: []string{"BatchMaxBytes (131072) is more than MaxRequestBytes (65536, max_export_request_size)"},
 		},
 		{
 			name: "retry max below initial",
