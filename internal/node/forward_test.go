@@ -21,6 +21,30 @@ import (
 	"github.com/tailsift/tailsift/internal/otlptest"
 )
 
+// TestForwardFileMode: the file of --forward file:PATH holds kept traces,
+// which may carry anything an application put in a span: a new one is
+// readable by its owner only.
+func TestForwardFileMode(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kept.jsonl")
+	cfg := node.DefaultConfig()
+	cfg.OTLPGRPC, cfg.OTLPHTTP, cfg.Admin, cfg.Forward, cfg.ClusterBind = "127.0.0.1:0", "", "", "file:"+path, ""
+	n, err := node.New(cfg, node.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The umask can only clear bits: 0600 whatever it is.
+	if perm := fi.Mode().Perm(); perm != 0o600 {
+		t.Errorf("forward file created with mode %v, want 0600", perm)
+	}
+}
+
 // TestMaxExportRequestSize: max_export_request_size reaches the exporter.
 // Set to 1MiB, a kept trace with a 2 MB span (which the sink would accept)
 // reaches the sink without that span, counted failed (oversize), while the
