@@ -28,7 +28,8 @@ const (
 	// DefaultBatchTimeout bounds the delay a quiet period adds to a trace.
 	DefaultBatchTimeout = 200 * time.Millisecond
 	// DefaultQueueSize is the number of built requests that may wait for a
-	// sender: 64 × 512 KiB = 32 MiB at most.
+	// sender: 64 × 512 KiB = 32 MiB, more only for requests that hold one
+	// span bigger than a batch (each at most MaxRequestBytes).
 	DefaultQueueSize = 64
 	// DefaultWorkers is the number of requests in flight at once.
 	DefaultWorkers = 4

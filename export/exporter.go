@@ -37,10 +37,11 @@ type Delivered interface {
 	// called from an exporter goroutine and must not block for long or
 	// call the exporter. It may also be called inside a call to
 	// ExportTrace, ExportSpans or Shutdown, on the caller's goroutine: for
-	// a trace that fails at once (no spans, only malformed keys, exported
-	// after Shutdown began), for a batch dropped on a full queue (any
-	// trace in it), and for what Shutdown gives up on. So the caller must
-	// not hold, around those calls, a lock that Delivered takes.
+	// a trace that fails at once (no spans, only malformed keys or
+	// oversize spans, exported after Shutdown began), for a batch dropped
+	// on a full queue (any trace in it), and for what Shutdown gives up
+	// on. So the caller must not hold, around those calls, a lock that
+	// Delivered takes.
 	Delivered(sent bool)
 }
 
