@@ -1,6 +1,7 @@
 package export
 
 import (
+	"encoding/hex"
 	"slices"
 	"time"
 
@@ -13,11 +14,12 @@ import (
 // the spot, and flushLoop sends a batch that stayed open for BatchTimeout.
 
 // ExportTrace adds the spans of one kept trace to the current batch; they are
-// sent together in one request unless they alone exceed BatchMaxBytes. It
-// does not wait for the network. k says what to write into the spans (see
-// [Keep]): spans it changes are written into the batch's arena, the others
-// are added as they are. If t implements [Delivered] it is told when every
-// span of it was sent or counted failed.
+// sent together in one request unless they alone exceed BatchMaxBytes. A span
+// too big for any request (MaxRequestBytes) is dropped and counted failed
+// (oversize); the others are sent. It does not wait for the network. k says
+// what to write into the spans (see [Keep]): spans it changes are written
+// into the batch's arena, the others are added as they are. If t implements
+// [Delivered] it is told when every span of it was sent or counted failed.
 //
 // The yielded slices are retained without a copy until the batch is built:
 // the caller must not modify them after the call.
@@ -37,7 +39,8 @@ func (e *Exporter) ExportTrace(t Trace, k Keep) {
 // batch, copying the group and the spans: it is for late spans of kept
 // traces, whose bytes belong to an ingest request. k is the trace's [Keep],
 // as for ExportTrace. The spans are sent together unless they alone exceed
-// BatchMaxBytes.
+// BatchMaxBytes; a span too big for any request is dropped, as for
+// ExportTrace.
 func (e *Exporter) ExportSpans(group otlpwire.Group, spans [][]byte, k Keep) {
 	if len(spans) == 0 {
 		return
@@ -96,15 +99,28 @@ func (e *Exporter) add(refs []spanRef, copy bool, d Delivered) {
 		}
 		return
 	}
-	n := int64(len(refs))
-	e.accepted.Add(n)
+	e.accepted.Add(int64(len(refs)))
 
 	size := estimate(refs)
+	oversize := false
+	// size counts every span with its group's framing: only a call bigger
+	// than a request can hold a span too big for one.
+	if size > e.cfg.MaxRequestBytes {
+		refs, oversize = e.dropOversize(refs)
+		if len(refs) == 0 {
+			if d != nil {
+				d.Delivered(false)
+			}
+			return
+		}
+		size = estimate(refs)
+	}
+	n := int64(len(refs))
 	max := e.cfg.BatchMaxBytes
 	split := size > max // only a trace bigger than a batch is split
 	var p *parts
-	if d != nil && split {
-		p = newParts(d, false) // one allocation, for a rare trace
+	if d != nil && (split || oversize) {
+		p = newParts(d, oversize) // one allocation, for a rare trace
 		d = p
 	}
 	e.mu.Lock()
@@ -164,6 +180,41 @@ func (e *Exporter) add(refs []spanRef, copy bool, d Delivered) {
 	if p != nil {
 		p.Delivered(true) // add's hold: the parts may all be done already
 	}
+}
+
+// dropOversize removes from refs, in place, the spans that cannot fit in a
+// request even alone, counts them failed (oversize) and reports whether
+// there were any. A destination refuses such a request on every attempt:
+// dropped here, the span is never sent, retried or queued ahead of others.
+func (e *Exporter) dropOversize(refs []spanRef) ([]spanRef, bool) {
+	kept := refs[:0]
+	var dropped int64
+	var largest []byte // for the log line
+	largestSize := 0
+	for i := range refs {
+		r := &refs[i]
+		if size := otlpwire.GroupSize(r.group) + spanFrame(r.spanLen()); size > e.cfg.MaxRequestBytes {
+			if size > largestSize {
+				largestSize, largest = size, r.span
+			}
+			dropped++
+			continue
+		}
+		kept = append(kept, *r) // writes at or before i
+	}
+	if dropped == 0 {
+		return refs, false
+	}
+	e.counts.failed.Add(dropped)
+	e.m.spansFailed[reasonOversize].Add(float64(dropped))
+	if ok, suppressed := e.oversizeLog.Allow(); ok {
+		// An edited span's leading part still holds its trace ID (field 1).
+		f, _ := otlpwire.SpanFields(largest)
+		e.log.Warn("export dropped spans too large for one request (max_export_request_size)",
+			"spans", dropped, "largest_bytes", largestSize, "max_request_bytes", e.cfg.MaxRequestBytes,
+			"trace_id", hex.EncodeToString(f.TraceID[:]), "similar_lines_suppressed", suppressed)
+	}
+	return kept, true
 }
 
 // copyBytes copies b into the arena. Growing the arena leaves earlier copies

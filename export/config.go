@@ -15,13 +15,21 @@ import (
 const (
 	// DefaultEndpoint writes one OTLP JSON object per line to Config.Writer.
 	DefaultEndpoint = "stdout"
-	// DefaultBatchMaxBytes keeps requests well below the 4 MiB that gRPC
-	// servers accept by default, while amortizing per-request costs.
+	// DefaultMaxRequestBytes is what gRPC servers accept by default, and
+	// what most backends accept over HTTP.
+	DefaultMaxRequestBytes = 4 << 20
+	// MinMaxRequestBytes is the least MaxRequestBytes: room for one small
+	// span with its resource.
+	MinMaxRequestBytes = 1 << 10
+	// DefaultBatchMaxBytes keeps requests well below DefaultMaxRequestBytes,
+	// while amortizing per-request costs. A zero BatchMaxBytes means the
+	// lesser of this and MaxRequestBytes.
 	DefaultBatchMaxBytes = 512 << 10
 	// DefaultBatchTimeout bounds the delay a quiet period adds to a trace.
 	DefaultBatchTimeout = 200 * time.Millisecond
 	// DefaultQueueSize is the number of built requests that may wait for a
-	// sender: 64 × 512 KiB = 32 MiB at most.
+	// sender: 64 × 512 KiB = 32 MiB, more only for requests that hold one
+	// span bigger than a batch (each at most MaxRequestBytes).
 	DefaultQueueSize = 64
 	// DefaultWorkers is the number of requests in flight at once.
 	DefaultWorkers = 4
@@ -50,7 +58,15 @@ type Config struct {
 	// os.Stdout.
 	Writer io.Writer
 	// BatchMaxBytes: a batch is sent when its request reaches this size.
+	// At most MaxRequestBytes; 0 means DefaultBatchMaxBytes or
+	// MaxRequestBytes, whichever is less.
 	BatchMaxBytes int
+	// MaxRequestBytes: no request sent is larger. A trace bigger than a
+	// batch is split across requests; a span that cannot fit in a request
+	// alone (with its resource and scope) is dropped before it is batched
+	// and counted failed (oversize): the destination would refuse it on
+	// every attempt, holding back the traffic queued behind it.
+	MaxRequestBytes int
 	// BatchTimeout: a batch is sent at most this long after its first span.
 	BatchTimeout time.Duration
 	// QueueSize is the number of built requests waiting for a sender; a
@@ -62,8 +78,8 @@ type Config struct {
 	Timeout time.Duration
 	// RetryInitial is the first backoff step; steps double up to RetryMax
 	// and each wait is drawn uniformly from [0, step] (full jitter). A
-	// server's retry hint (gRPC RetryInfo, HTTP Retry-After) replaces the
-	// drawn wait.
+	// server's retry hint (gRPC RetryInfo, HTTP Retry-After) lengthens the
+	// drawn wait to at least the hint; it never shortens it.
 	RetryInitial time.Duration
 	// RetryMax caps the backoff step.
 	RetryMax time.Duration
@@ -77,6 +93,7 @@ func DefaultConfig() Config {
 	return Config{
 		Endpoint:        DefaultEndpoint,
 		BatchMaxBytes:   DefaultBatchMaxBytes,
+		MaxRequestBytes: DefaultMaxRequestBytes,
 		BatchTimeout:    DefaultBatchTimeout,
 		QueueSize:       DefaultQueueSize,
 		Workers:         DefaultWorkers,
@@ -93,7 +110,10 @@ func (c Config) withDefaults() Config {
 	if c.Endpoint == "" {
 		c.Endpoint = d.Endpoint
 	}
-	setDefault(&c.BatchMaxBytes, d.BatchMaxBytes)
+	setDefault(&c.MaxRequestBytes, d.MaxRequestBytes)
+	if c.MaxRequestBytes > 0 {
+		setDefault(&c.BatchMaxBytes, min(d.BatchMaxBytes, c.MaxRequestBytes))
+	}
 	setDefault(&c.BatchTimeout, d.BatchTimeout)
 	setDefault(&c.QueueSize, d.QueueSize)
 	setDefault(&c.Workers, d.Workers)
@@ -124,6 +144,14 @@ func (c Config) Validate() error {
 		}
 	}
 	positive("BatchMaxBytes", int64(c.BatchMaxBytes), "")
+	switch {
+	case c.MaxRequestBytes < MinMaxRequestBytes:
+		errs = append(errs, fmt.Errorf("export: MaxRequestBytes (max_export_request_size, --max-export-request-size) is %d, must be at least %d (or 0 for the default %d)",
+			c.MaxRequestBytes, MinMaxRequestBytes, DefaultMaxRequestBytes))
+	case c.BatchMaxBytes > c.MaxRequestBytes:
+		errs = append(errs, fmt.Errorf("export: BatchMaxBytes (%d) is more than MaxRequestBytes (%d, max_export_request_size)",
+			c.BatchMaxBytes, c.MaxRequestBytes))
+	}
 	positive("QueueSize", int64(c.QueueSize), "")
 	positive("Workers", int64(c.Workers), "")
 	for _, d := range []struct {

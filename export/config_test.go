@@ -27,10 +27,21 @@ func TestValidate(t *testing.T) {
 		{name: "other scheme", cfg: Config{Endpoint: "grpc://collector:4317"}, errs: []string{"Endpoint"}},
 		{
 			name: "every problem reported",
-			cfg: Config{Endpoint: "x", BatchMaxBytes: -1, BatchTimeout: -1, QueueSize: -1, Workers: -2,
+			cfg: Config{Endpoint: "x", BatchMaxBytes: -1, MaxRequestBytes: -1, BatchTimeout: -1, QueueSize: -1, Workers: -2,
 				Timeout: -time.Second, RetryInitial: -1, RetryMax: -1, RetryMaxElapsed: -1},
-			errs: []string{"Endpoint", "BatchMaxBytes", "BatchTimeout", "QueueSize", "Workers", "Timeout",
+			errs: []string{"Endpoint", "BatchMaxBytes", "MaxRequestBytes", "BatchTimeout", "QueueSize", "Workers", "Timeout",
 				"RetryInitial", "RetryMax ", "RetryMaxElapsed"},
+		},
+		{name: "small requests", cfg: Config{MaxRequestBytes: 64 << 10}}, // the default batch shrinks to fit
+		{
+			name: "request size below the minimum",
+			cfg:  Config{MaxRequestBytes: 512},
+			errs: []string{"MaxRequestBytes (max_export_request_size, --max-export-request-size) is 512, must be at least 1024"},
+		},
+		{
+			name: "batch bigger than a request",
+			cfg:  Config{MaxRequestBytes: 64 << 10, BatchMaxBytes: 128 << 10},
+			errs: []string{"BatchMaxBytes (131072) is more than MaxRequestBytes (65536, max_export_request_size)"},
 		},
 		{
 			name: "retry max below initial",
@@ -67,6 +78,21 @@ func TestValidate(t *testing.T) {
 				t.Error("New accepted an invalid config")
 			}
 		})
+	}
+}
+
+func TestBatchMaxBytesDefault(t *testing.T) {
+	for _, tc := range []struct{ maxRequest, batch, want int }{
+		{0, 0, DefaultBatchMaxBytes},
+		{64 << 10, 0, 64 << 10}, // lowered to fit a request
+		{64 << 10, 16 << 10, 16 << 10},
+		{16 << 20, 0, DefaultBatchMaxBytes},
+	} {
+		c := Config{MaxRequestBytes: tc.maxRequest, BatchMaxBytes: tc.batch}.withDefaults()
+		if c.BatchMaxBytes != tc.want {
+			t.Errorf("MaxRequestBytes %d, BatchMaxBytes %d: default BatchMaxBytes = %d, want %d",
+				tc.maxRequest, tc.batch, c.BatchMaxBytes, tc.want)
+		}
 	}
 }
 

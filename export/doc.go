@@ -19,16 +19,23 @@
 //     queue_full (the send queue was full), rejected (the destination refused
 //     it, or its group key was malformed), retries_exhausted (still failing
 //     after Config.RetryMaxElapsed), shutdown (Shutdown's deadline passed, or
-//     it arrived after Shutdown). Accepted == Sent + Failed + Pending at every
-//     moment, and the metrics agree with [Exporter.Stats].
+//     it arrived after Shutdown), oversize (with its resource and scope it
+//     exceeds Config.MaxRequestBytes: dropped before batching, never sent).
+//     Accepted == Sent + Failed + Pending at every moment, and the metrics
+//     agree with [Exporter.Stats].
+//   - No request is larger than Config.MaxRequestBytes (the Builder's size
+//     estimate, which is never less than the encoded size, is kept within
+//     it).
 //   - A trace passed to ExportTrace that implements [Delivered] is told
 //     exactly once, after all of its spans ended Sent or Failed, whether all
-//     were sent (a partial success fails every trace of its request).
+//     were sent (a partial success fails every trace of its request, an
+//     oversize span its trace).
 //   - The spans of one Export call travel in one request, unless they alone
 //     exceed Config.BatchMaxBytes.
 //   - Memory is bounded: one batch being filled (about BatchMaxBytes, arena
 //     copies included), at most QueueSize built requests queued and Workers
-//     in flight.
+//     in flight, each at most MaxRequestBytes (BatchMaxBytes unless it holds
+//     one span bigger than that).
 //   - A span is written with a Keep's threshold iff the threshold is set
 //     (1 to 2^56-1); the tracestate of a trace kept with probability 1 is
 //     forwarded byte for byte.

@@ -37,10 +37,11 @@ type Delivered interface {
 	// called from an exporter goroutine and must not block for long or
 	// call the exporter. It may also be called inside a call to
 	// ExportTrace, ExportSpans or Shutdown, on the caller's goroutine: for
-	// a trace that fails at once (no spans, only malformed keys, exported
-	// after Shutdown began), for a batch dropped on a full queue (any
-	// trace in it), and for what Shutdown gives up on. So the caller must
-	// not hold, around those calls, a lock that Delivered takes.
+	// a trace that fails at once (no spans, only malformed keys or
+	// oversize spans, exported after Shutdown began), for a batch dropped
+	// on a full queue (any trace in it), and for what Shutdown gives up
+	// on. So the caller must not hold, around those calls, a lock that
+	// Delivered takes.
 	Delivered(sent bool)
 }
 
@@ -77,8 +78,8 @@ type Exporter struct {
 	shutdownDone chan struct{}
 	shutdownErr  error
 
-	shutdownFailed        atomic.Int64 // spans failed by Shutdown's deadline
-	queueFullLog, failLog lograte.Limiter
+	shutdownFailed                     atomic.Int64 // spans failed by Shutdown's deadline
+	queueFullLog, failLog, oversizeLog lograte.Limiter
 }
 
 // request is one built ExportTraceServiceRequest, owned by the queue.
@@ -138,6 +139,7 @@ func newExporter(cfg Config, reg prometheus.Registerer, log *slog.Logger, s send
 		shutdownDone: make(chan struct{}),
 		queueFullLog: lograte.Limiter{Every: 10 * time.Second},
 		failLog:      lograte.Limiter{Every: 10 * time.Second},
+		oversizeLog:  lograte.Limiter{Every: 10 * time.Second},
 	}
 	e.scratch.New = newCollector
 	e.lists.New = func() any { return new(traceList) }

@@ -149,7 +149,8 @@ func checkDelivered(t *testing.T, f *fixture, reqs []*coltracepb.ExportTraceServ
 }
 
 // grpcSink is a real OTLP/gRPC trace receiver on loopback. handle decides
-// each call's answer (nil: OK); requests answered OK are recorded.
+// each call's answer (nil: OK); requests answered OK are recorded. opts
+// configure the server (grpc.MaxRecvMsgSize: its default is 4 MiB).
 type grpcSink struct {
 	coltracepb.UnimplementedTraceServiceServer
 	addr   string
@@ -160,14 +161,20 @@ type grpcSink struct {
 	reqs  []*coltracepb.ExportTraceServiceRequest
 }
 
-func startGRPCSink(t *testing.T, handle func(ctx context.Context, call int) (*coltracepb.ExportTraceServiceResponse, error)) *grpcSink {
+func startGRPCSink(t *testing.T, handle func(ctx context.Context, call int) (*coltracepb.ExportTraceServiceResponse, error), opts ...grpc.ServerOption) *grpcSink {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveGRPCSink(t, lis, handle, opts...)
+}
+
+// serveGRPCSink serves a grpcSink on lis until the test ends.
+func serveGRPCSink(t *testing.T, lis net.Listener, handle func(ctx context.Context, call int) (*coltracepb.ExportTraceServiceResponse, error), opts ...grpc.ServerOption) *grpcSink {
+	t.Helper()
 	s := &grpcSink{addr: lis.Addr().String(), handle: handle}
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(opts...)
 	coltracepb.RegisterTraceServiceServer(srv, s)
 	done := make(chan struct{})
 	go func() {

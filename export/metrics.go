@@ -15,10 +15,11 @@ const (
 	reasonRejected
 	reasonRetriesExhausted
 	reasonShutdown
+	reasonOversize
 	numReasons
 )
 
-var reasonNames = [numReasons]string{"queue_full", "rejected", "retries_exhausted", "shutdown"}
+var reasonNames = [numReasons]string{"queue_full", "rejected", "retries_exhausted", "shutdown", "oversize"}
 
 func (r reason) String() string { return reasonNames[r] }
 

@@ -8,7 +8,7 @@ import (
 )
 
 // retryableError marks a failed attempt that is worth repeating, with the
-// server's retry hint if it gave one.
+// server's retry hint if it gave one (never negative).
 type retryableError struct {
 	err      error
 	after    time.Duration // the server's hint, if hasAfter
@@ -89,9 +89,12 @@ func (e *Exporter) deliver(req request, timer *time.Timer) {
 			e.giveUp(req, reasonRejected, err)
 			return
 		}
+		// A server's hint is a floor on the backoff, not a replacement:
+		// a server answering "retry after 0s" every time must not get a
+		// tight loop.
 		wait := bo.next()
 		if re.hasAfter {
-			wait = re.after
+			wait = max(wait, re.after)
 		}
 		if time.Since(start)+wait > e.cfg.RetryMaxElapsed {
 			e.giveUp(req, reasonRetriesExhausted, err)

@@ -23,11 +23,13 @@ type grpcSender struct {
 	conn *grpc.ClientConn
 }
 
-func newGRPCSender(target string) (*grpcSender, error) {
-	conn, err := grpc.NewClient(target,
+// newGRPCSender dials target; opts are added to the sender's own (tests
+// pass an in-memory dialer).
+func newGRPCSender(target string, opts ...grpc.DialOption) (*grpcSender, error) {
+	conn, err := grpc.NewClient(target, append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawcodec.Codec{})),
-	)
+	}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("export: Endpoint %q: %w", target, err)
 	}
@@ -51,18 +53,32 @@ func (s *grpcSender) send(ctx context.Context, req []byte) (result, error) {
 func (s *grpcSender) close() error { return s.conn.Close() }
 
 // classifyGRPC marks the codes OTLP says are transient as retryable, with
-// the server's RetryInfo delay if given. Any other code rejects the request.
+// the server's RetryInfo delay if given. RESOURCE_EXHAUSTED is retryable
+// only with RetryInfo, the server's sign that it can recover: without it
+// (a request over the server's size limit, say) every attempt would fail
+// the same way while the requests behind it wait. Any other code rejects
+// the request.
 func classifyGRPC(err error) error {
 	st := status.Convert(err)
-	switch st.Code() {
-	case codes.Unavailable, codes.ResourceExhausted, codes.Aborted,
-		codes.DeadlineExceeded, codes.DataLoss, codes.OutOfRange:
-		for _, d := range st.Details() {
-			if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay() != nil {
-				return retryableAfter(err, ri.GetRetryDelay().AsDuration())
-			}
+	var info *errdetails.RetryInfo
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			info = ri
+			break
 		}
-		return retryable(err)
 	}
-	return err
+	switch st.Code() {
+	case codes.Canceled, codes.Unavailable, codes.Aborted,
+		codes.DeadlineExceeded, codes.DataLoss, codes.OutOfRange:
+	case codes.ResourceExhausted:
+		if info == nil {
+			return err
+		}
+	default:
+		return err
+	}
+	if info.GetRetryDelay() != nil {
+		return retryableAfter(err, info.GetRetryDelay().AsDuration())
+	}
+	return retryable(err)
 }

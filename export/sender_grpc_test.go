@@ -91,6 +91,36 @@ func TestGRPCOutcomes(t *testing.T) {
 			calls: 1, failed: map[string]int64{"retries_exhausted": all}, rejects: 1,
 		},
 		{
+			// Without RetryInfo the server says it cannot recover (a
+			// request over its size limit, say): retrying would only
+			// hold back the requests behind it.
+			name: "resource exhausted without retry info is rejected",
+			handle: func(context.Context, int) (*coltracepb.ExportTraceServiceResponse, error) {
+				return nil, status.Error(codes.ResourceExhausted, "grpc: received message larger than max")
+			},
+			calls: 1, failed: map[string]int64{"rejected": all}, rejects: 1,
+		},
+		{
+			name: "resource exhausted with retry info 0s then ok",
+			handle: func(_ context.Context, call int) (*coltracepb.ExportTraceServiceResponse, error) {
+				if call <= 3 {
+					return nil, retryInfo(0)
+				}
+				return nil, nil
+			},
+			calls: 4, sent: all, failed: map[string]int64{}, retries: 3, ok: 1,
+		},
+		{
+			name: "cancelled then ok",
+			handle: func(_ context.Context, call int) (*coltracepb.ExportTraceServiceResponse, error) {
+				if call == 1 {
+					return nil, status.Error(codes.Canceled, "server cancelled")
+				}
+				return nil, nil
+			},
+			calls: 2, sent: all, failed: map[string]int64{}, retries: 1, ok: 1,
+		},
+		{
 			name: "invalid argument is rejected",
 			handle: func(context.Context, int) (*coltracepb.ExportTraceServiceResponse, error) {
 				return nil, status.Error(codes.InvalidArgument, "bad span")

@@ -1,6 +1,7 @@
 package export
 
 import (
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -16,31 +17,46 @@ import (
 
 // httpSink is a real OTLP/HTTP receiver on loopback: it decodes each body
 // and answers with what respond says (status 0: 200 with an empty response).
+// A body over maxBody (if not 0) is answered 413, as backends do.
 type httpSink struct {
 	srv     *httptest.Server
 	respond func(call int, w http.ResponseWriter) (status int)
+	maxBody int64
 
 	mu    sync.Mutex
 	calls int
 	paths []string
 	reqs  []*coltracepb.ExportTraceServiceRequest
+	sizes []int // of the bodies of reqs
 }
 
 func startHTTPSink(t *testing.T, respond func(call int, w http.ResponseWriter) int) *httpSink {
 	t.Helper()
-	s := &httpSink{respond: respond}
+	return startHTTPSinkMax(t, 0, respond)
+}
+
+func startHTTPSinkMax(t *testing.T, maxBody int64, respond func(call int, w http.ResponseWriter) int) *httpSink {
+	t.Helper()
+	s := &httpSink{respond: respond, maxBody: maxBody}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(s.srv.Close)
 	return s
 }
 
 func (s *httpSink) serve(w http.ResponseWriter, r *http.Request) {
+	if s.maxBody > 0 {
+		r.Body = http.MaxBytesReader(w, r.Body, s.maxBody)
+	}
 	body, err := io.ReadAll(r.Body)
 	s.mu.Lock()
 	s.calls++
 	call := s.calls
 	s.paths = append(s.paths, r.URL.Path)
 	s.mu.Unlock()
+	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		http.Error(w, "request too large", http.StatusRequestEntityTooLarge)
+		return
+	}
 	req := &coltracepb.ExportTraceServiceRequest{}
 	if err != nil || r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/x-protobuf" || proto.Unmarshal(body, req) != nil {
 		http.Error(w, "bad request", http.StatusBadRequest)
@@ -59,6 +75,7 @@ func (s *httpSink) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	s.reqs = append(s.reqs, req)
+	s.sizes = append(s.sizes, len(body))
 	s.mu.Unlock()
 	if status == 0 {
 		w.Header().Set("Content-Type", "application/x-protobuf")

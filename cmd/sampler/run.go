@@ -41,6 +41,7 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&f.RuleAttribute, "rule-attribute", cfg.RuleAttribute, "mark the root span of kept traces with the deciding rule (tailsift.sampling.rule)")
 	fs.Var(&f.MemoryLimit, "memory-limit", "buffer memory `size` (e.g. 512MiB, 2GiB); past it ingest answers retry-later")
 	fs.Var(&f.MaxRequestSize, "max-request-size", "largest accepted OTLP request `size`")
+	fs.Var(&f.MaxExportRequestSize, "max-export-request-size", "largest OTLP request `size` sent to --forward; a span too big for one alone is dropped and counted (reason oversize)")
 	fs.IntVar(&f.MaxTraceSpans, "max-trace-spans", cfg.MaxTraceSpans, "a trace reaching this many spans is decided at once; its later spans follow the decision")
 	fs.Var(&f.MaxTraceBytes, "max-trace-bytes", "a trace reaching this `size` of span bytes is decided at once; its later spans follow the decision")
 	fs.StringVar(&f.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
@@ -154,6 +155,8 @@ func applyFlag(cfg, f *node.Config, name string) {
 		cfg.MemoryLimit = f.MemoryLimit
 	case "max-request-size":
 		cfg.MaxRequestSize = f.MaxRequestSize
+	case "max-export-request-size":
+		cfg.MaxExportRequestSize = f.MaxExportRequestSize
 	case "max-trace-spans":
 		cfg.MaxTraceSpans = f.MaxTraceSpans
 	case "max-trace-bytes":

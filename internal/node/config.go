@@ -54,6 +54,8 @@ type Config struct {
 	DataKeyFile   string        `yaml:"data_key_file"`   // encryption key for data_dir (16/24/32 bytes, base64)
 	StressRelief  bool          `yaml:"stress_relief"`   // decide the oldest traces early rather than refuse spans when memory (and disk) is full
 	GoMemoryLimit bytesize.Size `yaml:"go_memory_limit"` // Go runtime soft memory limit; 0 = memory_limit x 1.5 + 256MiB (unless GOMEMLIMIT is set)
+
+	MaxExportRequestSize bytesize.Size `yaml:"max_export_request_size"` // largest request sent to forward; a span too big for one alone is dropped (oversize)
 }
 
 // Durability modes.
@@ -86,6 +88,8 @@ func DefaultConfig() Config {
 		DiskLimit:      bytesize.Size(store.DefaultConfig().DiskLimit),
 		Durability:     DurabilityNone,
 		StressRelief:   dc.StressRelief,
+
+		MaxExportRequestSize: export.DefaultMaxRequestBytes,
 	}
 }
 
@@ -160,6 +164,7 @@ func (c Config) components() (ingest.Config, buffer.Config, decision.Config, exp
 	dc.Shadow, dc.RuleAttribute, dc.StressRelief = c.Shadow, c.RuleAttribute, c.StressRelief
 	ec := export.DefaultConfig()
 	ec.Endpoint = c.Forward
+	ec.MaxRequestBytes, ec.BatchMaxBytes = int(c.MaxExportRequestSize), 0 // 0: the default batch, within MaxRequestBytes
 	if c.forwardFile() != "" {
 		ec.Endpoint = "stdout" // the node opens the file and passes it as the writer
 	}

@@ -100,7 +100,7 @@ func New(cfg Config, opts Options) (_ *Node, err error) {
 	ic, bc, dc, ec := cfg.components()
 	ec.Writer = opts.Stdout
 	if path := cfg.forwardFile(); path != "" {
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 		if err != nil {
 			return nil, fmt.Errorf("forward (--forward): %w", err)
 		}
