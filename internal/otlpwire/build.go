@@ -25,6 +25,9 @@ type Builder struct {
 
 	byResource keyIndex         // resource part -> index into resources
 	byGroup    map[uint64]int32 // hash of (resource index, scope part) -> index into groups
+	// groupAt finds a group by its scope part's address: spans of interned
+	// groups share the slices, so most lookups need no hashing.
+	groupAt map[*byte]int32
 	lastRes    []byte           // fast path: consecutive spans usually share a group
 	lastScope  []byte
 	lastIdx    int32
@@ -80,6 +83,7 @@ func (b *Builder) Reset() {
 	b.resources = b.resources[:0]
 	b.byResource.reset()
 	clear(b.byGroup)
+	clear(b.groupAt)
 	b.lastRes, b.lastScope = nil, nil
 	b.spans, b.size = 0, 0
 }
@@ -87,6 +91,12 @@ func (b *Builder) Reset() {
 func (b *Builder) groupIndex(g Group) int32 {
 	if len(b.groups) > 0 && sameSlice(g.Scope, b.lastScope) && sameSlice(g.Resource, b.lastRes) {
 		return b.lastIdx
+	}
+	if i, ok := b.groupAt[unsafe.SliceData(g.Scope)]; ok {
+		if grp := &b.groups[i]; sameSlice(grp.scope, g.Scope) && sameSlice(b.resources[grp.res].part, g.Resource) {
+			b.lastRes, b.lastScope, b.lastIdx = g.Resource, g.Scope, i
+			return i
+		}
 	}
 	r, ok := b.byResource.find(g.Resource, func(i int32) []byte { return b.resources[i].part })
 	if !ok {
@@ -120,6 +130,12 @@ func (b *Builder) groupIndex(g Group) int32 {
 			b.byGroup[h] = idx
 		}
 		b.size += len(g.Scope) + frameSlack
+	}
+	if len(g.Scope) > 0 {
+		if b.groupAt == nil {
+			b.groupAt = make(map[*byte]int32)
+		}
+		b.groupAt[unsafe.SliceData(g.Scope)] = idx
 	}
 	b.lastRes, b.lastScope, b.lastIdx = g.Resource, g.Scope, idx
 	return idx
