@@ -3,6 +3,7 @@ package ingest
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"google.golang.org/grpc"
 )
@@ -16,17 +17,54 @@ type Config struct {
 	// Flag --otlp-http. Default 127.0.0.1:4318.
 	HTTPAddr string
 	// MaxRequestBytes bounds a request's size, compressed and decompressed.
-	// Default 16 MiB.
+	// Flag --max-request-size. Default 16 MiB.
 	MaxRequestBytes int
+	// MaxInflightBytes bounds the request bytes held by requests in
+	// progress on both receivers: bodies as received, decompressed and
+	// transcoded from JSON, plus their scan index. A gRPC request holds
+	// MaxRequestBytes + StreamOverhead from the moment its stream opens
+	// until its body has arrived (gRPC gives no earlier look at its size),
+	// so MaxInflightBytes / (MaxRequestBytes + StreamOverhead) uploads run
+	// at once; an HTTP request holds what it has read. Past the budget,
+	// requests are refused with ResourceExhausted + RetryInfo / 429.
+	// Flag --max-inflight-bytes. Default 128 MiB (the node's default is a
+	// quarter of memory_limit).
+	MaxInflightBytes int64
+	// MaxConcurrentRequests bounds the requests in progress on both
+	// receivers together (gRPC streams of any method, HTTP requests); past
+	// it requests are refused like past MaxInflightBytes. It bounds the
+	// goroutines and per-request state that bytes do not measure.
+	// Flag --max-concurrent-requests. Default 1024.
+	MaxConcurrentRequests int
+	// RequestTimeout bounds how long a request may take: an HTTP request
+	// to arrive (headers and body), a gRPC call from its first frame to
+	// its answer (the client's own deadline applies if shorter). It bounds
+	// how long a stalled client holds its share of MaxInflightBytes.
+	// Flag --request-timeout. Default 60s.
+	RequestTimeout time.Duration
 	// RegisterGRPC, if set, registers more services on the OTLP/gRPC server
 	// before it starts (the cluster's peer service). Its server decodes
-	// messages with rawcodec: handlers receive *[]byte.
+	// messages with rawcodec: handlers receive *[]byte. Their calls count
+	// against the limits above like Export calls.
 	RegisterGRPC func(*grpc.Server)
 }
 
+// StreamOverhead is what a gRPC stream may hold beyond its message: the
+// stream's flow-control window (data a client may send past the message
+// before the server answers) and its header list. Both are fixed by the
+// receiver's server options.
+const StreamOverhead = streamWindow + maxHeaderBytes
+
 // DefaultConfig returns the defaults documented on Config.
 func DefaultConfig() Config {
-	return Config{GRPCAddr: "127.0.0.1:4317", HTTPAddr: "127.0.0.1:4318", MaxRequestBytes: 16 << 20}
+	return Config{
+		GRPCAddr:              "127.0.0.1:4317",
+		HTTPAddr:              "127.0.0.1:4318",
+		MaxRequestBytes:       16 << 20,
+		MaxInflightBytes:      128 << 20,
+		MaxConcurrentRequests: 1024,
+		RequestTimeout:        60 * time.Second,
+	}
 }
 
 // Validate reports every problem with the configuration.
@@ -36,7 +74,19 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("no receiver: set otlp_grpc (--otlp-grpc) or otlp_http (--otlp-http)"))
 	}
 	if c.MaxRequestBytes < 1024 {
-		errs = append(errs, fmt.Errorf("max_request_bytes must be at least 1KiB, got %d", c.MaxRequestBytes))
+		errs = append(errs, fmt.Errorf("max_request_size (--max-request-size) must be at least 1KiB, got %d", c.MaxRequestBytes))
+	}
+	// One request of the largest size must fit, or such requests would be
+	// refused forever with a retryable answer.
+	if need := int64(c.MaxRequestBytes) + StreamOverhead; c.MaxInflightBytes < need {
+		errs = append(errs, fmt.Errorf("max_inflight_bytes (--max-inflight-bytes) must be at least max_request_size + %d bytes (%d), got %d",
+			StreamOverhead, need, c.MaxInflightBytes))
+	}
+	if c.MaxConcurrentRequests < 1 {
+		errs = append(errs, fmt.Errorf("max_concurrent_requests (--max-concurrent-requests) must be at least 1, got %d", c.MaxConcurrentRequests))
+	}
+	if c.RequestTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("request_timeout (--request-timeout) must be positive, got %v", c.RequestTimeout))
 	}
 	return errors.Join(errs...)
 }

@@ -27,10 +27,21 @@ func (r *Receiver) handleHTTP(w http.ResponseWriter, req *http.Request) {
 			fmt.Sprintf("unsupported Content-Type %q: use %s or %s", req.Header.Get("Content-Type"), otlpserver.ContentProtobuf, otlpserver.ContentJSON))
 		return
 	}
+	if reason := r.limits.enter(0); reason != "" {
+		r.metrics.refuse("http", reason, true)
+		refuseHTTP(w, mediaType, reason)
+		return
+	}
+	h := hold{l: &r.limits}
+	defer func() { r.limits.leave(h.n) }()
 	raw := r.bufs.Get()
 	defer r.bufs.Put(raw)
-	*raw, err = otlpserver.ReadBody(w, req, *raw, int64(r.cfg.MaxRequestBytes))
+	*raw, err = otlpserver.ReadBodyBudget(w, req, *raw, int64(r.cfg.MaxRequestBytes), h.grow)
 	switch {
+	case errors.Is(err, otlpserver.ErrOverBudget):
+		r.metrics.refuse("http", reasonInflightBytes, true)
+		refuseHTTP(w, mediaType, reasonInflightBytes)
+		return
 	case errors.Is(err, otlpserver.ErrTooLarge):
 		r.metrics.observe("http", outcomeTooLarge, 0)
 		otlpserver.WriteStatus(w, mediaType, http.StatusRequestEntityTooLarge, codes.InvalidArgument,
@@ -46,7 +57,19 @@ func (r *Receiver) handleHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	body := *raw
+	h.resize(int64(len(body))) // give back what the read reserved ahead
 	if mediaType == otlpserver.ContentJSON {
+		// The protobuf is about as large as the JSON or smaller (hex IDs
+		// halve, names become one-byte tags): hold that much while it is
+		// written, then what it came to. Where the budget could never
+		// hold that much, decode first and judge the real size.
+		est := int64(len(body))
+		if err := h.need(est); errors.Is(err, errInflightFull) {
+			r.refuseHTTPNeed(w, mediaType, err)
+			return
+		} else if err != nil {
+			est = 0
+		}
 		pb := r.bufs.Get()
 		defer r.bufs.Put(pb)
 		if *pb, err = otlpjson.Decode((*pb)[:0], body); err != nil {
@@ -54,10 +77,15 @@ func (r *Receiver) handleHTTP(w http.ResponseWriter, req *http.Request) {
 			otlpserver.WriteStatus(w, mediaType, http.StatusBadRequest, codes.InvalidArgument, err.Error())
 			return
 		}
+		if err := h.need(int64(len(*pb)) - est); err != nil {
+			r.refuseHTTPNeed(w, mediaType, err)
+			return
+		}
 		body = *pb
 	}
-	spans, err := r.consume(req.Context(), body)
+	spans, err := r.consume(req.Context(), body, &h)
 	var bad malformedError
+	var big tooLargeError
 	switch {
 	case err == nil:
 		r.metrics.observe("http", outcomeOK, spans)
@@ -66,6 +94,9 @@ func (r *Receiver) handleHTTP(w http.ResponseWriter, req *http.Request) {
 		} else {
 			otlpserver.WriteBody(w, mediaType, http.StatusOK, nil) // empty ExportTraceServiceResponse
 		}
+	case errors.As(err, &big):
+		r.metrics.observe("http", outcomeTooLarge, 0)
+		otlpserver.WriteStatus(w, mediaType, http.StatusRequestEntityTooLarge, codes.InvalidArgument, err.Error())
 	case errors.As(err, &bad):
 		r.metrics.observe("http", outcomeMalformed, 0)
 		r.log.Debug("malformed OTLP/HTTP request", "err", err)
@@ -75,6 +106,9 @@ func (r *Receiver) handleHTTP(w http.ResponseWriter, req *http.Request) {
 		code, outcome := http.StatusServiceUnavailable, outcomeUnavailable
 		if overloaded {
 			code, outcome = http.StatusTooManyRequests, outcomeOverloaded
+			if errors.Is(err, errInflightFull) {
+				r.metrics.refused.WithLabelValues("http", reasonInflightBytes).Inc()
+			}
 		} else {
 			delay = time.Second
 		}
@@ -82,4 +116,31 @@ func (r *Receiver) handleHTTP(w http.ResponseWriter, req *http.Request) {
 		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(delay.Round(time.Second)/time.Second))))
 		otlpserver.WriteStatus(w, mediaType, code, codes.Unavailable, err.Error())
 	}
+}
+
+// refuseHTTPNeed answers a request whose bytes, once read, do not fit:
+// 413 if they never could, 429 otherwise.
+func (r *Receiver) refuseHTTPNeed(w http.ResponseWriter, mediaType string, err error) {
+	if errors.Is(err, errInflightFull) {
+		r.metrics.refuse("http", reasonInflightBytes, true)
+		refuseHTTP(w, mediaType, reasonInflightBytes)
+		return
+	}
+	r.metrics.observe("http", outcomeTooLarge, 0)
+	otlpserver.WriteStatus(w, mediaType, http.StatusRequestEntityTooLarge, codes.InvalidArgument, err.Error())
+}
+
+// refuseHTTP answers a request refused by the limits: 429 with
+// Retry-After, which OTLP clients retry. The connection closes after the
+// answer: otherwise net/http would first read and discard up to 256 KiB of
+// the body the node has no room for, keeping a client that stalls waiting
+// for its answer until request_timeout.
+func refuseHTTP(w http.ResponseWriter, mediaType, reason string) {
+	msg := "too many requests in progress (max_concurrent_requests), try again later"
+	if reason == reasonInflightBytes {
+		msg = "too many request bytes in progress (max_inflight_bytes), try again later"
+	}
+	w.Header().Set("Connection", "close")
+	w.Header().Set("Retry-After", strconv.Itoa(int(refusalRetryAfter/time.Second)))
+	otlpserver.WriteStatus(w, mediaType, http.StatusTooManyRequests, codes.Unavailable, msg)
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
@@ -45,18 +46,46 @@ type Receiver struct {
 
 	bufs *otlpserver.Buffers // request bodies
 	reqs sync.Pool           // *otlpwire.Request
+
+	limits       limits
+	grpcRefusals map[string]error // by reason, built once: refusing allocates nothing
 }
 
 // maxPooledBuffer keeps one huge request from pinning its buffer forever.
 const maxPooledBuffer = 4 << 20
+
+// Fixed per-connection and per-stream bounds, the same for every
+// deployment; StreamOverhead is what they allow a stream beyond its
+// message.
+const (
+	// streamWindow is gRPC's per-stream flow-control window, static: the
+	// data a client may send on a stream before the server reads it. gRPC
+	// opens the window to the whole message once it has read the length
+	// prefix (which the tap's reservation covers); a dynamic window would
+	// grow to 16 MiB per stream on fast links, data no reservation covers.
+	streamWindow = 64 << 10
+	// connWindow is the connection's window. gRPC returns connection
+	// window as frames arrive, whatever the streams have read, so it
+	// bounds throughput, not memory: as large as the dynamic window grows.
+	connWindow = 16 << 20
+	// maxHeaderBytes bounds a request's headers (gRPC's default is 16 MiB,
+	// net/http's 1 MiB, read before any limit here applies). OTLP clients
+	// send a few small headers; 32 KiB leaves room for large tokens.
+	maxHeaderBytes = 32 << 10
+)
 
 // New starts the configured receivers, feeding c.
 func New(cfg Config, c Consumer, reg prometheus.Registerer, log *slog.Logger) (*Receiver, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	r := &Receiver{cfg: cfg, consumer: c, log: log, metrics: newMetrics(reg),
-		bufs: otlpserver.NewBuffers(64<<10, maxPooledBuffer)}
+	r := &Receiver{cfg: cfg, consumer: c, log: log, bufs: otlpserver.NewBuffers(64<<10, maxPooledBuffer),
+		limits: limits{maxBytes: cfg.MaxInflightBytes, maxRequests: int64(cfg.MaxConcurrentRequests)}}
+	r.metrics = newMetrics(reg, &r.limits)
+	r.grpcRefusals = map[string]error{
+		reasonInflightBytes:    grpcRefusal(reasonInflightBytes),
+		reasonInflightRequests: grpcRefusal(reasonInflightRequests),
+	}
 	r.reqs.New = func() any { return new(otlpwire.Request) }
 	if cfg.GRPCAddr != "" {
 		lis, err := net.Listen("tcp", cfg.GRPCAddr)
@@ -67,6 +96,10 @@ func New(cfg Config, c Consumer, reg prometheus.Registerer, log *slog.Logger) (*
 		r.grpcSrv = grpc.NewServer(
 			grpc.ForceServerCodecV2(rawcodec.Codec{}),
 			grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),
+			grpc.InTapHandle(r.tapGRPC),
+			grpc.StaticStreamWindowSize(streamWindow),
+			grpc.StaticConnWindowSize(connWindow),
+			grpc.MaxHeaderListSize(maxHeaderBytes),
 		)
 		otlpserver.RegisterTraceService(r.grpcSrv, r.exportGRPC, nil, r.bufs)
 		if cfg.RegisterGRPC != nil {
@@ -87,8 +120,9 @@ func New(cfg Config, c Consumer, reg prometheus.Registerer, log *slog.Logger) (*
 		r.httpSrv = &http.Server{
 			Handler:           mux,
 			ReadHeaderTimeout: 10 * time.Second,
-			ReadTimeout:       60 * time.Second,
+			ReadTimeout:       cfg.RequestTimeout,
 			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    maxHeaderBytes,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		}
 	}
@@ -172,8 +206,9 @@ func (r *Receiver) Abort() {
 }
 
 // consume scans body and hands it to the consumer. It returns the number of
-// spans and an error classified for the protocol edges.
-func (r *Receiver) consume(ctx context.Context, body []byte) (int, error) {
+// spans and an error classified for the protocol edges. The scan index is
+// added to h, or the request is refused (see hold.need).
+func (r *Receiver) consume(ctx context.Context, body []byte, h *hold) (int, error) {
 	req := r.reqs.Get().(*otlpwire.Request)
 	defer func() { req.Reset(); r.reqs.Put(req) }()
 	if err := req.Scan(body); err != nil {
@@ -182,10 +217,28 @@ func (r *Receiver) consume(ctx context.Context, body []byte) (int, error) {
 	if len(req.Spans) == 0 {
 		return 0, nil
 	}
+	if err := h.need(indexBytes(req)); err != nil {
+		return len(req.Spans), err
+	}
 	if err := r.consumer.Consume(ctx, req); err != nil {
 		return len(req.Spans), err
 	}
 	return len(req.Spans), nil
+}
+
+// spanIndexBytes is what the scan index holds per span at most: its Span
+// record, its place in the trace order (two int32s), and a trace run and
+// a map entry of the trace index if it starts a trace.
+const spanIndexBytes = int64(unsafe.Sizeof(otlpwire.Span{})+unsafe.Sizeof(otlpwire.TraceRun{})) + 8 + 32
+
+// indexBytes is the size of req's scan index: per span, and the group keys
+// (resources and scopes, copied once per group).
+func indexBytes(req *otlpwire.Request) int64 {
+	n := int64(len(req.Spans)) * spanIndexBytes
+	for i := range req.Groups {
+		n += int64(len(req.Groups[i].Key))
+	}
+	return n
 }
 
 // malformedError marks input the client must not retry.

@@ -1,0 +1,190 @@
+package ingest
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// Reasons the receiver itself refuses a request, a bounded label set.
+const (
+	reasonInflightBytes    = "inflight_bytes"
+	reasonInflightRequests = "inflight_requests"
+)
+
+// refusalRetryAfter is the delay a refused client is asked to wait: the
+// requests holding the budget finish in milliseconds to seconds.
+const refusalRetryAfter = time.Second
+
+// limits bound the requests in progress on both receivers: the bytes they
+// hold (the in-flight budget) and their number. Requests reserve before
+// they read, so what is held never exceeds the limits; a refusal costs the
+// client a round trip and the node nothing.
+type limits struct {
+	maxBytes    int64
+	maxRequests int64
+	bytes       atomic.Int64
+	requests    atomic.Int64
+}
+
+// enter takes a request slot and n bytes, or returns the reason it cannot.
+func (l *limits) enter(n int64) (refused string) {
+	if l.requests.Add(1) > l.maxRequests {
+		l.requests.Add(-1)
+		return reasonInflightRequests
+	}
+	if !l.reserve(n) {
+		l.requests.Add(-1)
+		return reasonInflightBytes
+	}
+	return ""
+}
+
+// leave gives back a request slot and the n bytes it held.
+func (l *limits) leave(n int64) {
+	l.bytes.Add(-n)
+	l.requests.Add(-1)
+}
+
+// reserve takes n more bytes if they fit. A compare-and-swap rather than
+// add-then-undo, so that two requests racing for the last room do not
+// both fail.
+func (l *limits) reserve(n int64) bool {
+	for {
+		cur := l.bytes.Load()
+		if cur+n > l.maxBytes {
+			return false
+		}
+		if l.bytes.CompareAndSwap(cur, cur+n) {
+			return true
+		}
+	}
+}
+
+// hold is the bytes one request holds against the budget. One goroutine
+// uses it at a time.
+type hold struct {
+	l *limits
+	n int64
+}
+
+// resize grows or shrinks the hold to n bytes; growing fails, changing
+// nothing, when the budget has no room.
+func (h *hold) resize(n int64) bool {
+	switch d := n - h.n; {
+	case d > 0 && !h.l.reserve(d):
+		return false
+	case d < 0:
+		h.l.bytes.Add(d)
+	}
+	h.n = n
+	return true
+}
+
+// grow adds n bytes to the hold if they fit.
+func (h *hold) grow(n int64) bool { return h.resize(h.n + n) }
+
+// need grows the hold by n bytes the request needs once read (its JSON
+// transcode, its scan index), or says why not: errInflightFull if others
+// hold the room, a tooLargeError if the budget could never hold it.
+func (h *hold) need(n int64) error {
+	if h.grow(n) {
+		return nil
+	}
+	if h.n+n > h.l.maxBytes {
+		return tooLargeError{need: h.n + n, limit: h.l.maxBytes}
+	}
+	return errInflightFull
+}
+
+// tooLargeError refuses for good a request that needs more than the whole
+// budget: retrying cannot help (gRPC: ResourceExhausted without
+// RetryInfo, as for its own size limit; HTTP: 413).
+type tooLargeError struct{ need, limit int64 }
+
+func (e tooLargeError) Error() string {
+	return fmt.Sprintf("request needs %d bytes while in progress (body, JSON transcode, scan index), more than max_inflight_bytes (%d)", e.need, e.limit)
+}
+
+// errInflightFull refuses a request whose bytes do not fit in the budget
+// once read (its scan index, its JSON transcode).
+var errInflightFull = &inflightFullError{}
+
+type inflightFullError struct{}
+
+func (*inflightFullError) Error() string {
+	return "ingest: too many request bytes in progress (max_inflight_bytes), try again later"
+}
+func (*inflightFullError) RetryAfter() time.Duration { return refusalRetryAfter }
+
+// ticket is a gRPC stream's admission: its request slot and the bytes it
+// holds, passed from the tap handle to the Export handler in the stream's
+// context. Exactly one party ends it: the Export handler, once it has
+// claimed the ticket with stop; otherwise (another method, or a client
+// gone before its request arrived) the context.AfterFunc registered by
+// the tap, when the stream's context ends.
+type ticket struct {
+	hold
+	stop   func() bool        // context.AfterFunc's: true if the handler now owns the ticket
+	cancel context.CancelFunc // the stream's RequestTimeout
+}
+
+type ticketKey struct{}
+
+// end gives the ticket's slot and bytes back: run by AfterFunc.
+func (t *ticket) end() {
+	t.l.leave(t.n)
+	t.n = 0
+	t.cancel()
+}
+
+// tapGRPC admits a new gRPC stream before gRPC reads anything of its
+// message: it reserves a request slot and MaxRequestBytes+StreamOverhead,
+// since nothing tells the message's size before its bytes arrive, and
+// gRPC opens the stream's window to the whole message as soon as it reads
+// the length prefix. Refused streams get ResourceExhausted with RetryInfo,
+// which OTLP clients retry. It runs on the connection's reader goroutine
+// with the transport locked: only atomics here.
+func (r *Receiver) tapGRPC(ctx context.Context, info *tap.Info) (context.Context, error) {
+	n := int64(r.cfg.MaxRequestBytes) + StreamOverhead
+	if reason := r.limits.enter(n); reason != "" {
+		r.metrics.refuse("grpc", reason, info.FullMethodName == exportMethod)
+		return nil, r.grpcRefusals[reason]
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.RequestTimeout)
+	t := &ticket{hold: hold{l: &r.limits, n: n}, cancel: cancel}
+	t.stop = context.AfterFunc(ctx, t.end)
+	return context.WithValue(ctx, ticketKey{}, t), nil
+}
+
+// claimTicket hands the stream's ticket to its handler, or returns nil if
+// the stream has ended (its ticket is given back already).
+func claimTicket(ctx context.Context) *ticket {
+	t, _ := ctx.Value(ticketKey{}).(*ticket)
+	if t == nil || !t.stop() {
+		return nil
+	}
+	return t
+}
+
+// grpcRefusal is the status for a stream refused for reason: retryable,
+// with the delay OTLP clients need to retry ResourceExhausted at all.
+func grpcRefusal(reason string) error {
+	msg := "too many requests in progress (max_concurrent_requests), try again later"
+	if reason == reasonInflightBytes {
+		msg = "too many request bytes in progress (max_inflight_bytes), try again later"
+	}
+	st, err := status.New(codes.ResourceExhausted, msg).
+		WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(refusalRetryAfter)})
+	if err != nil {
+		panic("BUG: RetryInfo does not marshal: " + err.Error())
+	}
+	return st.Err()
+}

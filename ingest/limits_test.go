@@ -1,0 +1,459 @@
+package ingest_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tailsift/tailsift/ingest"
+	"github.com/tailsift/tailsift/internal/metricstest"
+	"github.com/tailsift/tailsift/internal/otlpserver"
+	"github.com/tailsift/tailsift/internal/otlpwire"
+	"github.com/tailsift/tailsift/internal/rawcodec"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+)
+
+// gate is a Consumer that holds each request until the test lets one
+// through (a token) or all (close).
+type gate struct {
+	in     atomic.Int64 // requests that reached Consume
+	spans  atomic.Int64 // spans let through
+	tokens chan struct{}
+	once   sync.Once
+}
+
+func newGate(t *testing.T) *gate {
+	g := &gate{tokens: make(chan struct{}, 1000)}
+	t.Cleanup(g.open)
+	return g
+}
+
+func (g *gate) Consume(ctx context.Context, req *otlpwire.Request) error {
+	g.in.Add(1)
+	select {
+	case <-g.tokens:
+		g.spans.Add(int64(len(req.Spans)))
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// open lets every request through from now on.
+func (g *gate) open() { g.once.Do(func() { close(g.tokens) }) }
+
+// limited is a receiver with a registry to read its metrics from.
+type limited struct {
+	recv *ingest.Receiver
+	reg  *prometheus.Registry
+}
+
+func startLimited(t *testing.T, cfg ingest.Config, c ingest.Consumer) *limited {
+	t.Helper()
+	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	reg := prometheus.NewRegistry()
+	recv, err := ingest.New(cfg, c, reg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Registered after the gate's cleanup, so it runs first: requests
+	// still held fail with their context, and Shutdown does not wait.
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		recv.Shutdown(ctx)
+	})
+	return &limited{recv: recv, reg: reg}
+}
+
+func (l *limited) value(t *testing.T, name string, labels map[string]string) float64 {
+	t.Helper()
+	return metricstest.Value(t, l.reg, name, labels)
+}
+
+func (l *limited) inflight(t *testing.T) (bytes, requests float64) {
+	t.Helper()
+	return l.value(t, "tailsift_ingest_inflight_bytes", nil), l.value(t, "tailsift_ingest_inflight_requests", nil)
+}
+
+// waitInflight waits until the in-flight gauges read bytes and requests.
+func (l *limited) waitInflight(t *testing.T, bytes, requests float64) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%.0f bytes and %.0f requests in flight", bytes, requests), func() bool {
+		b, r := l.inflight(t)
+		return b == bytes && r == requests
+	})
+}
+
+// waitFor polls cond for a bounded time, for a busy machine.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+	}
+}
+
+// stallConn passes writes through until after bytes were written, then
+// blocks them until it is closed: a client that sent part of a request
+// and stalls, or (closed) leaves mid-upload.
+type stallConn struct {
+	net.Conn
+	mu     sync.Mutex
+	left   int
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (c *stallConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	if len(p) <= c.left {
+		c.left -= len(p)
+		c.mu.Unlock()
+		return c.Conn.Write(p)
+	}
+	n, err := c.Conn.Write(p[:c.left])
+	c.left = 0
+	c.mu.Unlock()
+	if err != nil {
+		return n, err
+	}
+	<-c.closed
+	return n, net.ErrClosed
+}
+
+func (c *stallConn) Close() error {
+	c.once.Do(func() { close(c.closed) })
+	return c.Conn.Close()
+}
+
+// stalledExport starts an Export of body over a connection of its own
+// that stalls after sending after bytes; leave closes the connection, as
+// a client that disconnects mid-upload. The call's error is sent on done.
+func stalledExport(t *testing.T, addr string, body []byte, after int) (leave func(), done <-chan error) {
+	t.Helper()
+	conns := make(chan *stallConn, 1)
+	cc, err := grpc.NewClient("passthrough:///"+addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) {
+			c, err := (&net.Dialer{}).DialContext(ctx, "tcp", a)
+			if err != nil {
+				return nil, err
+			}
+			sc := &stallConn{Conn: c, left: after, closed: make(chan struct{})}
+			select {
+			case conns <- sc:
+			default: // a reconnection after leave: it may send everything
+				sc.left = 1 << 30
+			}
+			return sc, nil
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 1)
+	go func() {
+		var resp []byte
+		errs <- cc.Invoke(context.Background(), otlpserver.ExportMethod, &body, &resp,
+			grpc.ForceCodecV2(rawcodec.Codec{}), grpc.WaitForReady(false))
+	}()
+	sc := <-conns
+	var once sync.Once
+	leave = func() { once.Do(func() { sc.Close(); cc.Close() }) }
+	t.Cleanup(leave)
+	return leave, errs
+}
+
+func exportRaw(ctx context.Context, cc *grpc.ClientConn, body []byte) error {
+	var resp []byte
+	return cc.Invoke(ctx, otlpserver.ExportMethod, &body, &resp, grpc.ForceCodecV2(rawcodec.Codec{}))
+}
+
+func dialGRPC(t *testing.T, l *limited) *grpc.ClientConn {
+	t.Helper()
+	cc, err := grpc.NewClient(l.recv.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return cc
+}
+
+// retryInfo returns err's RetryInfo delay if it is ResourceExhausted.
+func retryInfo(t *testing.T, err error) time.Duration {
+	t.Helper()
+	st := status.Convert(err)
+	if st.Code() != codes.ResourceExhausted {
+		t.Fatalf("got %v, want ResourceExhausted", err)
+	}
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			return ri.GetRetryDelay().AsDuration()
+		}
+	}
+	t.Fatalf("ResourceExhausted without RetryInfo: OTLP clients would not retry (%v)", err)
+	return 0
+}
+
+// TestGRPCInflightBudget fills the in-flight budget with two stalled
+// uploads: each holds max_request_size from the moment its stream opened,
+// a third request is refused retryably, and every byte comes back when
+// the stalled clients leave mid-upload.
+func TestGRPCInflightBudget(t *testing.T) {
+	cfg := ingest.DefaultConfig()
+	cfg.MaxRequestBytes = 256 << 10
+	perStream := float64(cfg.MaxRequestBytes + ingest.StreamOverhead)
+	cfg.MaxInflightBytes = int64(2 * perStream)
+	g := newGate(t)
+	l := startLimited(t, cfg, g)
+	addr := l.recv.GRPCAddr().String()
+
+	big := make([]byte, 200<<10) // more than the 64 KiB stream window: the upload stops midway
+	leave1, done1 := stalledExport(t, addr, big, 100<<10)
+	leave2, done2 := stalledExport(t, addr, big, 100<<10)
+	l.waitInflight(t, 2*perStream, 2)
+
+	_, raw := validRequest(t, 1)
+	cc := dialGRPC(t, l)
+	err := exportRaw(context.Background(), cc, raw)
+	if d := retryInfo(t, err); d <= 0 || !strings.Contains(err.Error(), "max_inflight_bytes") {
+		t.Fatalf("refusal %v (retry after %v): want a retry delay and the setting's name", err, d)
+	}
+	if got := l.value(t, "tailsift_ingest_requests_refused_total", map[string]string{"protocol": "grpc", "reason": "inflight_bytes"}); got != 1 {
+		t.Fatalf("refused{inflight_bytes} = %v, want 1", got)
+	}
+	if got := l.value(t, "tailsift_ingest_requests_total", map[string]string{"protocol": "grpc", "outcome": "overloaded"}); got != 1 {
+		t.Fatalf("requests{overloaded} = %v, want 1", got)
+	}
+
+	leave1()
+	if err := <-done1; err == nil {
+		t.Fatal("a client that left mid-upload got OK")
+	}
+	l.waitInflight(t, perStream, 1)
+	g.tokens <- struct{}{}
+	if err := exportRaw(context.Background(), cc, raw); err != nil {
+		t.Fatalf("with room again: %v", err)
+	}
+	leave2()
+	<-done2
+	l.waitInflight(t, 0, 0)
+	if g.spans.Load() != 50 {
+		t.Fatalf("consumer took %d spans, want 50", g.spans.Load())
+	}
+}
+
+// TestGRPCRequestTimeout: a client that stalls mid-upload gives its
+// budget back after request_timeout, without leaving: the server ends the
+// call (the client set no deadline of its own).
+func TestGRPCRequestTimeout(t *testing.T) {
+	cfg := ingest.DefaultConfig()
+	cfg.RequestTimeout = 300 * time.Millisecond
+	l := startLimited(t, cfg, newGate(t))
+	_, done := stalledExport(t, l.recv.GRPCAddr().String(), make([]byte, 200<<10), 100<<10)
+	if err := <-done; status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("stalled upload: %v, want DeadlineExceeded from the server", err)
+	}
+	l.waitInflight(t, 0, 0)
+}
+
+// TestHTTPInflightBudget: an HTTP request holds its Content-Length from
+// the moment its body starts; one that does not fit is answered 429 with
+// Retry-After before its body is read, and a client that leaves
+// mid-upload gives everything back.
+func TestHTTPInflightBudget(t *testing.T) {
+	cfg := ingest.DefaultConfig()
+	cfg.MaxRequestBytes = 256 << 10
+	cfg.MaxInflightBytes = int64(cfg.MaxRequestBytes + ingest.StreamOverhead)
+	g := newGate(t)
+	l := startLimited(t, cfg, g)
+	addr := l.recv.HTTPAddr().String()
+
+	const size = 200 << 10
+	stalled := partialPost(t, addr, size, 1000)
+	l.waitInflight(t, size+1, 1)
+
+	_, raw := validRequest(t, 1)
+	p := &pipeline{recv: l.recv}
+	second := partialPost(t, addr, size, 0)
+	resp, err := http.ReadResponse(bufio.NewReader(second), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), "max_inflight_bytes") {
+		t.Fatalf("over the budget: %d Retry-After=%q %q, want 429 with Retry-After naming max_inflight_bytes", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	second.Close()
+
+	stalled.Close() // leaves mid-upload
+	l.waitInflight(t, 0, 0)
+	g.tokens <- struct{}{}
+	if resp, body := post(t, p, "application/x-protobuf", "", raw); resp.StatusCode != 200 {
+		t.Fatalf("with room again: %d %s", resp.StatusCode, body)
+	}
+	l.waitInflight(t, 0, 0)
+	if got := l.value(t, "tailsift_ingest_requests_refused_total", map[string]string{"protocol": "http", "reason": "inflight_bytes"}); got != 1 {
+		t.Fatalf("refused{inflight_bytes} = %v, want 1", got)
+	}
+}
+
+// partialPost sends an OTLP/HTTP request's headers announcing size bytes
+// and the first part of them, and returns the connection.
+func partialPost(t *testing.T, addr string, size, part int) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	fmt.Fprintf(c, "POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: %d\r\n\r\n", size)
+	if _, err := c.Write(make([]byte, part)); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestConcurrentRequests: past max_concurrent_requests, requests of both
+// protocols are refused retryably, and served again once some finish.
+func TestConcurrentRequests(t *testing.T) {
+	cfg := ingest.DefaultConfig()
+	cfg.MaxConcurrentRequests = 2
+	g := newGate(t)
+	l := startLimited(t, cfg, g)
+	p := &pipeline{recv: l.recv}
+	cc := dialGRPC(t, l)
+	_, raw := validRequest(t, 1)
+
+	held := make(chan error, 2)
+	for range 2 {
+		go func() { held <- exportRaw(context.Background(), cc, raw) }()
+	}
+	waitFor(t, "two requests in the consumer", func() bool { return g.in.Load() == 2 })
+
+	err := exportRaw(context.Background(), cc, raw)
+	if d := retryInfo(t, err); d <= 0 || !strings.Contains(err.Error(), "max_concurrent_requests") {
+		t.Fatalf("refusal %v: want a retry delay and the setting's name", err)
+	}
+	resp, body := post(t, p, "application/x-protobuf", "", raw)
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), "max_concurrent_requests") {
+		t.Fatalf("HTTP past the cap: %d Retry-After=%q %q", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	for _, proto := range []string{"grpc", "http"} {
+		if got := l.value(t, "tailsift_ingest_requests_refused_total", map[string]string{"protocol": proto, "reason": "inflight_requests"}); got != 1 {
+			t.Errorf("%s refused{inflight_requests} = %v, want 1", proto, got)
+		}
+	}
+	g.open()
+	for range 2 {
+		if err := <-held; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if resp, body := post(t, p, "application/x-protobuf", "", raw); resp.StatusCode != 200 {
+		t.Fatalf("after the cap cleared: %d %s", resp.StatusCode, body)
+	}
+	l.waitInflight(t, 0, 0)
+}
+
+// tinySpans is a request of n spans with nothing but their IDs: about 30
+// bytes each on the wire, while the scan index holds far more per span.
+func tinySpans(t *testing.T, n int) []byte {
+	t.Helper()
+	var spans []*tracepb.Span
+	for i := range n {
+		spans = append(spans, &tracepb.Span{TraceId: []byte{15: byte(i), 0: 1}, SpanId: []byte{7: byte(i), 0: 1}})
+	}
+	raw, err := proto.Marshal(&coltracepb.ExportTraceServiceRequest{ResourceSpans: []*tracepb.ResourceSpans{{
+		ScopeSpans: []*tracepb.ScopeSpans{{Spans: spans}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+// TestScanIndexCounted: a request's scan index counts against the
+// budget. One whose index the budget could never hold is refused for good
+// (413, ResourceExhausted without RetryInfo); one that does not fit while
+// others hold the room is refused retryably, and taken once they left.
+func TestScanIndexCounted(t *testing.T) {
+	raw := tinySpans(t, 2000) // about 60 KB, an index of about 350 KB
+	cfg := ingest.DefaultConfig()
+	cfg.MaxRequestBytes = 128 << 10
+	perStream := cfg.MaxRequestBytes + ingest.StreamOverhead
+
+	t.Run("never fits", func(t *testing.T) {
+		cfg := cfg
+		cfg.MaxInflightBytes = int64(perStream)
+		g := newGate(t)
+		g.open()
+		l := startLimited(t, cfg, g)
+		err := exportRaw(context.Background(), dialGRPC(t, l), raw)
+		if st := status.Convert(err); st.Code() != codes.ResourceExhausted || len(st.Details()) != 0 || !strings.Contains(err.Error(), "max_inflight_bytes") {
+			t.Fatalf("gRPC: %v (details %v), want ResourceExhausted without RetryInfo naming max_inflight_bytes", err, st.Details())
+		}
+		if resp, body := post(t, &pipeline{recv: l.recv}, "application/x-protobuf", "", raw); resp.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Fatalf("HTTP: %d %s, want 413", resp.StatusCode, body)
+		}
+		if g.spans.Load() != 0 {
+			t.Fatalf("the consumer took %d spans of refused requests", g.spans.Load())
+		}
+		l.waitInflight(t, 0, 0)
+	})
+	t.Run("fits later", func(t *testing.T) {
+		cfg := cfg
+		cfg.MaxInflightBytes = 700 << 10
+		g := newGate(t)
+		g.open()
+		l := startLimited(t, cfg, g)
+		addr := l.recv.GRPCAddr().String()
+		leave1, _ := stalledExport(t, addr, make([]byte, 100<<10), 80<<10)
+		leave2, _ := stalledExport(t, addr, make([]byte, 100<<10), 80<<10)
+		l.waitInflight(t, float64(2*perStream), 2)
+		cc := dialGRPC(t, l)
+		if d := retryInfo(t, exportRaw(context.Background(), cc, raw)); d <= 0 {
+			t.Fatalf("gRPC: retry after %v", d)
+		}
+		p := &pipeline{recv: l.recv}
+		if resp, body := post(t, p, "application/x-protobuf", "", raw); resp.StatusCode != http.StatusTooManyRequests {
+			t.Fatalf("HTTP: %d %s, want 429", resp.StatusCode, body)
+		}
+		for _, proto := range []string{"grpc", "http"} {
+			if got := l.value(t, "tailsift_ingest_spans_refused_total", map[string]string{"protocol": proto, "reason": "overloaded"}); got != 2000 {
+				t.Errorf("%s spans refused as overloaded: %v, want 2000", proto, got)
+			}
+		}
+		leave1()
+		leave2()
+		l.waitInflight(t, 0, 0)
+		if err := exportRaw(context.Background(), cc, raw); err != nil {
+			t.Fatalf("gRPC with room: %v", err)
+		}
+		if resp, body := post(t, p, "application/x-protobuf", "", raw); resp.StatusCode != 200 {
+			t.Fatalf("HTTP with room: %d %s", resp.StatusCode, body)
+		}
+		l.waitInflight(t, 0, 0)
+		if g.spans.Load() != 4000 {
+			t.Fatalf("consumer took %d spans, want 4000", g.spans.Load())
+		}
+	})
+}
