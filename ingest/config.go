@@ -36,6 +36,18 @@ type Config struct {
 	// goroutines and per-request state that bytes do not measure.
 	// Flag --max-concurrent-requests. Default 1024.
 	MaxConcurrentRequests int
+	// MaxConnections bounds the open connections per listener; further
+	// connections wait in the kernel's accept queue until one closes (as
+	// Prometheus's --web.max-connections). An idle connection costs about
+	// 20 KiB here (gRPC: 32 KiB read buffer and three goroutines when
+	// busy), so the default holds both listeners' connections under
+	// 128 MiB. Flag --max-connections. Default 1024.
+	MaxConnections int
+	// MaxStreamsPerConnection is gRPC's MaxConcurrentStreams: the streams
+	// one connection may have open. Peers use a few per connection
+	// (cluster forward workers, hand-offs). Default 100, as most HTTP/2
+	// servers.
+	MaxStreamsPerConnection int
 	// RequestTimeout bounds how long a request may take: an HTTP request
 	// to arrive (headers and body), a gRPC call from its first frame to
 	// its answer (the client's own deadline applies if shorter). It bounds
@@ -58,12 +70,14 @@ const StreamOverhead = streamWindow + maxHeaderBytes
 // DefaultConfig returns the defaults documented on Config.
 func DefaultConfig() Config {
 	return Config{
-		GRPCAddr:              "127.0.0.1:4317",
-		HTTPAddr:              "127.0.0.1:4318",
-		MaxRequestBytes:       16 << 20,
-		MaxInflightBytes:      128 << 20,
-		MaxConcurrentRequests: 1024,
-		RequestTimeout:        60 * time.Second,
+		GRPCAddr:                "127.0.0.1:4317",
+		HTTPAddr:                "127.0.0.1:4318",
+		MaxRequestBytes:         16 << 20,
+		MaxInflightBytes:        128 << 20,
+		MaxConcurrentRequests:   1024,
+		MaxConnections:          1024,
+		MaxStreamsPerConnection: 100,
+		RequestTimeout:          60 * time.Second,
 	}
 }
 
@@ -84,6 +98,12 @@ func (c Config) Validate() error {
 	}
 	if c.MaxConcurrentRequests < 1 {
 		errs = append(errs, fmt.Errorf("max_concurrent_requests (--max-concurrent-requests) must be at least 1, got %d", c.MaxConcurrentRequests))
+	}
+	if c.MaxConnections < 1 {
+		errs = append(errs, fmt.Errorf("max_connections (--max-connections) must be at least 1, got %d", c.MaxConnections))
+	}
+	if c.MaxStreamsPerConnection < 1 {
+		errs = append(errs, fmt.Errorf("ingest MaxStreamsPerConnection must be at least 1, got %d", c.MaxStreamsPerConnection))
 	}
 	if c.RequestTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("request_timeout (--request-timeout) must be positive, got %v", c.RequestTimeout))

@@ -19,8 +19,9 @@
 // the largest request it may carry, from the tap handle that admits it,
 // until its message is in; an HTTP request its Content-Length, or step by
 // step as it arrives — and give them back when they end, however they end.
-// The requests in progress (MaxConcurrentRequests), headers and the time a
-// request may take (RequestTimeout) are capped too.
+// The requests in progress (MaxConcurrentRequests), a connection's gRPC
+// streams, the open connections per listener (MaxConnections), headers
+// and the time a request may take (RequestTimeout) are capped too.
 //
 // Concurrency: each request is handled on its server's goroutine; request
 // buffers and scan state are pooled; the limits are atomic counters. The

@@ -3,6 +3,7 @@ package ingest_test
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"log/slog"
@@ -373,6 +374,112 @@ func TestConcurrentRequests(t *testing.T) {
 		t.Fatalf("after the cap cleared: %d %s", resp.StatusCode, body)
 	}
 	l.waitInflight(t, 0, 0)
+}
+
+// TestMaxStreamsPerConnection: the server tells clients how many streams
+// a connection may have, and a connection has no more in progress.
+func TestMaxStreamsPerConnection(t *testing.T) {
+	cfg := ingest.DefaultConfig()
+	cfg.MaxStreamsPerConnection = 3
+	g := newGate(t)
+	l := startLimited(t, cfg, g)
+
+	if got := serverSettings(t, l.recv.GRPCAddr().String())[settingMaxConcurrentStreams]; got != 3 {
+		t.Fatalf("SETTINGS_MAX_CONCURRENT_STREAMS = %d, want 3", got)
+	}
+	cc := dialGRPC(t, l)
+	_, raw := validRequest(t, 1)
+	errs := make(chan error, 5)
+	for range 5 {
+		go func() { errs <- exportRaw(context.Background(), cc, raw) }()
+	}
+	waitFor(t, "three streams in the consumer", func() bool { return g.in.Load() == 3 })
+	g.tokens <- struct{}{} // one finishes: a waiting call takes its stream
+	waitFor(t, "a fourth stream once one finished", func() bool { return g.in.Load() == 4 })
+	if _, r := l.inflight(t); r != 3 {
+		t.Fatalf("%v requests in progress on one connection, want 3", r)
+	}
+	g.open()
+	for range 5 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+const settingMaxConcurrentStreams = 0x3
+
+// serverSettings speaks the HTTP/2 client preface and returns the
+// settings of the server's first SETTINGS frame.
+func serverSettings(t *testing.T, addr string) map[uint16]uint32 {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00") // preface, empty SETTINGS
+	var hdr [9]byte
+	if _, err := io.ReadFull(c, hdr[:]); err != nil {
+		t.Fatal(err)
+	}
+	if hdr[3] != 0x4 {
+		t.Fatalf("first frame of type %d, want SETTINGS", hdr[3])
+	}
+	payload := make([]byte, int(hdr[0])<<16|int(hdr[1])<<8|int(hdr[2]))
+	if _, err := io.ReadFull(c, payload); err != nil {
+		t.Fatal(err)
+	}
+	settings := map[uint16]uint32{}
+	for ; len(payload) >= 6; payload = payload[6:] {
+		settings[binary.BigEndian.Uint16(payload)] = binary.BigEndian.Uint32(payload[2:])
+	}
+	return settings
+}
+
+// TestConnectionLimit: past max_connections a connection waits until one
+// closes, then is served.
+func TestConnectionLimit(t *testing.T) {
+	cfg := ingest.DefaultConfig()
+	cfg.MaxConnections = 2
+	g := newGate(t)
+	g.open()
+	l := startLimited(t, cfg, g)
+	addr := l.recv.HTTPAddr().String()
+	var first []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		first = append(first, c)
+	}
+	waitFor(t, "two open connections", func() bool {
+		return l.value(t, "tailsift_ingest_connections", map[string]string{"protocol": "http"}) == 2
+	})
+	// The third connects (the kernel completes the handshake) and sends
+	// its request; it is answered only once a slot is free.
+	_, raw := validRequest(t, 1)
+	third, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer third.Close()
+	fmt.Fprintf(third, "POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: %d\r\n\r\n%s", len(raw), raw)
+	waitFor(t, "the listener full", func() bool {
+		return l.value(t, "tailsift_ingest_connection_limit_reached_total", map[string]string{"protocol": "http"}) >= 1
+	})
+	first[0].Close()
+	third.SetReadDeadline(time.Now().Add(20 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(third), nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("the waiting connection once a slot was free: %v %v", resp, err)
+	}
+	if got := l.value(t, "tailsift_ingest_connections", map[string]string{"protocol": "http"}); got != 2 {
+		t.Fatalf("%v open connections, want 2", got)
+	}
 }
 
 // tinySpans is a request of n spans with nothing but their IDs: about 30

@@ -13,10 +13,12 @@ const (
 )
 
 type metrics struct {
-	requests      *prometheus.CounterVec // protocol, outcome
-	spansReceived *prometheus.CounterVec // protocol
-	spansRefused  *prometheus.CounterVec // protocol, reason
-	refused       *prometheus.CounterVec // protocol, reason
+	requests        *prometheus.CounterVec // protocol, outcome
+	spansReceived   *prometheus.CounterVec // protocol
+	spansRefused    *prometheus.CounterVec // protocol, reason
+	refused         *prometheus.CounterVec // protocol, reason
+	connections     *prometheus.GaugeVec   // protocol
+	connectionsFull *prometheus.CounterVec // protocol
 }
 
 func newMetrics(reg prometheus.Registerer, l *limits) *metrics {
@@ -37,8 +39,16 @@ func newMetrics(reg prometheus.Registerer, l *limits) *metrics {
 			Name: "tailsift_ingest_requests_refused_total",
 			Help: "Requests the receiver refused (retryable) because of its own limits, by reason: inflight_bytes (max_inflight_bytes), inflight_requests (max_concurrent_requests). gRPC counts streams of every method.",
 		}, []string{"protocol", "reason"}),
+		connections: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tailsift_ingest_connections",
+			Help: "Open client connections, by protocol (at most max_connections each).",
+		}, []string{"protocol"}),
+		connectionsFull: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tailsift_ingest_connection_limit_reached_total",
+			Help: "Times a listener reached max_connections: further connections wait in the kernel's accept queue.",
+		}, []string{"protocol"}),
 	}
-	reg.MustRegister(m.requests, m.spansReceived, m.spansRefused, m.refused,
+	reg.MustRegister(m.requests, m.spansReceived, m.spansRefused, m.refused, m.connections, m.connectionsFull,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tailsift_ingest_inflight_bytes",
 			Help: "Request bytes held by requests in progress (received, decompressed, transcoded, scan index; gRPC streams hold max_request_size until their message has arrived).",

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/tailsift/tailsift/internal/otlpserver"
 	"github.com/tailsift/tailsift/internal/otlpwire"
@@ -72,6 +73,10 @@ const (
 	// net/http's 1 MiB, read before any limit here applies). OTLP clients
 	// send a few small headers; 32 KiB leaves room for large tokens.
 	maxHeaderBytes = 32 << 10
+	// handshakeTimeout bounds a new gRPC connection's HTTP/2 handshake,
+	// as ReadHeaderTimeout does an HTTP request's headers: a connection
+	// that sends nothing gives its slot back.
+	handshakeTimeout = 10 * time.Second
 )
 
 // New starts the configured receivers, feeding c.
@@ -92,14 +97,31 @@ func New(cfg Config, c Consumer, reg prometheus.Registerer, log *slog.Logger) (*
 		if err != nil {
 			return nil, fmt.Errorf("otlp-grpc: %w", err)
 		}
-		r.grpcLis = lis
+		r.grpcLis = newLimitListener(lis, cfg.MaxConnections,
+			r.metrics.connections.WithLabelValues("grpc"), r.metrics.connectionsFull.WithLabelValues("grpc"))
 		r.grpcSrv = grpc.NewServer(
 			grpc.ForceServerCodecV2(rawcodec.Codec{}),
 			grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),
 			grpc.InTapHandle(r.tapGRPC),
+			grpc.MaxConcurrentStreams(uint32(cfg.MaxStreamsPerConnection)),
 			grpc.StaticStreamWindowSize(streamWindow),
 			grpc.StaticConnWindowSize(connWindow),
 			grpc.MaxHeaderListSize(maxHeaderBytes),
+			grpc.ConnectionTimeout(handshakeTimeout),
+			// Clients may ping every 10 s, also between requests (gRPC's
+			// default, 5 min and only during calls, closes the connections
+			// of clients that keep them alive); more often is abuse, and
+			// gRPC closes the connection.
+			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+			grpc.KeepaliveParams(keepalive.ServerParameters{
+				// An idle connection gives its slot back; the client
+				// reconnects when it next sends.
+				MaxConnectionIdle: 5 * time.Minute,
+				// A peer that vanished (no FIN) is found within 80 s, and
+				// its streams give back what they hold.
+				Time:    time.Minute,
+				Timeout: 20 * time.Second,
+			}),
 		)
 		otlpserver.RegisterTraceService(r.grpcSrv, r.exportGRPC, nil, r.bufs)
 		if cfg.RegisterGRPC != nil {
@@ -114,7 +136,8 @@ func New(cfg Config, c Consumer, reg prometheus.Registerer, log *slog.Logger) (*
 			}
 			return nil, fmt.Errorf("otlp-http: %w", err)
 		}
-		r.httpLis = lis
+		r.httpLis = newLimitListener(lis, cfg.MaxConnections,
+			r.metrics.connections.WithLabelValues("http"), r.metrics.connectionsFull.WithLabelValues("http"))
 		mux := http.NewServeMux()
 		mux.HandleFunc("/v1/traces", r.handleHTTP)
 		r.httpSrv = &http.Server{
