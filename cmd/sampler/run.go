@@ -40,6 +40,10 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&f.RuleAttribute, "rule-attribute", cfg.RuleAttribute, "mark the root span of kept traces with the deciding rule (tailsift.sampling.rule)")
 	fs.Var(&f.MemoryLimit, "memory-limit", "buffer memory `size` (e.g. 512MiB, 2GiB); past it ingest answers retry-later")
 	fs.Var(&f.MaxRequestSize, "max-request-size", "largest accepted OTLP request `size`")
+	fs.Var(&f.MaxInflightBytes, "max-inflight-bytes", "`size` of the OTLP request bytes in progress on both receivers (received, decompressed, transcoded, indexed; a gRPC request counts --max-request-size until it has arrived); past it clients are told to retry (default: --memory-limit / 4)")
+	fs.IntVar(&f.MaxConcurrentRequests, "max-concurrent-requests", cfg.MaxConcurrentRequests, "OTLP requests in progress on both receivers; past it clients are told to retry")
+	fs.IntVar(&f.MaxConnections, "max-connections", cfg.MaxConnections, "open connections per OTLP listener; further connections wait until one closes")
+	fs.DurationVar(&f.RequestTimeout, "request-timeout", cfg.RequestTimeout, "longest an OTLP request may take to arrive (gRPC: to be answered); a stalled client gives back its share of --max-inflight-bytes after this")
 	fs.StringVar(&f.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&f.LogFormat, "log-format", cfg.LogFormat, "text or json (logs go to stderr)")
 	fs.StringVar(&f.NodeName, "node-name", cfg.NodeName, "this node's `name`, unique in the cluster (default: the host name)")
@@ -149,6 +153,14 @@ func applyFlag(cfg, f *node.Config, name string) {
 		cfg.MemoryLimit = f.MemoryLimit
 	case "max-request-size":
 		cfg.MaxRequestSize = f.MaxRequestSize
+	case "max-inflight-bytes":
+		cfg.MaxInflightBytes = f.MaxInflightBytes
+	case "max-concurrent-requests":
+		cfg.MaxConcurrentRequests = f.MaxConcurrentRequests
+	case "max-connections":
+		cfg.MaxConnections = f.MaxConnections
+	case "request-timeout":
+		cfg.RequestTimeout = f.RequestTimeout
 	case "log-level":
 		cfg.LogLevel = f.LogLevel
 	case "log-format":

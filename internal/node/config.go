@@ -39,6 +39,12 @@ type Config struct {
 	LogLevel       string        `yaml:"log_level"`        // debug | info | warn | error
 	LogFormat      string        `yaml:"log_format"`       // text | json
 
+	// Bounds on the OTLP requests in progress (see ingest.Config).
+	MaxInflightBytes      bytesize.Size `yaml:"max_inflight_bytes"`      // their bytes; 0 = memory_limit / 4 (at least one request of max_request_size)
+	MaxConcurrentRequests int           `yaml:"max_concurrent_requests"` // their number, both receivers
+	MaxConnections        int           `yaml:"max_connections"`         // open connections per OTLP listener; more wait
+	RequestTimeout        time.Duration `yaml:"request_timeout"`         // longest a request may take to arrive (gRPC: to be answered)
+
 	NodeName         string   `yaml:"node_name"`         // unique in the cluster; default the host name
 	ClusterBind      string   `yaml:"cluster_bind"`      // gossip listen address (TCP+UDP); "" = no clustering
 	ClusterAdvertise string   `yaml:"cluster_advertise"` // gossip address peers use; "" = derived from cluster_bind
@@ -81,6 +87,10 @@ func DefaultConfig() Config {
 		DiskLimit:      bytesize.Size(store.DefaultConfig().DiskLimit),
 		Durability:     DurabilityNone,
 		StressRelief:   dc.StressRelief,
+
+		MaxConcurrentRequests: ic.MaxConcurrentRequests,
+		MaxConnections:        ic.MaxConnections,
+		RequestTimeout:        ic.RequestTimeout,
 	}
 }
 
@@ -135,6 +145,9 @@ func (c Config) Validate() error {
 	} else if err := c.storeConfig(nil).Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if c.MaxInflightBytes < 0 {
+		errs = append(errs, fmt.Errorf("max_inflight_bytes (--max-inflight-bytes) must be >= 0 (0: memory_limit / 4), got %d", c.MaxInflightBytes))
+	}
 	if c.GoMemoryLimit < 0 {
 		errs = append(errs, fmt.Errorf("go_memory_limit (--go-memory-limit) must be >= 0, got %d", c.GoMemoryLimit))
 	}
@@ -148,6 +161,8 @@ func (c Config) Validate() error {
 func (c Config) components() (ingest.Config, buffer.Config, decision.Config, export.Config) {
 	ic := ingest.DefaultConfig()
 	ic.GRPCAddr, ic.HTTPAddr, ic.MaxRequestBytes = c.OTLPGRPC, c.OTLPHTTP, int(c.MaxRequestSize)
+	ic.MaxInflightBytes, ic.MaxConcurrentRequests = c.inflightBytes(), c.MaxConcurrentRequests
+	ic.MaxConnections, ic.RequestTimeout = c.MaxConnections, c.RequestTimeout
 	bc := buffer.DefaultConfig()
 	bc.MemoryLimit = int64(c.MemoryLimit)
 	dc := decision.DefaultConfig()
@@ -176,6 +191,15 @@ func (c Config) RuntimeMemoryLimit() int64 {
 		return int64(c.GoMemoryLimit)
 	}
 	return int64(c.MemoryLimit)*3/2 + 256<<20
+}
+
+// inflightBytes is max_inflight_bytes, or its default: a quarter of
+// memory_limit, and room for one request of max_request_size at least.
+func (c Config) inflightBytes() int64 {
+	if c.MaxInflightBytes > 0 {
+		return int64(c.MaxInflightBytes)
+	}
+	return max(int64(c.MemoryLimit)/4, int64(c.MaxRequestSize)+ingest.StreamOverhead)
 }
 
 // clusterConfig maps the cluster keys; key is the gossip key read from
