@@ -84,16 +84,20 @@ func (r *Receiver) handleHTTP(w http.ResponseWriter, req *http.Request) {
 		body = *pb
 	}
 	spans, err := r.consume(req.Context(), body, &h)
-	var bad malformedError
-	var big tooLargeError
-	switch {
-	case err == nil:
+	if err == nil {
 		r.metrics.observe("http", outcomeOK, spans)
 		if mediaType == otlpserver.ContentJSON {
 			otlpserver.WriteBody(w, mediaType, http.StatusOK, []byte("{}"))
 		} else {
 			otlpserver.WriteBody(w, mediaType, http.StatusOK, nil) // empty ExportTraceServiceResponse
 		}
+		return
+	}
+	// Declared here: errors.As moves its targets to the heap, which the
+	// answer to an accepted request need not pay for.
+	var bad malformedError
+	var big tooLargeError
+	switch {
 	case errors.As(err, &big):
 		r.metrics.observe("http", outcomeTooLarge, 0)
 		otlpserver.WriteStatus(w, mediaType, http.StatusRequestEntityTooLarge, codes.InvalidArgument, err.Error())

@@ -125,18 +125,28 @@ func (*inflightFullError) Error() string {
 func (*inflightFullError) RetryAfter() time.Duration { return refusalRetryAfter }
 
 // ticket is a gRPC stream's admission: its request slot and the bytes it
-// holds, passed from the tap handle to the Export handler in the stream's
-// context. Exactly one party ends it: the Export handler, once it has
-// claimed the ticket with stop; otherwise (another method, or a client
-// gone before its request arrived) the context.AfterFunc registered by
-// the tap, when the stream's context ends.
+// holds. It is the stream's context (the tap handle returns it), so that
+// the Export handler finds it without one more allocation per call.
+// Exactly one party ends it: the Export handler, once it has claimed the
+// ticket with stop; otherwise (another method, or a client gone before its
+// request arrived) the context.AfterFunc registered by the tap, when the
+// stream's context ends.
 type ticket struct {
+	context.Context // the stream's, with RequestTimeout
 	hold
 	stop   func() bool        // context.AfterFunc's: true if the handler now owns the ticket
-	cancel context.CancelFunc // the stream's RequestTimeout
+	cancel context.CancelFunc // the RequestTimeout's
 }
 
 type ticketKey struct{}
+
+// Value finds the ticket for the handler.
+func (t *ticket) Value(key any) any {
+	if key == (ticketKey{}) {
+		return t
+	}
+	return t.Context.Value(key)
+}
 
 // end gives the ticket's slot and bytes back: run by AfterFunc.
 func (t *ticket) end() {
@@ -158,20 +168,10 @@ func (r *Receiver) tapGRPC(ctx context.Context, info *tap.Info) (context.Context
 		r.metrics.refuse("grpc", reason, info.FullMethodName == exportMethod)
 		return nil, r.grpcRefusals[reason]
 	}
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.RequestTimeout)
-	t := &ticket{hold: hold{l: &r.limits, n: n}, cancel: cancel}
-	t.stop = context.AfterFunc(ctx, t.end)
-	return context.WithValue(ctx, ticketKey{}, t), nil
-}
-
-// claimTicket hands the stream's ticket to its handler, or returns nil if
-// the stream has ended (its ticket is given back already).
-func claimTicket(ctx context.Context) *ticket {
-	t, _ := ctx.Value(ticketKey{}).(*ticket)
-	if t == nil || !t.stop() {
-		return nil
-	}
-	return t
+	t := &ticket{hold: hold{l: &r.limits, n: n}}
+	t.Context, t.cancel = context.WithTimeout(ctx, r.cfg.RequestTimeout)
+	t.stop = context.AfterFunc(t.Context, t.end)
+	return t, nil
 }
 
 // grpcRefusal is the status for a stream refused for reason: retryable,
