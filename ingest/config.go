@@ -25,15 +25,19 @@ type Config struct {
 	// MaxRequestBytes + StreamOverhead from the moment its stream opens
 	// until its body has arrived (gRPC gives no earlier look at its size),
 	// so MaxInflightBytes / (MaxRequestBytes + StreamOverhead) uploads run
-	// at once; an HTTP request holds what it has read. Past the budget,
-	// requests are refused with ResourceExhausted + RetryInfo / 429.
+	// at once, and one that has taken longer than MaxRequestBytes at 1 MiB/s
+	// is cancelled when others need the room; an HTTP request holds what
+	// it has read (at most twice). Past the budget, requests are refused
+	// with ResourceExhausted + RetryInfo / 429.
 	// Flag --max-inflight-bytes. Default 128 MiB (the node's default is a
 	// quarter of memory_limit).
 	MaxInflightBytes int64
-	// MaxConcurrentRequests bounds the requests in progress on both
-	// receivers together (gRPC streams of any method, HTTP requests); past
-	// it requests are refused like past MaxInflightBytes. It bounds the
-	// goroutines and per-request state that bytes do not measure.
+	// MaxConcurrentRequests bounds the requests past their upload on both
+	// receivers together: scanned and handed to the consumer, which may
+	// block (a full buffer, a write-ahead log sync). Past it requests are
+	// refused like past MaxInflightBytes. Requests still arriving are
+	// bounded by MaxConnections (HTTP) and MaxInflightBytes (gRPC), not by
+	// this: clients that stall mid-upload would otherwise hold every slot.
 	// Flag --max-concurrent-requests. Default 1024.
 	MaxConcurrentRequests int
 	// MaxConnections bounds the open connections per listener; further
@@ -48,10 +52,11 @@ type Config struct {
 	// (cluster forward workers, hand-offs). Default 100, as most HTTP/2
 	// servers.
 	MaxStreamsPerConnection int
-	// RequestTimeout bounds how long a request may take: an HTTP request
-	// to arrive (headers and body), a gRPC call from its first frame to
-	// its answer (the client's own deadline applies if shorter). It bounds
-	// how long a stalled client holds its share of MaxInflightBytes.
+	// RequestTimeout bounds how long a request may take to arrive: an
+	// HTTP request's headers and body (net/http's ReadTimeout), a gRPC
+	// message from its stream's first frame (the upload is cancelled when
+	// the next stream comes after that, as no other needs its room
+	// before).
 	// Flag --request-timeout. Default 60s.
 	RequestTimeout time.Duration
 	// RegisterGRPC, if set, registers more services on the OTLP/gRPC server

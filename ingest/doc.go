@@ -17,11 +17,12 @@
 // given. Requests reserve their bytes in one budget shared by both
 // protocols (MaxInflightBytes) before the bytes are read — a gRPC stream
 // the largest request it may carry, from the tap handle that admits it,
-// until its message is in; an HTTP request its Content-Length, or step by
-// step as it arrives — and give them back when they end, however they end.
-// The requests in progress (MaxConcurrentRequests), a connection's gRPC
-// streams, the open connections per listener (MaxConnections), headers
-// and the time a request may take (RequestTimeout) are capped too.
+// until its message is in; an HTTP request step by step as its body
+// arrives — and give them back when they end, however they end. A gRPC
+// upload that stalls while others wait for its room is cancelled. The
+// requests handed to the consumer (MaxConcurrentRequests), a connection's
+// gRPC streams, the open connections per listener (MaxConnections),
+// headers and the time a request may take (RequestTimeout) are capped too.
 //
 // Concurrency: each request is handled on its server's goroutine; request
 // buffers and scan state are pooled; the limits are atomic counters. The

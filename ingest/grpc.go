@@ -26,9 +26,18 @@ func (r *Receiver) exportGRPC(ctx context.Context, body []byte) error {
 		return status.FromContextError(ctx.Err()).Err()
 	}
 	defer func() { r.limits.leave(t.n) }()
+	if !t.u.remove(t) {
+		// Cancelled as stalled just as its message arrived.
+		return status.Error(codes.Canceled, "upload took too long while others waited for room (max_inflight_bytes)")
+	}
 	// The message is in: hold its size rather than the most it could have
 	// been.
 	t.resize(int64(len(body)) + StreamOverhead)
+	if !r.limits.process() {
+		r.metrics.refuse("grpc", reasonConcurrentRequests, true)
+		return r.grpcRefusals[reasonConcurrentRequests]
+	}
+	defer r.limits.done()
 	spans, err := r.consume(ctx, body, &t.hold)
 	if err == nil {
 		r.metrics.observe("grpc", outcomeOK, spans)

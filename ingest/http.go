@@ -27,11 +27,7 @@ func (r *Receiver) handleHTTP(w http.ResponseWriter, req *http.Request) {
 			fmt.Sprintf("unsupported Content-Type %q: use %s or %s", req.Header.Get("Content-Type"), otlpserver.ContentProtobuf, otlpserver.ContentJSON))
 		return
 	}
-	if reason := r.limits.enter(0); reason != "" {
-		r.metrics.refuse("http", reason, true)
-		refuseHTTP(w, mediaType, reason)
-		return
-	}
+	r.limits.enter()
 	h := hold{l: &r.limits}
 	defer func() { r.limits.leave(h.n) }()
 	raw := r.bufs.Get()
@@ -58,6 +54,12 @@ func (r *Receiver) handleHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	body := *raw
 	h.resize(int64(len(body))) // give back what the read reserved ahead
+	if !r.limits.process() {
+		r.metrics.refuse("http", reasonConcurrentRequests, true)
+		refuseHTTP(w, mediaType, reasonConcurrentRequests)
+		return
+	}
+	defer r.limits.done()
 	if mediaType == otlpserver.ContentJSON {
 		// The protobuf is about as large as the JSON or smaller (hex IDs
 		// halve, names become one-byte tags): hold that much while it is

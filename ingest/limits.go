@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -15,42 +16,34 @@ import (
 
 // Reasons the receiver itself refuses a request, a bounded label set.
 const (
-	reasonInflightBytes    = "inflight_bytes"
-	reasonInflightRequests = "inflight_requests"
+	reasonInflightBytes      = "inflight_bytes"      // max_inflight_bytes
+	reasonConcurrentRequests = "concurrent_requests" // max_concurrent_requests
+	reasonStalled            = "stalled"             // a gRPC upload cancelled to make room
 )
 
 // refusalRetryAfter is the delay a refused client is asked to wait: the
 // requests holding the budget finish in milliseconds to seconds.
 const refusalRetryAfter = time.Second
 
+// minUploadRate is the slowest a gRPC message may arrive while others wait
+// for its room in the budget (see uploads).
+const minUploadRate = 1 << 20 // bytes per second
+
 // limits bound the requests in progress on both receivers: the bytes they
-// hold (the in-flight budget) and their number. Requests reserve before
-// they read, so what is held never exceeds the limits; a refusal costs the
-// client a round trip and the node nothing.
+// hold (the in-flight budget) and how many are past their upload. Requests
+// reserve before they read, so what is held never exceeds the limits; a
+// refusal costs the client a round trip and the node nothing.
+//
+// Requests still arriving are not capped in number: each HTTP one takes a
+// connection (max_connections), each gRPC one max_request_size of the
+// budget. Capping them too would let clients that stall mid-upload hold
+// every slot.
 type limits struct {
-	maxBytes    int64
-	maxRequests int64
-	bytes       atomic.Int64
-	requests    atomic.Int64
-}
-
-// enter takes a request slot and n bytes, or returns the reason it cannot.
-func (l *limits) enter(n int64) (refused string) {
-	if l.requests.Add(1) > l.maxRequests {
-		l.requests.Add(-1)
-		return reasonInflightRequests
-	}
-	if !l.reserve(n) {
-		l.requests.Add(-1)
-		return reasonInflightBytes
-	}
-	return ""
-}
-
-// leave gives back a request slot and the n bytes it held.
-func (l *limits) leave(n int64) {
-	l.bytes.Add(-n)
-	l.requests.Add(-1)
+	maxBytes      int64
+	maxProcessing int64
+	bytes         atomic.Int64 // held by requests in progress
+	requests      atomic.Int64 // in progress: arriving or past their upload
+	processing    atomic.Int64 // past their upload: scanned and handed to the consumer
 }
 
 // reserve takes n more bytes if they fit. A compare-and-swap rather than
@@ -67,6 +60,25 @@ func (l *limits) reserve(n int64) bool {
 		}
 	}
 }
+
+// enter counts a request in progress; leave ends it, giving back the n
+// bytes it held.
+func (l *limits) enter() { l.requests.Add(1) }
+func (l *limits) leave(n int64) {
+	l.bytes.Add(-n)
+	l.requests.Add(-1)
+}
+
+// process admits a request whose body is in to be scanned and consumed,
+// or reports that too many are; done ends it.
+func (l *limits) process() bool {
+	if l.processing.Add(1) > l.maxProcessing {
+		l.processing.Add(-1)
+		return false
+	}
+	return true
+}
+func (l *limits) done() { l.processing.Add(-1) }
 
 // hold is the bytes one request holds against the budget. One goroutine
 // uses it at a time.
@@ -124,18 +136,23 @@ func (*inflightFullError) Error() string {
 }
 func (*inflightFullError) RetryAfter() time.Duration { return refusalRetryAfter }
 
-// ticket is a gRPC stream's admission: its request slot and the bytes it
-// holds. It is the stream's context (the tap handle returns it), so that
-// the Export handler finds it without one more allocation per call.
-// Exactly one party ends it: the Export handler, once it has claimed the
-// ticket with stop; otherwise (another method, or a client gone before its
-// request arrived) the context.AfterFunc registered by the tap, when the
-// stream's context ends.
+// ticket is a gRPC stream's admission: the bytes it holds. It is the
+// stream's context (the tap handle returns it), so that the Export handler
+// finds it without one more allocation per call. Exactly one party ends
+// it: the Export handler, once it has claimed the ticket with stop;
+// otherwise (another method, or a client gone before its request arrived)
+// the context.AfterFunc registered by the tap, when the stream's context
+// ends.
 type ticket struct {
-	context.Context // the stream's, with RequestTimeout
+	context.Context // the stream's, cancelled if its upload stalls
 	hold
-	stop   func() bool        // context.AfterFunc's: true if the handler now owns the ticket
-	cancel context.CancelFunc // the RequestTimeout's
+	stop   func() bool // context.AfterFunc's: true if the handler now owns the ticket
+	cancel context.CancelFunc
+	u      *uploads
+
+	// In uploads while the message arrives; guarded by u.mu.
+	prev, next *ticket
+	admitted   time.Time
 }
 
 type ticketKey struct{}
@@ -148,33 +165,100 @@ func (t *ticket) Value(key any) any {
 	return t.Context.Value(key)
 }
 
-// end gives the ticket's slot and bytes back: run by AfterFunc.
+// end gives the ticket's request and bytes back: run by AfterFunc.
 func (t *ticket) end() {
+	t.u.remove(t)
 	t.l.leave(t.n)
 	t.n = 0
 	t.cancel()
 }
 
+// uploads lists the gRPC streams whose message is arriving, oldest first.
+// Each holds max_request_size of the budget, whatever it has received: a
+// client that stalls mid-upload would hold it while others are refused.
+// So when the budget is full, the tap cancels the oldest upload if it has
+// taken longer than a message of max_request_size takes at minUploadRate;
+// its client is told Canceled (retryable) and the next comer finds room.
+// Any stream admitted cancels the oldest upload if it has taken longer
+// than RequestTimeout. Both happen only when streams come, which is when
+// the room is needed: no timer per stream, no goroutine.
+type uploads struct {
+	mu         sync.Mutex
+	root       ticket // root.next is the oldest
+	stallAfter time.Duration
+	timeout    time.Duration
+}
+
+func (u *uploads) init(maxRequest int, timeout time.Duration) {
+	u.root.next, u.root.prev = &u.root, &u.root
+	u.stallAfter = min(timeout, max(time.Second, time.Duration(maxRequest)*time.Second/minUploadRate))
+	u.timeout = timeout
+}
+
+func (u *uploads) push(t *ticket) {
+	u.mu.Lock()
+	t.prev, t.next = u.root.prev, &u.root
+	t.prev.next, u.root.prev = t, t
+	u.mu.Unlock()
+}
+
+// remove takes t off the list; false if it was not on it (cancelled as
+// stalled, or removed already).
+func (u *uploads) remove(t *ticket) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if t.next == nil {
+		return false
+	}
+	t.prev.next, t.next.prev = t.next, t.prev
+	t.prev, t.next = nil, nil
+	return true
+}
+
+// expired takes the oldest upload off the list and returns it if it has
+// taken longer than after by now.
+func (u *uploads) expired(now time.Time, after time.Duration) *ticket {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	t := u.root.next
+	if t == &u.root || now.Sub(t.admitted) < after {
+		return nil
+	}
+	t.prev.next, t.next.prev = t.next, t.prev
+	t.prev, t.next = nil, nil
+	return t
+}
+
 // tapGRPC admits a new gRPC stream before gRPC reads anything of its
-// message: it reserves a request slot and MaxRequestBytes+StreamOverhead,
-// since nothing tells the message's size before its bytes arrive, and
-// gRPC opens the stream's window to the whole message as soon as it reads
-// the length prefix. Refused streams get ResourceExhausted with RetryInfo,
-// which OTLP clients retry. It runs on the connection's reader goroutine
-// with the transport locked: only atomics here.
+// message: it reserves MaxRequestBytes+StreamOverhead, since nothing tells
+// the message's size before its bytes arrive, and gRPC opens the stream's
+// window to the whole message as soon as it reads the length prefix.
+// Refused streams get ResourceExhausted with RetryInfo, which OTLP clients
+// retry. It runs on the connection's reader goroutine with the transport
+// locked: no waiting here.
 func (r *Receiver) tapGRPC(ctx context.Context, info *tap.Info) (context.Context, error) {
 	n := int64(r.cfg.MaxRequestBytes) + StreamOverhead
-	if reason := r.limits.enter(n); reason != "" {
-		r.metrics.refuse("grpc", reason, info.FullMethodName == exportMethod)
-		return nil, r.grpcRefusals[reason]
+	now := time.Now()
+	if !r.limits.reserve(n) {
+		if s := r.uploads.expired(now, r.uploads.stallAfter); s != nil {
+			s.cancel() // its AfterFunc gives its bytes back
+			r.metrics.refused.WithLabelValues("grpc", reasonStalled).Inc()
+		}
+		r.metrics.refuse("grpc", reasonInflightBytes, info.FullMethodName == exportMethod)
+		return nil, r.grpcRefusals[reasonInflightBytes]
 	}
-	t := &ticket{hold: hold{l: &r.limits, n: n}}
-	t.Context, t.cancel = context.WithTimeout(ctx, r.cfg.RequestTimeout)
+	if s := r.uploads.expired(now, r.uploads.timeout); s != nil {
+		s.cancel()
+	}
+	r.limits.enter()
+	t := &ticket{hold: hold{l: &r.limits, n: n}, u: &r.uploads, admitted: now}
+	t.Context, t.cancel = context.WithCancel(ctx)
+	r.uploads.push(t)
 	t.stop = context.AfterFunc(t.Context, t.end)
 	return t, nil
 }
 
-// grpcRefusal is the status for a stream refused for reason: retryable,
+// grpcRefusal is the status for a request refused for reason: retryable,
 // with the delay OTLP clients need to retry ResourceExhausted at all.
 func grpcRefusal(reason string) error {
 	msg := "too many requests in progress (max_concurrent_requests), try again later"

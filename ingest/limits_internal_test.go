@@ -13,7 +13,8 @@ import (
 // (BenchmarkExport). "stream context" is what gRPC does for every stream
 // anyway, the baseline of "grpc".
 func BenchmarkAdmission(b *testing.B) {
-	r := &Receiver{cfg: DefaultConfig(), limits: limits{maxBytes: 1 << 40, maxRequests: 1 << 30}}
+	r := &Receiver{cfg: DefaultConfig(), limits: limits{maxBytes: 1 << 40, maxProcessing: 1 << 30}}
+	r.uploads.init(r.cfg.MaxRequestBytes, r.cfg.RequestTimeout)
 	r.metrics = newMetrics(prometheus.NewRegistry(), &r.limits)
 	info := &tap.Info{FullMethodName: exportMethod}
 	b.Run("stream context", func(b *testing.B) {
@@ -32,11 +33,15 @@ func BenchmarkAdmission(b *testing.B) {
 				b.Fatal(err)
 			}
 			t := ctx.Value(ticketKey{}).(*ticket)
-			if !t.stop() {
+			if !t.stop() || !t.u.remove(t) {
 				b.Fatal("ticket not claimed")
 			}
 			t.resize(50<<10 + StreamOverhead)
+			if !r.limits.process() {
+				b.Fatal("not processed")
+			}
 			t.grow(20 << 10)
+			r.limits.done()
 			r.limits.leave(t.n)
 			cancel()
 		}
@@ -44,13 +49,15 @@ func BenchmarkAdmission(b *testing.B) {
 	b.Run("http", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if reason := r.limits.enter(0); reason != "" {
-				b.Fatal(reason)
-			}
+			r.limits.enter()
 			h := hold{l: &r.limits}
 			h.grow(50<<10 + 1)
 			h.resize(50 << 10)
+			if !r.limits.process() {
+				b.Fatal("not processed")
+			}
 			h.grow(20 << 10)
+			r.limits.done()
 			r.limits.leave(h.n)
 		}
 	})

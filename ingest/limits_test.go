@@ -263,39 +263,50 @@ func TestGRPCInflightBudget(t *testing.T) {
 	}
 }
 
-// TestGRPCRequestTimeout: a client that stalls mid-upload gives its
-// budget back after request_timeout, without leaving: the server ends the
-// call (the client set no deadline of its own).
+// TestGRPCRequestTimeout: a gRPC upload that has taken longer than
+// request_timeout is cancelled when the next stream comes, even with room
+// to spare, and gives its budget back.
 func TestGRPCRequestTimeout(t *testing.T) {
 	cfg := ingest.DefaultConfig()
 	cfg.RequestTimeout = 300 * time.Millisecond
-	l := startLimited(t, cfg, newGate(t))
+	g := newGate(t)
+	g.open()
+	l := startLimited(t, cfg, g)
 	_, done := stalledExport(t, l.recv.GRPCAddr().String(), make([]byte, 200<<10), 100<<10)
-	if err := <-done; status.Code(err) != codes.DeadlineExceeded {
-		t.Fatalf("stalled upload: %v, want DeadlineExceeded from the server", err)
+	waitFor(t, "the stalled upload admitted", func() bool { _, r := l.inflight(t); return r == 1 })
+	time.Sleep(cfg.RequestTimeout)
+	_, raw := validRequest(t, 1)
+	if err := exportRaw(context.Background(), dialGRPC(t, l), raw); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; status.Code(err) != codes.Canceled {
+		t.Fatalf("upload stalled past request_timeout: %v, want Canceled", err)
 	}
 	l.waitInflight(t, 0, 0)
 }
 
-// TestHTTPInflightBudget: an HTTP request holds its Content-Length from
-// the moment its body starts; one that does not fit is answered 429 with
-// Retry-After before its body is read, and a client that leaves
+// TestHTTPInflightBudget: an HTTP request holds room for what it has
+// sent (in doubling steps, never past its Content-Length), so a client
+// that announces much and stalls holds little; one that does not fit is
+// refused mid-upload with 429 and Retry-After; and a client that leaves
 // mid-upload gives everything back.
 func TestHTTPInflightBudget(t *testing.T) {
 	cfg := ingest.DefaultConfig()
 	cfg.MaxRequestBytes = 256 << 10
-	cfg.MaxInflightBytes = int64(cfg.MaxRequestBytes + ingest.StreamOverhead)
+	cfg.MaxInflightBytes = int64(cfg.MaxRequestBytes + ingest.StreamOverhead) // 352 KiB
 	g := newGate(t)
 	l := startLimited(t, cfg, g)
 	addr := l.recv.HTTPAddr().String()
 
-	const size = 200 << 10
-	stalled := partialPost(t, addr, size, 1000)
-	l.waitInflight(t, size+1, 1)
+	announcer := partialPost(t, addr, 250<<10, 1000)
+	l.waitInflight(t, 64<<10, 1) // the first step, not the 250 KiB announced
+	stalled := partialPost(t, addr, 250<<10, 200<<10)
+	l.waitInflight(t, 64<<10+250<<10+1, 2) // 64+64+122 KiB+1: up to the Content-Length
+	announcer.Close()
+	l.waitInflight(t, 250<<10+1, 1)
 
-	_, raw := validRequest(t, 1)
-	p := &pipeline{recv: l.recv}
-	second := partialPost(t, addr, size, 0)
+	// 64 KiB fits beside the stalled request, 128 KiB does not.
+	second := partialPost(t, addr, 200<<10, 150<<10)
 	resp, err := http.ReadResponse(bufio.NewReader(second), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -308,14 +319,55 @@ func TestHTTPInflightBudget(t *testing.T) {
 
 	stalled.Close() // leaves mid-upload
 	l.waitInflight(t, 0, 0)
+	_, raw := validRequest(t, 1)
 	g.tokens <- struct{}{}
-	if resp, body := post(t, p, "application/x-protobuf", "", raw); resp.StatusCode != 200 {
+	if resp, body := post(t, &pipeline{recv: l.recv}, "application/x-protobuf", "", raw); resp.StatusCode != 200 {
 		t.Fatalf("with room again: %d %s", resp.StatusCode, body)
 	}
 	l.waitInflight(t, 0, 0)
 	if got := l.value(t, "tailsift_ingest_requests_refused_total", map[string]string{"protocol": "http", "reason": "inflight_bytes"}); got != 1 {
 		t.Fatalf("refused{inflight_bytes} = %v, want 1", got)
 	}
+}
+
+// TestGRPCStalledUploadCancelled: a gRPC upload holds max_request_size
+// whatever it has sent, so one that stalls while others wait for room is
+// cancelled once it has taken longer than max_request_size at 1 MiB/s
+// (at least a second): ordinary requests get through with retries, long
+// before request_timeout.
+func TestGRPCStalledUploadCancelled(t *testing.T) {
+	cfg := ingest.DefaultConfig()
+	cfg.MaxRequestBytes = 256 << 10
+	cfg.MaxInflightBytes = int64(cfg.MaxRequestBytes + ingest.StreamOverhead) // one upload at a time
+	g := newGate(t)
+	g.open()
+	l := startLimited(t, cfg, g)
+	_, stalledDone := stalledExport(t, l.recv.GRPCAddr().String(), make([]byte, 200<<10), 100<<10)
+	l.waitInflight(t, float64(cfg.MaxInflightBytes), 1)
+
+	_, raw := validRequest(t, 1)
+	cc := dialGRPC(t, l)
+	refusals := 0
+	for deadline := time.Now().Add(30 * time.Second); ; refusals++ {
+		err := exportRaw(context.Background(), cc, raw)
+		if err == nil {
+			break
+		}
+		if d := retryInfo(t, err); time.Now().Add(d).After(deadline) {
+			t.Fatalf("still refused after %d tries: %v", refusals+1, err)
+		}
+		time.Sleep(100 * time.Millisecond) // a client would wait the RetryInfo delay; no need here
+	}
+	if err := <-stalledDone; status.Code(err) != codes.Canceled {
+		t.Fatalf("the stalled upload: %v, want Canceled", err)
+	}
+	if refusals == 0 {
+		t.Fatal("the ordinary request was never refused: the test did not test the stall")
+	}
+	if got := l.value(t, "tailsift_ingest_requests_refused_total", map[string]string{"protocol": "grpc", "reason": "stalled"}); got != 1 {
+		t.Fatalf("refused{stalled} = %v, want 1", got)
+	}
+	l.waitInflight(t, 0, 0)
 }
 
 // partialPost sends an OTLP/HTTP request's headers announcing size bytes
@@ -334,8 +386,9 @@ func partialPost(t *testing.T, addr string, size, part int) net.Conn {
 	return c
 }
 
-// TestConcurrentRequests: past max_concurrent_requests, requests of both
-// protocols are refused retryably, and served again once some finish.
+// TestConcurrentRequests: past max_concurrent_requests (requests whose
+// body is in, handed to the consumer), requests of both protocols are
+// refused retryably, and served again once some finish.
 func TestConcurrentRequests(t *testing.T) {
 	cfg := ingest.DefaultConfig()
 	cfg.MaxConcurrentRequests = 2
@@ -360,8 +413,8 @@ func TestConcurrentRequests(t *testing.T) {
 		t.Fatalf("HTTP past the cap: %d Retry-After=%q %q", resp.StatusCode, resp.Header.Get("Retry-After"), body)
 	}
 	for _, proto := range []string{"grpc", "http"} {
-		if got := l.value(t, "tailsift_ingest_requests_refused_total", map[string]string{"protocol": proto, "reason": "inflight_requests"}); got != 1 {
-			t.Errorf("%s refused{inflight_requests} = %v, want 1", proto, got)
+		if got := l.value(t, "tailsift_ingest_requests_refused_total", map[string]string{"protocol": proto, "reason": "concurrent_requests"}); got != 1 {
+			t.Errorf("%s refused{concurrent_requests} = %v, want 1", proto, got)
 		}
 	}
 	g.open()

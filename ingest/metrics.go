@@ -37,7 +37,7 @@ func newMetrics(reg prometheus.Registerer, l *limits) *metrics {
 		}, []string{"protocol", "reason"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tailsift_ingest_requests_refused_total",
-			Help: "Requests the receiver refused (retryable) because of its own limits, by reason: inflight_bytes (max_inflight_bytes), inflight_requests (max_concurrent_requests). gRPC counts streams of every method.",
+			Help: "Requests the receiver refused (retryable) because of its own limits, by reason: inflight_bytes (max_inflight_bytes), concurrent_requests (max_concurrent_requests), stalled (a gRPC upload cancelled to make room in max_inflight_bytes). gRPC counts streams of every method.",
 		}, []string{"protocol", "reason"}),
 		connections: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "tailsift_ingest_connections",
@@ -59,7 +59,7 @@ func newMetrics(reg prometheus.Registerer, l *limits) *metrics {
 		}, func() float64 { return float64(l.maxBytes) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tailsift_ingest_inflight_requests",
-			Help: "Requests in progress on both receivers (gRPC streams of every method, HTTP requests).",
+			Help: "Requests in progress on both receivers, arriving or past their upload (gRPC streams of every method, HTTP requests).",
 		}, func() float64 { return float64(l.requests.Load()) }),
 	)
 	return m

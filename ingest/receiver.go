@@ -49,6 +49,7 @@ type Receiver struct {
 	reqs sync.Pool           // *otlpwire.Request
 
 	limits       limits
+	uploads      uploads
 	grpcRefusals map[string]error // by reason, built once: refusing allocates nothing
 }
 
@@ -85,11 +86,12 @@ func New(cfg Config, c Consumer, reg prometheus.Registerer, log *slog.Logger) (*
 		return nil, err
 	}
 	r := &Receiver{cfg: cfg, consumer: c, log: log, bufs: otlpserver.NewBuffers(64<<10, maxPooledBuffer),
-		limits: limits{maxBytes: cfg.MaxInflightBytes, maxRequests: int64(cfg.MaxConcurrentRequests)}}
+		limits: limits{maxBytes: cfg.MaxInflightBytes, maxProcessing: int64(cfg.MaxConcurrentRequests)}}
+	r.uploads.init(cfg.MaxRequestBytes, cfg.RequestTimeout)
 	r.metrics = newMetrics(reg, &r.limits)
 	r.grpcRefusals = map[string]error{
-		reasonInflightBytes:    grpcRefusal(reasonInflightBytes),
-		reasonInflightRequests: grpcRefusal(reasonInflightRequests),
+		reasonInflightBytes:      grpcRefusal(reasonInflightBytes),
+		reasonConcurrentRequests: grpcRefusal(reasonConcurrentRequests),
 	}
 	r.reqs.New = func() any { return new(otlpwire.Request) }
 	if cfg.GRPCAddr != "" {

@@ -36,22 +36,24 @@ func ReadBody(w http.ResponseWriter, r *http.Request, dst []byte, limit int64) (
 }
 
 // ReadBodyBudget is ReadBody that asks reserve for room before it reads
-// bytes into dst: the Content-Length at once for an uncompressed body, or
-// in doubling steps (64 KiB first) while the body, or what it decompresses
-// to, arrives. When reserve refuses, it stops reading and returns
+// bytes into dst, in doubling steps (64 KiB first) as the body, or what it
+// decompresses to, arrives, never past the Content-Length of an
+// uncompressed body. Room is taken as bytes arrive, not when announced, so
+// that a client that stalls mid-upload holds what it sent, not what it
+// said it would send. When reserve refuses, it stops reading and returns
 // ErrOverBudget; the caller owns what was reserved (at most twice what was
-// read, or the Content-Length) and gives it back. Decompression streams:
-// only the decompressed bytes are held.
+// read, plus one byte) and gives it back. Decompression streams: only the
+// decompressed bytes are held.
 func ReadBodyBudget(w http.ResponseWriter, r *http.Request, dst []byte, limit int64, reserve func(n int64) bool) ([]byte, error) {
 	if r.ContentLength > limit {
 		return dst[:0], ErrTooLarge
 	}
 	var body io.Reader = http.MaxBytesReader(w, r.Body, limit)
-	first := int64(64 << 10)
+	most := limit + 1 // one byte past the limit tells "exactly at" from "over"
 	switch r.Header.Get("Content-Encoding") {
 	case "", "identity":
 		if r.ContentLength >= 0 {
-			first = r.ContentLength + 1 // +1: room for the read that sees EOF
+			most = r.ContentLength + 1 // +1: room for the read that sees EOF
 		}
 	case "gzip":
 		zr, err := gzip.NewReader(body)
@@ -63,8 +65,7 @@ func ReadBodyBudget(w http.ResponseWriter, r *http.Request, dst []byte, limit in
 	default:
 		return dst[:0], ErrUnsupportedEncoding
 	}
-	// Read one byte past the limit to tell "exactly at" from "over".
-	out, err := readAll(dst[:0], io.LimitReader(body, limit+1), limit+1, first, reserve)
+	out, err := readAll(dst[:0], io.LimitReader(body, limit+1), most, reserve)
 	if err != nil {
 		return out, tooLarge(err)
 	}
@@ -84,10 +85,10 @@ func tooLarge(err error) error {
 }
 
 // readAll is io.ReadAll appending to a reused buffer. With reserve, it
-// reads no byte it has not reserved: first bytes, then as much again as
-// reserved so far each time, never past limit in all (but at least one
+// reads no byte it has not reserved: 64 KiB, then as much again as
+// reserved so far each time, never past most in all (but at least one
 // byte, for the read that sees EOF).
-func readAll(dst []byte, r io.Reader, limit, first int64, reserve func(int64) bool) ([]byte, error) {
+func readAll(dst []byte, r io.Reader, most int64, reserve func(int64) bool) ([]byte, error) {
 	var reserved int64
 	for {
 		if len(dst) == cap(dst) {
@@ -96,11 +97,8 @@ func readAll(dst []byte, r io.Reader, limit, first int64, reserve func(int64) bo
 		room := dst[len(dst):cap(dst)]
 		if reserve != nil {
 			if int64(len(dst)) == reserved {
-				step := first
-				if reserved > 0 {
-					step = reserved
-				}
-				step = max(min(step, limit-reserved), 1)
+				step := max(reserved, 64<<10)
+				step = max(min(step, most-reserved), 1)
 				if !reserve(step) {
 					return dst, ErrOverBudget
 				}

@@ -56,7 +56,8 @@ func TestReadBodyLimits(t *testing.T) {
 var errBad = errors.New("bad")
 
 // TestReadBodyBudget checks that ReadBodyBudget reads no byte it has not
-// reserved, reserves a Content-Length at once, and stops when refused.
+// reserved, reserves in doubling steps as bytes arrive (never past the
+// Content-Length), and stops when refused.
 func TestReadBodyBudget(t *testing.T) {
 	gz := func(b []byte) []byte {
 		var out bytes.Buffer
@@ -75,7 +76,7 @@ func TestReadBodyBudget(t *testing.T) {
 		maxReserved int64 // most reserved in all when read whole
 		reserveCall int   // calls to reserve, when read whole
 	}{
-		{"content-length reserved at once", make([]byte, 300<<10), "", false, 1 << 20, nil, 300<<10 + 1, 1},
+		{"doubling steps up to the content-length", make([]byte, 300<<10), "", false, 1 << 20, nil, 300<<10 + 1, 4},
 		{"chunked in doubling steps", make([]byte, 300<<10), "", true, 1 << 20, nil, 512 << 10, 4},
 		{"gzip in doubling steps", gz(make([]byte, 300<<10)), "gzip", false, 1 << 20, nil, 512 << 10, 4},
 		{"content-length over the budget", make([]byte, 300<<10), "", false, 200 << 10, ErrOverBudget, 0, 0},
