@@ -22,7 +22,8 @@
 // upload that stalls while others wait for its room is cancelled. The
 // requests handed to the consumer (MaxConcurrentRequests), a connection's
 // gRPC streams, the open connections per listener (MaxConnections),
-// headers and the time a request may take (RequestTimeout) are capped too.
+// headers and the time a request may take to arrive (RequestTimeout) are
+// capped too.
 //
 // Concurrency: each request is handled on its server's goroutine; request
 // buffers and scan state are pooled; the limits are atomic counters. The

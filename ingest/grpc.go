@@ -22,7 +22,7 @@ func (r *Receiver) exportGRPC(ctx context.Context, body []byte) error {
 	}
 	if !t.stop() {
 		// The stream ended after its message arrived (the client left, or
-		// RequestTimeout passed), and its ticket is given back already.
+		// it was cancelled as stalled), and its ticket is given back.
 		return status.FromContextError(ctx.Err()).Err()
 	}
 	defer func() { r.limits.leave(t.n) }()

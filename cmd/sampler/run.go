@@ -43,7 +43,7 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&f.MaxInflightBytes, "max-inflight-bytes", "`size` of the OTLP request bytes in progress on both receivers (received, decompressed, transcoded, indexed; a gRPC request counts --max-request-size until it has arrived); past it clients are told to retry (default: --memory-limit / 4)")
 	fs.IntVar(&f.MaxConcurrentRequests, "max-concurrent-requests", cfg.MaxConcurrentRequests, "OTLP requests past their upload (scanned, handed to the buffer) on both receivers; past it clients are told to retry")
 	fs.IntVar(&f.MaxConnections, "max-connections", cfg.MaxConnections, "open connections per OTLP listener; further connections wait until one closes")
-	fs.DurationVar(&f.RequestTimeout, "request-timeout", cfg.RequestTimeout, "longest an OTLP request may take to arrive (gRPC: to be answered); a stalled client gives back its share of --max-inflight-bytes after this")
+	fs.DurationVar(&f.RequestTimeout, "request-timeout", cfg.RequestTimeout, "longest an OTLP request may take to arrive; a stalled client gives back its share of --max-inflight-bytes after this")
 	fs.StringVar(&f.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&f.LogFormat, "log-format", cfg.LogFormat, "text or json (logs go to stderr)")
 	fs.StringVar(&f.NodeName, "node-name", cfg.NodeName, "this node's `name`, unique in the cluster (default: the host name)")

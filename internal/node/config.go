@@ -43,7 +43,7 @@ type Config struct {
 	MaxInflightBytes      bytesize.Size `yaml:"max_inflight_bytes"`      // their bytes; 0 = memory_limit / 4 (at least one request of max_request_size)
 	MaxConcurrentRequests int           `yaml:"max_concurrent_requests"` // how many are past their upload, both receivers
 	MaxConnections        int           `yaml:"max_connections"`         // open connections per OTLP listener; more wait
-	RequestTimeout        time.Duration `yaml:"request_timeout"`         // longest a request may take to arrive (gRPC: to be answered)
+	RequestTimeout        time.Duration `yaml:"request_timeout"`         // longest a request may take to arrive
 
 	NodeName         string   `yaml:"node_name"`         // unique in the cluster; default the host name
 	ClusterBind      string   `yaml:"cluster_bind"`      // gossip listen address (TCP+UDP); "" = no clustering
