@@ -25,10 +25,10 @@ type Config struct {
 	// MaxRequestBytes + StreamOverhead from the moment its stream opens
 	// until its body has arrived (gRPC gives no earlier look at its size),
 	// so MaxInflightBytes / (MaxRequestBytes + StreamOverhead) uploads run
-	// at once, and one that has taken longer than MaxRequestBytes at 1 MiB/s
-	// is cancelled when others need the room; an HTTP request holds what
-	// it has read (at most twice). Past the budget, requests are refused
-	// with ResourceExhausted + RetryInfo / 429.
+	// at once; an HTTP request holds what it has read (at most twice). An
+	// upload slower than 1 MiB/s for what it holds is stopped when others
+	// need the room. Past the budget, requests are refused with
+	// ResourceExhausted + RetryInfo / 429.
 	// Flag --max-inflight-bytes. Default 128 MiB (the node's default is a
 	// quarter of memory_limit).
 	MaxInflightBytes int64

@@ -26,7 +26,7 @@ func (r *Receiver) exportGRPC(ctx context.Context, body []byte) error {
 		return status.FromContextError(ctx.Err()).Err()
 	}
 	defer func() { r.limits.leave(t.n) }()
-	if !t.u.remove(t) {
+	if !t.u.remove(&t.upload) {
 		// Cancelled as stalled just as its message arrived.
 		return status.Error(codes.Canceled, "upload took too long while others waited for room (max_inflight_bytes)")
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
@@ -30,9 +31,23 @@ func (r *Receiver) handleHTTP(w http.ResponseWriter, req *http.Request) {
 	r.limits.enter()
 	h := hold{l: &r.limits}
 	defer func() { r.limits.leave(h.n) }()
+	up := &httpUpload{rc: *http.NewResponseController(w)}
+	r.uploads.push(&up.upload, "http", 0, time.Now(), up)
 	raw := r.bufs.Get()
 	defer r.bufs.Put(raw)
-	*raw, err = otlpserver.ReadBodyBudget(w, req, *raw, int64(r.cfg.MaxRequestBytes), h.grow)
+	*raw, err = otlpserver.ReadBodyBudget(w, req, *raw, int64(r.cfg.MaxRequestBytes), func(n int64) bool {
+		if !h.grow(n) {
+			r.uploads.stopStalled(time.Now())
+			return false
+		}
+		up.held.Store(h.n)
+		return true
+	})
+	if !r.uploads.remove(&up.upload) && err == nil {
+		// Stopped as stalled just as its body arrived: its connection's
+		// read deadline is spent, so it must not serve another request.
+		err = otlpserver.ErrOverBudget
+	}
 	switch {
 	case errors.Is(err, otlpserver.ErrOverBudget):
 		r.metrics.refuse("http", reasonInflightBytes, true)
@@ -46,6 +61,12 @@ func (r *Receiver) handleHTTP(w http.ResponseWriter, req *http.Request) {
 	case errors.Is(err, otlpserver.ErrUnsupportedEncoding):
 		r.metrics.observe("http", outcomeUnsupported, 0)
 		otlpserver.WriteStatus(w, mediaType, http.StatusUnsupportedMediaType, codes.InvalidArgument, err.Error())
+		return
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		// Stopped as stalled (counted then), or past request_timeout: the
+		// client gets the answer if it is still reading.
+		r.metrics.requests.WithLabelValues("http", outcomeOverloaded).Inc()
+		refuseHTTP(w, mediaType, reasonInflightBytes)
 		return
 	case err != nil:
 		r.metrics.observe("http", outcomeMalformed, 0)
@@ -66,7 +87,7 @@ func (r *Receiver) handleHTTP(w http.ResponseWriter, req *http.Request) {
 		// written, then what it came to. Where the budget could never
 		// hold that much, decode first and judge the real size.
 		est := int64(len(body))
-		if err := h.need(est); errors.Is(err, errInflightFull) {
+		if err := r.need(&h, est); errors.Is(err, errInflightFull) {
 			r.refuseHTTPNeed(w, mediaType, err)
 			return
 		} else if err != nil {
@@ -79,7 +100,7 @@ func (r *Receiver) handleHTTP(w http.ResponseWriter, req *http.Request) {
 			otlpserver.WriteStatus(w, mediaType, http.StatusBadRequest, codes.InvalidArgument, err.Error())
 			return
 		}
-		if err := h.need(int64(len(*pb)) - est); err != nil {
+		if err := r.need(&h, int64(len(*pb))-est); err != nil {
 			r.refuseHTTPNeed(w, mediaType, err)
 			return
 		}
@@ -123,6 +144,17 @@ func (r *Receiver) handleHTTP(w http.ResponseWriter, req *http.Request) {
 		otlpserver.WriteStatus(w, mediaType, code, codes.Unavailable, err.Error())
 	}
 }
+
+// httpUpload is an HTTP request on the uploads list.
+type httpUpload struct {
+	upload
+	rc http.ResponseController
+}
+
+// stopUpload makes the request's reads fail at once. Connection deadlines
+// may be set from any goroutine; net/http sets its own again before it
+// reads the next request, and a stopped request closes its connection.
+func (u *httpUpload) stopUpload() { u.rc.SetReadDeadline(time.Unix(1, 0)) }
 
 // refuseHTTPNeed answers a request whose bytes, once read, do not fit:
 // 413 if they never could, 429 otherwise.

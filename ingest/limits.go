@@ -3,7 +3,6 @@ package ingest
 import (
 	"context"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,10 +23,6 @@ const (
 // refusalRetryAfter is the delay a refused client is asked to wait: the
 // requests holding the budget finish in milliseconds to seconds.
 const refusalRetryAfter = time.Second
-
-// minUploadRate is the slowest a gRPC message may arrive while others wait
-// for its room in the budget (see uploads).
-const minUploadRate = 1 << 20 // bytes per second
 
 // limits bound the requests in progress on both receivers: the bytes they
 // hold (the in-flight budget) and how many are past their upload. Requests
@@ -146,13 +141,10 @@ func (*inflightFullError) RetryAfter() time.Duration { return refusalRetryAfter 
 type ticket struct {
 	context.Context // the stream's, cancelled if its upload stalls
 	hold
+	upload             // in uploads while the message arrives
 	stop   func() bool // context.AfterFunc's: true if the handler now owns the ticket
 	cancel context.CancelFunc
 	u      *uploads
-
-	// In uploads while the message arrives; guarded by u.mu.
-	prev, next *ticket
-	admitted   time.Time
 }
 
 type ticketKey struct{}
@@ -165,68 +157,15 @@ func (t *ticket) Value(key any) any {
 	return t.Context.Value(key)
 }
 
+// stopUpload cancels the stream: its AfterFunc gives its bytes back.
+func (t *ticket) stopUpload() { t.cancel() }
+
 // end gives the ticket's request and bytes back: run by AfterFunc.
 func (t *ticket) end() {
-	t.u.remove(t)
+	t.u.remove(&t.upload)
 	t.l.leave(t.n)
 	t.n = 0
 	t.cancel()
-}
-
-// uploads lists the gRPC streams whose message is arriving, oldest first.
-// Each holds max_request_size of the budget, whatever it has received: a
-// client that stalls mid-upload would hold it while others are refused.
-// So when the budget is full, the tap cancels the oldest upload if it has
-// taken longer than a message of max_request_size takes at minUploadRate;
-// its client is told Canceled (retryable) and the next comer finds room.
-// Any stream admitted cancels the oldest upload if it has taken longer
-// than RequestTimeout. Both happen only when streams come, which is when
-// the room is needed: no timer per stream, no goroutine.
-type uploads struct {
-	mu         sync.Mutex
-	root       ticket // root.next is the oldest
-	stallAfter time.Duration
-	timeout    time.Duration
-}
-
-func (u *uploads) init(maxRequest int, timeout time.Duration) {
-	u.root.next, u.root.prev = &u.root, &u.root
-	u.stallAfter = min(timeout, max(time.Second, time.Duration(maxRequest)*time.Second/minUploadRate))
-	u.timeout = timeout
-}
-
-func (u *uploads) push(t *ticket) {
-	u.mu.Lock()
-	t.prev, t.next = u.root.prev, &u.root
-	t.prev.next, u.root.prev = t, t
-	u.mu.Unlock()
-}
-
-// remove takes t off the list; false if it was not on it (cancelled as
-// stalled, or removed already).
-func (u *uploads) remove(t *ticket) bool {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if t.next == nil {
-		return false
-	}
-	t.prev.next, t.next.prev = t.next, t.prev
-	t.prev, t.next = nil, nil
-	return true
-}
-
-// expired takes the oldest upload off the list and returns it if it has
-// taken longer than after by now.
-func (u *uploads) expired(now time.Time, after time.Duration) *ticket {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	t := u.root.next
-	if t == &u.root || now.Sub(t.admitted) < after {
-		return nil
-	}
-	t.prev.next, t.next.prev = t.next, t.prev
-	t.prev, t.next = nil, nil
-	return t
 }
 
 // tapGRPC admits a new gRPC stream before gRPC reads anything of its
@@ -240,20 +179,15 @@ func (r *Receiver) tapGRPC(ctx context.Context, info *tap.Info) (context.Context
 	n := int64(r.cfg.MaxRequestBytes) + StreamOverhead
 	now := time.Now()
 	if !r.limits.reserve(n) {
-		if s := r.uploads.expired(now, r.uploads.stallAfter); s != nil {
-			s.cancel() // its AfterFunc gives its bytes back
-			r.metrics.refused.WithLabelValues("grpc", reasonStalled).Inc()
-		}
+		r.uploads.stopStalled(now)
 		r.metrics.refuse("grpc", reasonInflightBytes, info.FullMethodName == exportMethod)
 		return nil, r.grpcRefusals[reasonInflightBytes]
 	}
-	if s := r.uploads.expired(now, r.uploads.timeout); s != nil {
-		s.cancel()
-	}
+	r.uploads.stopExpired(now)
 	r.limits.enter()
-	t := &ticket{hold: hold{l: &r.limits, n: n}, u: &r.uploads, admitted: now}
+	t := &ticket{hold: hold{l: &r.limits, n: n}, u: &r.uploads}
 	t.Context, t.cancel = context.WithCancel(ctx)
-	r.uploads.push(t)
+	r.uploads.push(&t.upload, "grpc", n, now, t)
 	t.stop = context.AfterFunc(t.Context, t.end)
 	return t, nil
 }

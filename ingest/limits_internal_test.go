@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/tap"
 )
@@ -14,8 +16,8 @@ import (
 // anyway, the baseline of "grpc".
 func BenchmarkAdmission(b *testing.B) {
 	r := &Receiver{cfg: DefaultConfig(), limits: limits{maxBytes: 1 << 40, maxProcessing: 1 << 30}}
-	r.uploads.init(r.cfg.MaxRequestBytes, r.cfg.RequestTimeout)
 	r.metrics = newMetrics(prometheus.NewRegistry(), &r.limits)
+	r.uploads.init(r.cfg.RequestTimeout, r.metrics.refused)
 	info := &tap.Info{FullMethodName: exportMethod}
 	b.Run("stream context", func(b *testing.B) {
 		b.ReportAllocs()
@@ -33,7 +35,7 @@ func BenchmarkAdmission(b *testing.B) {
 				b.Fatal(err)
 			}
 			t := ctx.Value(ticketKey{}).(*ticket)
-			if !t.stop() || !t.u.remove(t) {
+			if !t.stop() || !t.u.remove(&t.upload) {
 				b.Fatal("ticket not claimed")
 			}
 			t.resize(50<<10 + StreamOverhead)
@@ -51,7 +53,13 @@ func BenchmarkAdmission(b *testing.B) {
 		for b.Loop() {
 			r.limits.enter()
 			h := hold{l: &r.limits}
+			up := &httpUpload{}
+			r.uploads.push(&up.upload, "http", 0, time.Now(), up)
 			h.grow(50<<10 + 1)
+			up.held.Store(h.n)
+			if !r.uploads.remove(&up.upload) {
+				b.Fatal("upload stopped")
+			}
 			h.resize(50 << 10)
 			if !r.limits.process() {
 				b.Fatal("not processed")

@@ -370,6 +370,50 @@ func TestGRPCStalledUploadCancelled(t *testing.T) {
 	l.waitInflight(t, 0, 0)
 }
 
+// TestHTTPStalledUploadStopped: HTTP clients that send part of a body
+// and stop hold what they sent; when others need the room, the oldest one
+// slower than 1 MiB/s (after a second) is stopped and told 429, and
+// ordinary requests get through with retries, long before
+// request_timeout.
+func TestHTTPStalledUploadStopped(t *testing.T) {
+	cfg := ingest.DefaultConfig()
+	cfg.MaxRequestBytes = 256 << 10
+	cfg.MaxInflightBytes = int64(cfg.MaxRequestBytes + ingest.StreamOverhead) // 352 KiB
+	g := newGate(t)
+	g.open()
+	l := startLimited(t, cfg, g)
+	addr := l.recv.HTTPAddr().String()
+	oldest := partialPost(t, addr, 250<<10, 240<<10) // holds 250 KiB+1
+	l.waitInflight(t, 250<<10+1, 1)
+	partialPost(t, addr, 80<<10, 75<<10) // holds 80 KiB+1: 22 KiB left, less than an ordinary request
+	l.waitInflight(t, 330<<10+2, 2)
+
+	_, raw := validRequest(t, 1)
+	p := &pipeline{recv: l.recv}
+	refusals := 0
+	for deadline := time.Now().Add(30 * time.Second); ; refusals++ {
+		resp, body := post(t, p, "application/x-protobuf", "", raw)
+		if resp.StatusCode == 200 {
+			break
+		}
+		if resp.StatusCode != http.StatusTooManyRequests || time.Now().After(deadline) {
+			t.Fatalf("after %d refusals: %d %s", refusals, resp.StatusCode, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if refusals == 0 {
+		t.Fatal("the ordinary request was never refused: the test did not test the stall")
+	}
+	oldest.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if resp, err := http.ReadResponse(bufio.NewReader(oldest), nil); err != nil || resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("the stalled upload: %v %v, want 429", resp, err)
+	}
+	if got := l.value(t, "tailsift_ingest_requests_refused_total", map[string]string{"protocol": "http", "reason": "stalled"}); got != 1 {
+		t.Fatalf("refused{stalled} = %v, want 1", got)
+	}
+	l.waitInflight(t, 80<<10+1, 1) // the younger one still holds its room
+}
+
 // partialPost sends an OTLP/HTTP request's headers announcing size bytes
 // and the first part of them, and returns the connection.
 func partialPost(t *testing.T, addr string, size, part int) net.Conn {

@@ -87,8 +87,8 @@ func New(cfg Config, c Consumer, reg prometheus.Registerer, log *slog.Logger) (*
 	}
 	r := &Receiver{cfg: cfg, consumer: c, log: log, bufs: otlpserver.NewBuffers(64<<10, maxPooledBuffer),
 		limits: limits{maxBytes: cfg.MaxInflightBytes, maxProcessing: int64(cfg.MaxConcurrentRequests)}}
-	r.uploads.init(cfg.MaxRequestBytes, cfg.RequestTimeout)
 	r.metrics = newMetrics(reg, &r.limits)
+	r.uploads.init(cfg.RequestTimeout, r.metrics.refused)
 	r.grpcRefusals = map[string]error{
 		reasonInflightBytes:      grpcRefusal(reasonInflightBytes),
 		reasonConcurrentRequests: grpcRefusal(reasonConcurrentRequests),
@@ -242,7 +242,7 @@ func (r *Receiver) consume(ctx context.Context, body []byte, h *hold) (int, erro
 	if len(req.Spans) == 0 {
 		return 0, nil
 	}
-	if err := h.need(indexBytes(req)); err != nil {
+	if err := r.need(h, indexBytes(req)); err != nil {
 		return len(req.Spans), err
 	}
 	if err := r.consumer.Consume(ctx, req); err != nil {
