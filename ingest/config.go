@@ -25,10 +25,12 @@ type Config struct {
 	// MaxRequestBytes + StreamOverhead from the moment its stream opens
 	// until its body has arrived (gRPC gives no earlier look at its size),
 	// so MaxInflightBytes / (MaxRequestBytes + StreamOverhead) uploads run
-	// at once; an HTTP request holds what it has read (at most twice). An
-	// upload slower than 1 MiB/s for what it holds is stopped when others
-	// need the room. Past the budget, requests are refused with
-	// ResourceExhausted + RetryInfo / 429.
+	// at once; an HTTP request holds what it has read (at most twice), and
+	// HTTP requests leave room for one gRPC upload, which must reserve all
+	// at once while they take room in small steps. An upload slower than
+	// 1 MiB/s for what it holds is stopped when others need the room. Past
+	// the budget, requests are refused with ResourceExhausted + RetryInfo
+	// / 429. At least MinInflightBytes.
 	// Flag --max-inflight-bytes. Default 128 MiB (the node's default is a
 	// quarter of memory_limit).
 	MaxInflightBytes int64
@@ -72,6 +74,24 @@ type Config struct {
 // receiver's server options.
 const StreamOverhead = streamWindow + maxHeaderBytes
 
+// MinInflightBytes is the smallest MaxInflightBytes for this
+// configuration: room for one request of the largest size on each
+// receiver, or such requests would be refused forever with a retryable
+// answer. A gRPC request needs MaxRequestBytes + StreamOverhead; HTTP
+// requests may not take the room one gRPC request needs (see
+// MaxInflightBytes), and one of them needs MaxRequestBytes + 1 (the read
+// that sees the end).
+func (c Config) MinInflightBytes() int64 {
+	var n int64
+	if c.GRPCAddr != "" {
+		n += int64(c.MaxRequestBytes) + StreamOverhead
+	}
+	if c.HTTPAddr != "" {
+		n += int64(c.MaxRequestBytes) + 1
+	}
+	return n
+}
+
 // DefaultConfig returns the defaults documented on Config.
 func DefaultConfig() Config {
 	return Config{
@@ -95,11 +115,9 @@ func (c Config) Validate() error {
 	if c.MaxRequestBytes < 1024 {
 		errs = append(errs, fmt.Errorf("max_request_size (--max-request-size) must be at least 1KiB, got %d", c.MaxRequestBytes))
 	}
-	// One request of the largest size must fit, or such requests would be
-	// refused forever with a retryable answer.
-	if need := int64(c.MaxRequestBytes) + StreamOverhead; c.MaxInflightBytes < need {
-		errs = append(errs, fmt.Errorf("max_inflight_bytes (--max-inflight-bytes) must be at least max_request_size + %d bytes (%d), got %d",
-			StreamOverhead, need, c.MaxInflightBytes))
+	if need := c.MinInflightBytes(); c.MaxInflightBytes < need {
+		errs = append(errs, fmt.Errorf("max_inflight_bytes (--max-inflight-bytes) must be at least %d (room for one request of max_request_size on each receiver), got %d",
+			need, c.MaxInflightBytes))
 	}
 	if c.MaxConcurrentRequests < 1 {
 		errs = append(errs, fmt.Errorf("max_concurrent_requests (--max-concurrent-requests) must be at least 1, got %d", c.MaxConcurrentRequests))

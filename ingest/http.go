@@ -29,7 +29,7 @@ func (r *Receiver) handleHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	r.limits.enter()
-	h := hold{l: &r.limits}
+	h := hold{l: &r.limits, max: r.limits.httpMaxBytes}
 	defer func() { r.limits.leave(h.n) }()
 	up := &httpUpload{rc: *http.NewResponseController(w)}
 	r.uploads.push(&up.upload, "http", 0, time.Now(), up)

@@ -35,19 +35,20 @@ const refusalRetryAfter = time.Second
 // every slot.
 type limits struct {
 	maxBytes      int64
+	httpMaxBytes  int64 // what HTTP requests may fill: maxBytes less one gRPC upload's room
 	maxProcessing int64
 	bytes         atomic.Int64 // held by requests in progress
 	requests      atomic.Int64 // in progress: arriving or past their upload
 	processing    atomic.Int64 // past their upload: scanned and handed to the consumer
 }
 
-// reserve takes n more bytes if they fit. A compare-and-swap rather than
-// add-then-undo, so that two requests racing for the last room do not
-// both fail.
-func (l *limits) reserve(n int64) bool {
+// reserve takes n more bytes if they fit under limit (maxBytes or
+// httpMaxBytes). A compare-and-swap rather than add-then-undo, so that two
+// requests racing for the last room do not both fail.
+func (l *limits) reserve(n, limit int64) bool {
 	for {
 		cur := l.bytes.Load()
-		if cur+n > l.maxBytes {
+		if cur+n > limit {
 			return false
 		}
 		if l.bytes.CompareAndSwap(cur, cur+n) {
@@ -75,18 +76,19 @@ func (l *limits) process() bool {
 }
 func (l *limits) done() { l.processing.Add(-1) }
 
-// hold is the bytes one request holds against the budget. One goroutine
-// uses it at a time.
+// hold is the bytes one request holds against the budget, up to max (the
+// budget, or HTTP's share of it). One goroutine uses it at a time.
 type hold struct {
-	l *limits
-	n int64
+	l   *limits
+	n   int64
+	max int64
 }
 
 // resize grows or shrinks the hold to n bytes; growing fails, changing
 // nothing, when the budget has no room.
 func (h *hold) resize(n int64) bool {
 	switch d := n - h.n; {
-	case d > 0 && !h.l.reserve(d):
+	case d > 0 && !h.l.reserve(d, h.max):
 		return false
 	case d < 0:
 		h.l.bytes.Add(d)
@@ -105,8 +107,8 @@ func (h *hold) need(n int64) error {
 	if h.grow(n) {
 		return nil
 	}
-	if h.n+n > h.l.maxBytes {
-		return tooLargeError{need: h.n + n, limit: h.l.maxBytes}
+	if h.n+n > h.max {
+		return tooLargeError{need: h.n + n, limit: h.max}
 	}
 	return errInflightFull
 }
@@ -178,14 +180,14 @@ func (t *ticket) end() {
 func (r *Receiver) tapGRPC(ctx context.Context, info *tap.Info) (context.Context, error) {
 	n := int64(r.cfg.MaxRequestBytes) + StreamOverhead
 	now := time.Now()
-	if !r.limits.reserve(n) {
+	if !r.limits.reserve(n, r.limits.maxBytes) {
 		r.uploads.stopStalled(now)
 		r.metrics.refuse("grpc", reasonInflightBytes, info.FullMethodName == exportMethod)
 		return nil, r.grpcRefusals[reasonInflightBytes]
 	}
 	r.uploads.stopExpired(now)
 	r.limits.enter()
-	t := &ticket{hold: hold{l: &r.limits, n: n}, u: &r.uploads}
+	t := &ticket{hold: hold{l: &r.limits, n: n, max: r.limits.maxBytes}, u: &r.uploads}
 	t.Context, t.cancel = context.WithCancel(ctx)
 	r.uploads.push(&t.upload, "grpc", n, now, t)
 	t.stop = context.AfterFunc(t.Context, t.end)

@@ -15,7 +15,7 @@ import (
 // (BenchmarkExport). "stream context" is what gRPC does for every stream
 // anyway, the baseline of "grpc".
 func BenchmarkAdmission(b *testing.B) {
-	r := &Receiver{cfg: DefaultConfig(), limits: limits{maxBytes: 1 << 40, maxProcessing: 1 << 30}}
+	r := &Receiver{cfg: DefaultConfig(), limits: limits{maxBytes: 1 << 40, httpMaxBytes: 1 << 40, maxProcessing: 1 << 30}}
 	r.metrics = newMetrics(prometheus.NewRegistry(), &r.limits)
 	r.uploads.init(r.cfg.RequestTimeout, r.metrics.refused)
 	info := &tap.Info{FullMethodName: exportMethod}
@@ -52,7 +52,7 @@ func BenchmarkAdmission(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			r.limits.enter()
-			h := hold{l: &r.limits}
+			h := hold{l: &r.limits, max: r.limits.httpMaxBytes}
 			up := &httpUpload{}
 			r.uploads.push(&up.upload, "http", 0, time.Now(), up)
 			h.grow(50<<10 + 1)

@@ -285,6 +285,12 @@ func TestGRPCRequestTimeout(t *testing.T) {
 	l.waitInflight(t, 0, 0)
 }
 
+// httpRoom sets cfg's budget so that HTTP requests may hold n bytes: the
+// budget less the room kept for one gRPC upload.
+func httpRoom(cfg *ingest.Config, n int) {
+	cfg.MaxInflightBytes = int64(cfg.MaxRequestBytes + ingest.StreamOverhead + n)
+}
+
 // TestHTTPInflightBudget: an HTTP request holds room for what it has
 // sent (in doubling steps, never past its Content-Length), so a client
 // that announces much and stalls holds little; one that does not fit is
@@ -293,7 +299,7 @@ func TestGRPCRequestTimeout(t *testing.T) {
 func TestHTTPInflightBudget(t *testing.T) {
 	cfg := ingest.DefaultConfig()
 	cfg.MaxRequestBytes = 256 << 10
-	cfg.MaxInflightBytes = int64(cfg.MaxRequestBytes + ingest.StreamOverhead) // 352 KiB
+	httpRoom(&cfg, 352<<10)
 	g := newGate(t)
 	l := startLimited(t, cfg, g)
 	addr := l.recv.HTTPAddr().String()
@@ -338,12 +344,12 @@ func TestHTTPInflightBudget(t *testing.T) {
 func TestGRPCStalledUploadCancelled(t *testing.T) {
 	cfg := ingest.DefaultConfig()
 	cfg.MaxRequestBytes = 256 << 10
-	cfg.MaxInflightBytes = int64(cfg.MaxRequestBytes + ingest.StreamOverhead) // one upload at a time
+	cfg.MaxInflightBytes = cfg.MinInflightBytes() // one gRPC upload at a time
 	g := newGate(t)
 	g.open()
 	l := startLimited(t, cfg, g)
 	_, stalledDone := stalledExport(t, l.recv.GRPCAddr().String(), make([]byte, 200<<10), 100<<10)
-	l.waitInflight(t, float64(cfg.MaxInflightBytes), 1)
+	l.waitInflight(t, float64(cfg.MaxRequestBytes+ingest.StreamOverhead), 1)
 
 	_, raw := validRequest(t, 1)
 	cc := dialGRPC(t, l)
@@ -378,7 +384,7 @@ func TestGRPCStalledUploadCancelled(t *testing.T) {
 func TestHTTPStalledUploadStopped(t *testing.T) {
 	cfg := ingest.DefaultConfig()
 	cfg.MaxRequestBytes = 256 << 10
-	cfg.MaxInflightBytes = int64(cfg.MaxRequestBytes + ingest.StreamOverhead) // 352 KiB
+	httpRoom(&cfg, 352<<10)
 	g := newGate(t)
 	g.open()
 	l := startLimited(t, cfg, g)
@@ -600,14 +606,14 @@ func tinySpans(t *testing.T, n int) []byte {
 // (413, ResourceExhausted without RetryInfo); one that does not fit while
 // others hold the room is refused retryably, and taken once they left.
 func TestScanIndexCounted(t *testing.T) {
-	raw := tinySpans(t, 2000) // about 60 KB, an index of about 350 KB
 	cfg := ingest.DefaultConfig()
 	cfg.MaxRequestBytes = 128 << 10
 	perStream := cfg.MaxRequestBytes + ingest.StreamOverhead
 
 	t.Run("never fits", func(t *testing.T) {
+		raw := tinySpans(t, 4000) // about 120 KB, an index of about 700 KB
 		cfg := cfg
-		cfg.MaxInflightBytes = int64(perStream)
+		cfg.MaxInflightBytes = cfg.MinInflightBytes() // 352 KiB, 128 KiB of it for HTTP
 		g := newGate(t)
 		g.open()
 		l := startLimited(t, cfg, g)
@@ -624,15 +630,17 @@ func TestScanIndexCounted(t *testing.T) {
 		l.waitInflight(t, 0, 0)
 	})
 	t.Run("fits later", func(t *testing.T) {
+		raw := tinySpans(t, 2000) // about 60 KB, an index of about 350 KB
 		cfg := cfg
-		cfg.MaxInflightBytes = 700 << 10
+		cfg.MaxInflightBytes = 700 << 10 // 476 KiB of it for HTTP
 		g := newGate(t)
 		g.open()
 		l := startLimited(t, cfg, g)
-		addr := l.recv.GRPCAddr().String()
-		leave1, _ := stalledExport(t, addr, make([]byte, 100<<10), 80<<10)
-		leave2, _ := stalledExport(t, addr, make([]byte, 100<<10), 80<<10)
-		l.waitInflight(t, float64(2*perStream), 2)
+		// One stalled upload holds 224 KiB: then neither request's index
+		// fits (gRPC 224+60+96+352 KiB > 700, HTTP 224+60+352 > 476),
+		// though the body does.
+		leave, _ := stalledExport(t, l.recv.GRPCAddr().String(), make([]byte, 100<<10), 80<<10)
+		l.waitInflight(t, float64(perStream), 1)
 		cc := dialGRPC(t, l)
 		if d := retryInfo(t, exportRaw(context.Background(), cc, raw)); d <= 0 {
 			t.Fatalf("gRPC: retry after %v", d)
@@ -646,8 +654,7 @@ func TestScanIndexCounted(t *testing.T) {
 				t.Errorf("%s spans refused as overloaded: %v, want 2000", proto, got)
 			}
 		}
-		leave1()
-		leave2()
+		leave()
 		l.waitInflight(t, 0, 0)
 		if err := exportRaw(context.Background(), cc, raw); err != nil {
 			t.Fatalf("gRPC with room: %v", err)

@@ -86,7 +86,13 @@ func New(cfg Config, c Consumer, reg prometheus.Registerer, log *slog.Logger) (*
 		return nil, err
 	}
 	r := &Receiver{cfg: cfg, consumer: c, log: log, bufs: otlpserver.NewBuffers(64<<10, maxPooledBuffer),
-		limits: limits{maxBytes: cfg.MaxInflightBytes, maxProcessing: int64(cfg.MaxConcurrentRequests)}}
+		limits: limits{maxBytes: cfg.MaxInflightBytes, httpMaxBytes: cfg.MaxInflightBytes, maxProcessing: int64(cfg.MaxConcurrentRequests)}}
+	if cfg.GRPCAddr != "" && cfg.HTTPAddr != "" {
+		// gRPC must reserve a whole max_request_size at once, HTTP takes
+		// room in small steps: without this, a stream of HTTP uploads would
+		// always fill the room a gRPC upload waits for.
+		r.limits.httpMaxBytes -= int64(cfg.MaxRequestBytes) + StreamOverhead
+	}
 	r.metrics = newMetrics(reg, &r.limits)
 	r.uploads.init(cfg.RequestTimeout, r.metrics.refused)
 	r.grpcRefusals = map[string]error{
