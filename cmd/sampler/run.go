@@ -40,7 +40,7 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&f.RuleAttribute, "rule-attribute", cfg.RuleAttribute, "mark the root span of kept traces with the deciding rule (tailsift.sampling.rule)")
 	fs.Var(&f.MemoryLimit, "memory-limit", "buffer memory `size` (e.g. 512MiB, 2GiB); past it ingest answers retry-later")
 	fs.Var(&f.MaxRequestSize, "max-request-size", "largest accepted OTLP request `size`")
-	fs.Var(&f.MaxInflightBytes, "max-inflight-bytes", "`size` of the OTLP request bytes in progress on both receivers (received, decompressed, transcoded, indexed; a gRPC request counts --max-request-size until it has arrived); past it clients are told to retry (default: --memory-limit / 4, at least room for one request of --max-request-size per receiver)")
+	fs.Var(&f.MaxInflightBytes, "max-inflight-bytes", "`size` of the OTLP request bytes in progress on both receivers (received, decompressed, transcoded, indexed; a gRPC request counts --max-request-size until it has arrived); past it clients are told to retry (default: --memory-limit / 4, at least room for 4 gRPC uploads and an HTTP request of --max-request-size)")
 	fs.IntVar(&f.MaxConcurrentRequests, "max-concurrent-requests", cfg.MaxConcurrentRequests, "OTLP requests past their upload (scanned, handed to the buffer) on both receivers; past it clients are told to retry")
 	fs.IntVar(&f.MaxConnections, "max-connections", cfg.MaxConnections, "open connections per OTLP listener; further connections wait until one closes")
 	fs.DurationVar(&f.RequestTimeout, "request-timeout", cfg.RequestTimeout, "longest an OTLP request may take to arrive; a stalled client gives back its share of --max-inflight-bytes after this")

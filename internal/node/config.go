@@ -40,7 +40,7 @@ type Config struct {
 	LogFormat      string        `yaml:"log_format"`       // text | json
 
 	// Bounds on the OTLP requests in progress (see ingest.Config).
-	MaxInflightBytes      bytesize.Size `yaml:"max_inflight_bytes"`      // their bytes; 0 = memory_limit / 4 (at least one request of max_request_size per receiver)
+	MaxInflightBytes      bytesize.Size `yaml:"max_inflight_bytes"`      // their bytes; 0 = memory_limit / 4 (at least room for 4 gRPC uploads and an HTTP request)
 	MaxConcurrentRequests int           `yaml:"max_concurrent_requests"` // how many are past their upload, both receivers
 	MaxConnections        int           `yaml:"max_connections"`         // open connections per OTLP listener; more wait
 	RequestTimeout        time.Duration `yaml:"request_timeout"`         // longest a request may take to arrive
@@ -193,16 +193,15 @@ func (c Config) RuntimeMemoryLimit() int64 {
 	return int64(c.MemoryLimit)*3/2 + 256<<20
 }
 
-// inflightBytes is max_inflight_bytes, or its default: a quarter of
-// memory_limit, and room for one request of max_request_size per
-// receiver at least.
+// inflightBytes is max_inflight_bytes, or its default (see
+// ingest.Config.DefaultInflightBytes).
 func (c Config) inflightBytes() int64 {
 	if c.MaxInflightBytes > 0 {
 		return int64(c.MaxInflightBytes)
 	}
 	ic := ingest.DefaultConfig()
 	ic.GRPCAddr, ic.HTTPAddr, ic.MaxRequestBytes = c.OTLPGRPC, c.OTLPHTTP, int(c.MaxRequestSize)
-	return max(int64(c.MemoryLimit)/4, ic.MinInflightBytes())
+	return ic.DefaultInflightBytes(int64(c.MemoryLimit))
 }
 
 // clusterConfig maps the cluster keys; key is the gossip key read from
