@@ -27,10 +27,12 @@ type Config struct {
 	// so MaxInflightBytes / (MaxRequestBytes + StreamOverhead) uploads run
 	// at once; an HTTP request holds what it has read (at most twice), and
 	// HTTP requests leave room for one gRPC upload, which must reserve all
-	// at once while they take room in small steps. An upload slower than
-	// 1 MiB/s for what it holds is stopped when others need the room. Past
-	// the budget, requests are refused with ResourceExhausted + RetryInfo
-	// / 429. At least MinInflightBytes.
+	// at once while they take room in small steps. Uploads on connections
+	// that have had no request accepted yet share half the budget, so that
+	// a flood of new connections cannot crowd out the clients already
+	// sending. An upload slower than 1 MiB/s for what it holds is stopped
+	// when others need the room. Past the budget, requests are refused
+	// with ResourceExhausted + RetryInfo / 429. At least MinInflightBytes.
 	// Flag --max-inflight-bytes. Default 128 MiB (the node's default is a
 	// quarter of memory_limit).
 	MaxInflightBytes int64
@@ -75,21 +77,17 @@ type Config struct {
 const StreamOverhead = streamWindow + maxHeaderBytes
 
 // MinInflightBytes is the smallest MaxInflightBytes for this
-// configuration: room for one request of the largest size on each
-// receiver, or such requests would be refused forever with a retryable
-// answer. A gRPC request needs MaxRequestBytes + StreamOverhead; HTTP
-// requests may not take the room one gRPC request needs (see
-// MaxInflightBytes), and one of them needs MaxRequestBytes + 1 (the read
-// that sees the end).
+// configuration: room for one request of the largest size in the half
+// that connections not proven share (see MaxInflightBytes), or such a
+// request would be refused forever with a retryable answer. A gRPC
+// request needs MaxRequestBytes + StreamOverhead, an HTTP one
+// MaxRequestBytes + 1 (the read that sees the end); HTTP requests leave
+// one gRPC request's room, which twice the gRPC need leaves them.
 func (c Config) MinInflightBytes() int64 {
-	var n int64
 	if c.GRPCAddr != "" {
-		n += int64(c.MaxRequestBytes) + StreamOverhead
+		return 2 * (int64(c.MaxRequestBytes) + StreamOverhead)
 	}
-	if c.HTTPAddr != "" {
-		n += int64(c.MaxRequestBytes) + 1
-	}
-	return n
+	return 2 * (int64(c.MaxRequestBytes) + 1)
 }
 
 // DefaultInflightBytes is the budget a node with memoryLimit of buffer
@@ -100,11 +98,11 @@ func (c Config) MinInflightBytes() int64 {
 // clients sending at once would mostly be told to retry (measured: the
 // overload test's four connections retried 100 times more).
 func (c Config) DefaultInflightBytes(memoryLimit int64) int64 {
-	n := c.MinInflightBytes()
+	n := int64(c.MaxRequestBytes) + 1 // HTTP
 	if c.GRPCAddr != "" {
-		n += 3 * (int64(c.MaxRequestBytes) + StreamOverhead)
+		n += 4 * (int64(c.MaxRequestBytes) + StreamOverhead)
 	}
-	return max(memoryLimit/4, n)
+	return max(memoryLimit/4, c.MinInflightBytes(), n)
 }
 
 // DefaultConfig returns the defaults documented on Config.

@@ -18,8 +18,10 @@
 // protocols (MaxInflightBytes) before the bytes are read — a gRPC stream
 // the largest request it may carry, from the tap handle that admits it,
 // until its message is in; an HTTP request step by step as its body
-// arrives — and give them back when they end, however they end. An upload
-// that stalls while others wait for its room is stopped (uploads.go). The
+// arrives — and give them back when they end, however they end. Uploads
+// on connections that have had no request accepted share half the budget,
+// and an upload that stalls while others wait for its room is stopped
+// (uploads.go). The
 // requests handed to the consumer (MaxConcurrentRequests), a connection's
 // gRPC streams, the open connections per listener (MaxConnections),
 // headers and the time a request may take to arrive (RequestTimeout) are

@@ -25,11 +25,12 @@ func (r *Receiver) exportGRPC(ctx context.Context, body []byte) error {
 		// it was cancelled as stalled), and its ticket is given back.
 		return status.FromContextError(ctx.Err()).Err()
 	}
-	defer func() { r.limits.leave(t.n) }()
+	defer r.limits.leave(&t.hold)
 	if !t.u.remove(&t.upload) {
 		// Cancelled as stalled just as its message arrived.
 		return status.Error(codes.Canceled, "upload took too long while others waited for room (max_inflight_bytes)")
 	}
+	t.arrived()
 	// The message is in: hold its size rather than the most it could have
 	// been.
 	t.resize(int64(len(body)) + StreamOverhead)
@@ -41,6 +42,7 @@ func (r *Receiver) exportGRPC(ctx context.Context, body []byte) error {
 	spans, err := r.consume(ctx, body, &t.hold)
 	if err == nil {
 		r.metrics.observe("grpc", outcomeOK, spans)
+		t.conn.prove()
 		return nil
 	}
 	var big tooLargeError

@@ -29,10 +29,11 @@ func (r *Receiver) handleHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	r.limits.enter()
-	h := hold{l: &r.limits, max: r.limits.httpMaxBytes}
-	defer func() { r.limits.leave(h.n) }()
+	conn := httpConn(req.Context())
+	h := hold{l: &r.limits, max: r.limits.httpMaxBytes, fresh: !conn.isProven()}
+	defer r.limits.leave(&h)
 	up := &httpUpload{rc: *http.NewResponseController(w)}
-	r.uploads.push(&up.upload, "http", 0, time.Now(), up)
+	r.uploads.push(&up.upload, "http", conn, 0, time.Now(), up)
 	raw := r.bufs.Get()
 	defer r.bufs.Put(raw)
 	*raw, err = otlpserver.ReadBodyBudget(w, req, *raw, int64(r.cfg.MaxRequestBytes), func(n int64) bool {
@@ -75,6 +76,7 @@ func (r *Receiver) handleHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	body := *raw
 	h.resize(int64(len(body))) // give back what the read reserved ahead
+	h.arrived()
 	if !r.limits.process() {
 		r.metrics.refuse("http", reasonConcurrentRequests, true)
 		refuseHTTP(w, mediaType, reasonConcurrentRequests)
@@ -109,6 +111,7 @@ func (r *Receiver) handleHTTP(w http.ResponseWriter, req *http.Request) {
 	spans, err := r.consume(req.Context(), body, &h)
 	if err == nil {
 		r.metrics.observe("http", outcomeOK, spans)
+		conn.prove()
 		if mediaType == otlpserver.ContentJSON {
 			otlpserver.WriteBody(w, mediaType, http.StatusOK, []byte("{}"))
 		} else {

@@ -33,35 +33,58 @@ const refusalRetryAfter = time.Second
 // connection (max_connections), each gRPC one max_request_size of the
 // budget. Capping them too would let clients that stall mid-upload hold
 // every slot.
+//
+// Uploads on connections that have had no request accepted yet ("fresh")
+// share half the budget: a flood of new connections cannot crowd out the
+// clients already sending, whose connections are proven; a new client
+// competes with the flood for its first request only.
 type limits struct {
 	maxBytes      int64
 	httpMaxBytes  int64 // what HTTP requests may fill: maxBytes less one gRPC upload's room
 	maxProcessing int64
 	bytes         atomic.Int64 // held by requests in progress
+	fresh         atomic.Int64 // of bytes, held by uploads on connections not proven; at most maxBytes/2
 	requests      atomic.Int64 // in progress: arriving or past their upload
 	processing    atomic.Int64 // past their upload: scanned and handed to the consumer
 }
 
 // reserve takes n more bytes if they fit under limit (maxBytes or
-// httpMaxBytes). A compare-and-swap rather than add-then-undo, so that two
-// requests racing for the last room do not both fail.
-func (l *limits) reserve(n, limit int64) bool {
+// httpMaxBytes) and, for a fresh upload, in the fresh half.
+func (l *limits) reserve(n, limit int64, fresh bool) bool {
+	if fresh && !addWithin(&l.fresh, n, l.maxBytes/2) {
+		return false
+	}
+	if !addWithin(&l.bytes, n, limit) {
+		if fresh {
+			l.fresh.Add(-n)
+		}
+		return false
+	}
+	return true
+}
+
+// addWithin adds n to v if the sum stays within limit. A compare-and-swap
+// rather than add-then-undo, so that two requests racing for the last
+// room do not both fail.
+func addWithin(v *atomic.Int64, n, limit int64) bool {
 	for {
-		cur := l.bytes.Load()
+		cur := v.Load()
 		if cur+n > limit {
 			return false
 		}
-		if l.bytes.CompareAndSwap(cur, cur+n) {
+		if v.CompareAndSwap(cur, cur+n) {
 			return true
 		}
 	}
 }
 
-// enter counts a request in progress; leave ends it, giving back the n
-// bytes it held.
+// enter counts a request in progress; leave ends it, giving back what h
+// holds.
 func (l *limits) enter() { l.requests.Add(1) }
-func (l *limits) leave(n int64) {
-	l.bytes.Add(-n)
+func (l *limits) leave(h *hold) {
+	h.arrived()
+	l.bytes.Add(-h.n)
+	h.n = 0
 	l.requests.Add(-1)
 }
 
@@ -79,22 +102,40 @@ func (l *limits) done() { l.processing.Add(-1) }
 // hold is the bytes one request holds against the budget, up to max (the
 // budget, or HTTP's share of it). One goroutine uses it at a time.
 type hold struct {
-	l   *limits
-	n   int64
-	max int64
+	l          *limits
+	n          int64
+	max        int64
+	fresh      bool  // arriving on a connection not proven: growth counts in limits.fresh
+	freshBytes int64 // of n, counted in limits.fresh
 }
 
 // resize grows or shrinks the hold to n bytes; growing fails, changing
 // nothing, when the budget has no room.
 func (h *hold) resize(n int64) bool {
 	switch d := n - h.n; {
-	case d > 0 && !h.l.reserve(d, h.max):
-		return false
+	case d > 0:
+		if !h.l.reserve(d, h.max, h.fresh) {
+			return false
+		}
+		if h.fresh {
+			h.freshBytes += d
+		}
 	case d < 0:
 		h.l.bytes.Add(d)
+		if f := min(h.freshBytes, -d); f > 0 {
+			h.l.fresh.Add(-f)
+			h.freshBytes -= f
+		}
 	}
 	h.n = n
 	return true
+}
+
+// arrived ends the request's upload: what it holds no longer counts in
+// the fresh half.
+func (h *hold) arrived() {
+	h.l.fresh.Add(-h.freshBytes)
+	h.fresh, h.freshBytes = false, 0
 }
 
 // grow adds n bytes to the hold if they fit.
@@ -165,8 +206,7 @@ func (t *ticket) stopUpload() { t.cancel() }
 // end gives the ticket's request and bytes back: run by AfterFunc.
 func (t *ticket) end() {
 	t.u.remove(&t.upload)
-	t.l.leave(t.n)
-	t.n = 0
+	t.l.leave(&t.hold)
 	t.cancel()
 }
 
@@ -180,16 +220,21 @@ func (t *ticket) end() {
 func (r *Receiver) tapGRPC(ctx context.Context, info *tap.Info) (context.Context, error) {
 	n := int64(r.cfg.MaxRequestBytes) + StreamOverhead
 	now := time.Now()
-	if !r.limits.reserve(n, r.limits.maxBytes) {
+	conn := grpcConn(ctx)
+	fresh := !conn.isProven()
+	if !r.limits.reserve(n, r.limits.maxBytes, fresh) {
 		r.uploads.stopStalled(now)
 		r.metrics.refuse("grpc", reasonInflightBytes, info.FullMethodName == exportMethod)
 		return nil, r.grpcRefusals[reasonInflightBytes]
 	}
 	r.uploads.stopExpired(now)
 	r.limits.enter()
-	t := &ticket{hold: hold{l: &r.limits, n: n, max: r.limits.maxBytes}, u: &r.uploads}
+	t := &ticket{hold: hold{l: &r.limits, n: n, max: r.limits.maxBytes, fresh: fresh}, u: &r.uploads}
+	if fresh {
+		t.freshBytes = n
+	}
 	t.Context, t.cancel = context.WithCancel(ctx)
-	r.uploads.push(&t.upload, "grpc", n, now, t)
+	r.uploads.push(&t.upload, "grpc", conn, n, now, t)
 	t.stop = context.AfterFunc(t.Context, t.end)
 	return t, nil
 }

@@ -44,7 +44,7 @@ func BenchmarkAdmission(b *testing.B) {
 			}
 			t.grow(20 << 10)
 			r.limits.done()
-			r.limits.leave(t.n)
+			r.limits.leave(&t.hold)
 			cancel()
 		}
 	})
@@ -54,7 +54,7 @@ func BenchmarkAdmission(b *testing.B) {
 			r.limits.enter()
 			h := hold{l: &r.limits, max: r.limits.httpMaxBytes}
 			up := &httpUpload{}
-			r.uploads.push(&up.upload, "http", 0, time.Now(), up)
+			r.uploads.push(&up.upload, "http", nil, 0, time.Now(), up)
 			h.grow(50<<10 + 1)
 			up.held.Store(h.n)
 			if !r.uploads.remove(&up.upload) {
@@ -66,7 +66,7 @@ func BenchmarkAdmission(b *testing.B) {
 			}
 			h.grow(20 << 10)
 			r.limits.done()
-			r.limits.leave(h.n)
+			r.limits.leave(&h)
 		}
 	})
 	if r.limits.bytes.Load() != 0 || r.limits.requests.Load() != 0 {

@@ -148,9 +148,12 @@ func (c *stallConn) Close() error {
 }
 
 // stalledExport starts an Export of body over a connection of its own
-// that stalls after sending after bytes; leave closes the connection, as
-// a client that disconnects mid-upload. The call's error is sent on done.
-func stalledExport(t *testing.T, addr string, body []byte, after int) (leave func(), done <-chan error) {
+// that stalls after sending after bytes of it; leave closes the
+// connection, as a client that disconnects mid-upload. The call's error
+// is sent on done. A proven connection first had an ordinary request
+// accepted: its uploads are not limited to the half of the budget that
+// new connections share.
+func stalledExport(t *testing.T, addr string, body []byte, after int, proven bool) (leave func(), done <-chan error) {
 	t.Helper()
 	conns := make(chan *stallConn, 1)
 	cc, err := grpc.NewClient("passthrough:///"+addr,
@@ -160,24 +163,34 @@ func stalledExport(t *testing.T, addr string, body []byte, after int) (leave fun
 			if err != nil {
 				return nil, err
 			}
-			sc := &stallConn{Conn: c, left: after, closed: make(chan struct{})}
+			sc := &stallConn{Conn: c, left: 1 << 30, closed: make(chan struct{})}
 			select {
 			case conns <- sc:
-			default: // a reconnection after leave: it may send everything
-				sc.left = 1 << 30
+			default: // a reconnection after leave
 			}
 			return sc, nil
 		}))
 	if err != nil {
 		t.Fatal(err)
 	}
+	if proven {
+		_, raw := validRequest(t, 77)
+		if err := exportRaw(context.Background(), cc, raw); err != nil {
+			t.Fatalf("proving the connection: %v", err)
+		}
+	} else {
+		cc.Connect()
+	}
+	sc := <-conns
+	sc.mu.Lock()
+	sc.left = after
+	sc.mu.Unlock()
 	errs := make(chan error, 1)
 	go func() {
 		var resp []byte
 		errs <- cc.Invoke(context.Background(), otlpserver.ExportMethod, &body, &resp,
 			grpc.ForceCodecV2(rawcodec.Codec{}), grpc.WaitForReady(false))
 	}()
-	sc := <-conns
 	var once sync.Once
 	leave = func() { once.Do(func() { sc.Close(); cc.Close() }) }
 	t.Cleanup(leave)
@@ -216,7 +229,8 @@ func retryInfo(t *testing.T, err error) time.Duration {
 }
 
 // TestGRPCInflightBudget fills the in-flight budget with two stalled
-// uploads: each holds max_request_size from the moment its stream opened,
+// uploads (on connections that had a request accepted, which may use all
+// of it): each holds max_request_size from the moment its stream opened,
 // a third request is refused retryably, and every byte comes back when
 // the stalled clients leave mid-upload.
 func TestGRPCInflightBudget(t *testing.T) {
@@ -228,9 +242,11 @@ func TestGRPCInflightBudget(t *testing.T) {
 	l := startLimited(t, cfg, g)
 	addr := l.recv.GRPCAddr().String()
 
+	g.tokens <- struct{}{} // for the requests that prove the two connections
+	g.tokens <- struct{}{}
 	big := make([]byte, 200<<10) // more than the 64 KiB stream window: the upload stops midway
-	leave1, done1 := stalledExport(t, addr, big, 100<<10)
-	leave2, done2 := stalledExport(t, addr, big, 100<<10)
+	leave1, done1 := stalledExport(t, addr, big, 100<<10, true)
+	leave2, done2 := stalledExport(t, addr, big, 100<<10, true)
 	l.waitInflight(t, 2*perStream, 2)
 
 	_, raw := validRequest(t, 1)
@@ -258,8 +274,41 @@ func TestGRPCInflightBudget(t *testing.T) {
 	leave2()
 	<-done2
 	l.waitInflight(t, 0, 0)
-	if g.spans.Load() != 50 {
-		t.Fatalf("consumer took %d spans, want 50", g.spans.Load())
+	if g.spans.Load() != 3*50 {
+		t.Fatalf("consumer took %d spans, want 150", g.spans.Load())
+	}
+}
+
+// TestFreshConnectionsShareHalf: uploads on connections that have had no
+// request accepted share half the budget, so a flood of new connections
+// that stall cannot keep out a client that was already sending.
+func TestFreshConnectionsShareHalf(t *testing.T) {
+	cfg := ingest.DefaultConfig()
+	cfg.MaxRequestBytes = 256 << 10
+	perStream := float64(cfg.MaxRequestBytes + ingest.StreamOverhead)
+	cfg.MaxInflightBytes = int64(4 * perStream)
+	g := newGate(t)
+	g.open()
+	l := startLimited(t, cfg, g)
+	addr := l.recv.GRPCAddr().String()
+	_, raw := validRequest(t, 1)
+	sending := dialGRPC(t, l)
+	if err := exportRaw(context.Background(), sending, raw); err != nil {
+		t.Fatal(err)
+	}
+
+	big := make([]byte, 200<<10)
+	stalledExport(t, addr, big, 100<<10, false)
+	stalledExport(t, addr, big, 100<<10, false)
+	l.waitInflight(t, 2*perStream, 2) // the half new connections share
+	_, third := stalledExport(t, addr, big, 100<<10, false)
+	if d := retryInfo(t, <-third); d <= 0 {
+		t.Fatalf("a third new connection's upload: retry after %v", d)
+	}
+	for range 3 { // room for two more uploads: the other half
+		if err := exportRaw(context.Background(), sending, raw); err != nil {
+			t.Fatalf("the client already sending: %v", err)
+		}
 	}
 }
 
@@ -272,7 +321,7 @@ func TestGRPCRequestTimeout(t *testing.T) {
 	g := newGate(t)
 	g.open()
 	l := startLimited(t, cfg, g)
-	_, done := stalledExport(t, l.recv.GRPCAddr().String(), make([]byte, 200<<10), 100<<10)
+	_, done := stalledExport(t, l.recv.GRPCAddr().String(), make([]byte, 200<<10), 100<<10, false)
 	waitFor(t, "the stalled upload admitted", func() bool { _, r := l.inflight(t); return r == 1 })
 	time.Sleep(cfg.RequestTimeout)
 	_, raw := validRequest(t, 1)
@@ -348,7 +397,7 @@ func TestGRPCStalledUploadCancelled(t *testing.T) {
 	g := newGate(t)
 	g.open()
 	l := startLimited(t, cfg, g)
-	_, stalledDone := stalledExport(t, l.recv.GRPCAddr().String(), make([]byte, 200<<10), 100<<10)
+	_, stalledDone := stalledExport(t, l.recv.GRPCAddr().String(), make([]byte, 200<<10), 100<<10, false)
 	l.waitInflight(t, float64(cfg.MaxRequestBytes+ingest.StreamOverhead), 1)
 
 	_, raw := validRequest(t, 1)
@@ -639,7 +688,7 @@ func TestScanIndexCounted(t *testing.T) {
 		// One stalled upload holds 224 KiB: then neither request's index
 		// fits (gRPC 224+60+96+352 KiB > 700, HTTP 224+60+352 > 476),
 		// though the body does.
-		leave, _ := stalledExport(t, l.recv.GRPCAddr().String(), make([]byte, 100<<10), 80<<10)
+		leave, _ := stalledExport(t, l.recv.GRPCAddr().String(), make([]byte, 100<<10), 80<<10, true)
 		l.waitInflight(t, float64(perStream), 1)
 		cc := dialGRPC(t, l)
 		if d := retryInfo(t, exportRaw(context.Background(), cc, raw)); d <= 0 {
@@ -663,8 +712,8 @@ func TestScanIndexCounted(t *testing.T) {
 			t.Fatalf("HTTP with room: %d %s", resp.StatusCode, body)
 		}
 		l.waitInflight(t, 0, 0)
-		if g.spans.Load() != 4000 {
-			t.Fatalf("consumer took %d spans, want 4000", g.spans.Load())
+		if g.spans.Load() != 4050 { // and the request that proved the stalled upload's connection
+			t.Fatalf("consumer took %d spans, want 4050", g.spans.Load())
 		}
 	})
 }

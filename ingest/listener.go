@@ -1,10 +1,14 @@
 package ingest
 
 import (
+	"context"
 	"net"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
 )
 
 // limitListener accepts at most cap(slots) connections at a time. When
@@ -57,6 +61,10 @@ type limitConn struct {
 	net.Conn
 	l    *limitListener
 	once sync.Once
+	// proven is set once a request on the connection was accepted, and
+	// cleared when one of its uploads is stopped as stalled: requests on
+	// connections not proven share half the in-flight budget (limits).
+	proven atomic.Bool
 }
 
 func (c *limitConn) Close() error {
@@ -76,4 +84,73 @@ func (c *limitConn) CloseWrite() error {
 		return cw.CloseWrite()
 	}
 	return nil
+}
+
+// connCreds is gRPC's insecure transport with the connection attached to
+// the peer's AuthInfo, so that the tap handle knows a stream's
+// connection (peer.FromContext). TLS, when it comes, wraps the same way.
+type connCreds struct {
+	credentials.TransportCredentials
+}
+
+// connInfo is the AuthInfo of a connection accepted by a limitListener.
+type connInfo struct {
+	credentials.CommonAuthInfo
+	conn *limitConn
+}
+
+func (connInfo) AuthType() string { return "insecure" }
+
+func (c connCreds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	conn, _, err := c.TransportCredentials.ServerHandshake(raw)
+	lc, _ := raw.(*limitConn)
+	return conn, connInfo{CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.NoSecurity}, conn: lc}, err
+}
+
+func (c connCreds) Clone() credentials.TransportCredentials {
+	return connCreds{c.TransportCredentials.Clone()}
+}
+
+// grpcConn returns the connection of a gRPC stream's context, or nil.
+func grpcConn(ctx context.Context) *limitConn {
+	if p, ok := peer.FromContext(ctx); ok {
+		if ci, ok := p.AuthInfo.(connInfo); ok {
+			return ci.conn
+		}
+	}
+	return nil
+}
+
+type connKey struct{}
+
+// httpConnContext is http.Server.ConnContext: it puts the connection in
+// its requests' contexts.
+func httpConnContext(ctx context.Context, c net.Conn) context.Context {
+	if lc, ok := c.(*limitConn); ok {
+		return context.WithValue(ctx, connKey{}, lc)
+	}
+	return ctx
+}
+
+// httpConn returns the connection of an HTTP request's context, or nil.
+func httpConn(ctx context.Context) *limitConn {
+	lc, _ := ctx.Value(connKey{}).(*limitConn)
+	return lc
+}
+
+// isProven reports whether c had a request accepted (nil: no).
+func (c *limitConn) isProven() bool { return c != nil && c.proven.Load() }
+
+// prove marks c as having had a request accepted.
+func (c *limitConn) prove() {
+	if c != nil && !c.proven.Load() {
+		c.proven.Store(true)
+	}
+}
+
+// demote clears c's proof: one of its uploads stalled.
+func (c *limitConn) demote() {
+	if c != nil {
+		c.proven.Store(false)
+	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/tailsift/tailsift/internal/otlpserver"
@@ -109,6 +110,7 @@ func New(cfg Config, c Consumer, reg prometheus.Registerer, log *slog.Logger) (*
 			r.metrics.connections.WithLabelValues("grpc"), r.metrics.connectionsFull.WithLabelValues("grpc"))
 		r.grpcSrv = grpc.NewServer(
 			grpc.ForceServerCodecV2(rawcodec.Codec{}),
+			grpc.Creds(connCreds{insecure.NewCredentials()}),
 			grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),
 			grpc.InTapHandle(r.tapGRPC),
 			grpc.MaxConcurrentStreams(uint32(cfg.MaxStreamsPerConnection)),
@@ -154,6 +156,7 @@ func New(cfg Config, c Consumer, reg prometheus.Registerer, log *slog.Logger) (*
 			ReadTimeout:       cfg.RequestTimeout,
 			IdleTimeout:       2 * time.Minute,
 			MaxHeaderBytes:    maxHeaderBytes,
+			ConnContext:       httpConnContext,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		}
 	}

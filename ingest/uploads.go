@@ -18,6 +18,7 @@ type upload struct {
 	admitted   time.Time
 	held       atomic.Int64 // bytes it holds; set by its request's goroutine
 	proto      string
+	conn       *limitConn                // demoted if the upload is stopped as stalled; may be nil
 	stopper    interface{ stopUpload() } // ends the upload; called with the list locked, must not block
 }
 
@@ -47,9 +48,9 @@ func (u *uploads) init(timeout time.Duration, refused *prometheus.CounterVec) {
 	u.timeout, u.stalled = timeout, refused
 }
 
-// push lists up, which holds n bytes, as arriving since now.
-func (u *uploads) push(up *upload, proto string, n int64, now time.Time, s interface{ stopUpload() }) {
-	up.admitted, up.proto, up.stopper = now, proto, s
+// push lists up, which holds n bytes, as arriving on conn since now.
+func (u *uploads) push(up *upload, proto string, conn *limitConn, n int64, now time.Time, s interface{ stopUpload() }) {
+	up.admitted, up.proto, up.conn, up.stopper = now, proto, conn, s
 	up.held.Store(n)
 	u.mu.Lock()
 	up.prev, up.next = u.root.prev, &u.root
@@ -84,6 +85,7 @@ func (u *uploads) stopStalled(now time.Time) {
 		if age > time.Second && age > time.Duration(up.held.Load())*time.Second/minUploadRate {
 			u.unlinkLocked(up)
 			up.stopper.stopUpload()
+			up.conn.demote()
 			u.stalled.WithLabelValues(up.proto, reasonStalled).Inc()
 			return
 		}
