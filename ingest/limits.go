@@ -17,7 +17,7 @@ import (
 const (
 	reasonInflightBytes      = "inflight_bytes"      // max_inflight_bytes
 	reasonConcurrentRequests = "concurrent_requests" // max_concurrent_requests
-	reasonStalled            = "stalled"             // a gRPC upload cancelled to make room
+	reasonStalled            = "stalled"             // an upload stopped to make room
 )
 
 // refusalRetryAfter is the delay a refused client is asked to wait: the

@@ -82,7 +82,7 @@ func (u *uploads) stopStalled(now time.Time) {
 	defer u.mu.Unlock()
 	for up := u.root.next; up != &u.root; up = up.next {
 		age := now.Sub(up.admitted)
-		if age > time.Second && age > time.Duration(up.held.Load())*time.Second/minUploadRate {
+		if age > time.Second && age > time.Duration(up.held.Load())*(time.Second/minUploadRate) {
 			u.unlinkLocked(up)
 			up.stopper.stopUpload()
 			up.conn.demote()
