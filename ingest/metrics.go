@@ -13,12 +13,15 @@ const (
 )
 
 type metrics struct {
-	requests      *prometheus.CounterVec // protocol, outcome
-	spansReceived *prometheus.CounterVec // protocol
-	spansRefused  *prometheus.CounterVec // protocol, reason
+	requests        *prometheus.CounterVec // protocol, outcome
+	spansReceived   *prometheus.CounterVec // protocol
+	spansRefused    *prometheus.CounterVec // protocol, reason
+	refused         *prometheus.CounterVec // protocol, reason
+	connections     *prometheus.GaugeVec   // protocol
+	connectionsFull *prometheus.CounterVec // protocol
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer, l *limits) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tailsift_ingest_requests_total",
@@ -32,8 +35,33 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "tailsift_ingest_spans_refused_total",
 			Help: "Spans refused with a retryable error, by reason (overloaded, unavailable). The client keeps them.",
 		}, []string{"protocol", "reason"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tailsift_ingest_requests_refused_total",
+			Help: "Requests the receiver refused (retryable) because of its own limits, by reason: inflight_bytes (max_inflight_bytes), concurrent_requests (max_concurrent_requests), stalled (a gRPC upload cancelled to make room in max_inflight_bytes). gRPC counts streams of every method.",
+		}, []string{"protocol", "reason"}),
+		connections: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tailsift_ingest_connections",
+			Help: "Open client connections, by protocol (at most max_connections each).",
+		}, []string{"protocol"}),
+		connectionsFull: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tailsift_ingest_connection_limit_reached_total",
+			Help: "Times a listener reached max_connections: further connections wait in the kernel's accept queue.",
+		}, []string{"protocol"}),
 	}
-	reg.MustRegister(m.requests, m.spansReceived, m.spansRefused)
+	reg.MustRegister(m.requests, m.spansReceived, m.spansRefused, m.refused, m.connections, m.connectionsFull,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tailsift_ingest_inflight_bytes",
+			Help: "Request bytes held by requests in progress (received, decompressed, transcoded, scan index; gRPC streams hold max_request_size until their message has arrived).",
+		}, func() float64 { return float64(l.bytes.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tailsift_ingest_inflight_limit_bytes",
+			Help: "The in-flight budget, max_inflight_bytes.",
+		}, func() float64 { return float64(l.maxBytes) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tailsift_ingest_inflight_requests",
+			Help: "Requests in progress on both receivers, arriving or past their upload (gRPC streams of every method, HTTP requests).",
+		}, func() float64 { return float64(l.requests.Load()) }),
+	)
 	return m
 }
 
@@ -46,5 +74,15 @@ func (m *metrics) observe(protocol, outcome string, spans int) {
 	m.spansReceived.WithLabelValues(protocol).Add(float64(spans))
 	if outcome == outcomeOverloaded || outcome == outcomeUnavailable {
 		m.spansRefused.WithLabelValues(protocol, outcome).Add(float64(spans))
+	}
+}
+
+// refuse records a request refused by the limits before it was read;
+// export says whether it was an export request (gRPC streams of the peer
+// service count only as refused).
+func (m *metrics) refuse(protocol, reason string, export bool) {
+	m.refused.WithLabelValues(protocol, reason).Inc()
+	if export {
+		m.requests.WithLabelValues(protocol, outcomeOverloaded).Inc()
 	}
 }

@@ -89,7 +89,8 @@ func start(t *testing.T, memoryLimit int64, maxRequest int) *pipeline {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ic := ingest.Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", MaxRequestBytes: maxRequest}
+	ic := ingest.DefaultConfig()
+	ic.GRPCAddr, ic.HTTPAddr, ic.MaxRequestBytes = "127.0.0.1:0", "127.0.0.1:0", maxRequest
 	recv, err := ingest.New(ic, engine, reg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -173,6 +174,14 @@ func TestGRPC(t *testing.T) {
 	if ok, bad := p.requests(t, "grpc", "ok"), p.requests(t, "grpc", "malformed"); ok != 2 || bad != 1 {
 		t.Fatalf("requests ok=%v malformed=%v, want 2 and 1", ok, bad)
 	}
+	p.waitIdle(t)
+}
+
+// waitIdle waits until no request holds any of the in-flight budget: every
+// path, refused or not, gives back what it took.
+func (p *pipeline) waitIdle(t *testing.T) {
+	t.Helper()
+	(&limited{recv: p.recv, reg: p.reg}).waitInflight(t, 0, 0)
 }
 
 func TestGRPCOverloadAndShutdownAreRetryable(t *testing.T) {
@@ -297,6 +306,7 @@ func TestHTTP(t *testing.T) {
 	if got := p.requests(t, "http", "malformed"); got != 4 {
 		t.Fatalf("malformed requests counted %v, want 4", got)
 	}
+	p.waitIdle(t)
 
 	resp, err := http.Get("http://" + p.recv.HTTPAddr().String() + "/v1/traces")
 	if err != nil {

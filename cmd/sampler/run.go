@@ -44,6 +44,10 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&f.MaxExportRequestSize, "max-export-request-size", "largest OTLP request `size` sent to --forward; a span too big for one alone is dropped and counted (reason oversize)")
 	fs.IntVar(&f.MaxTraceSpans, "max-trace-spans", cfg.MaxTraceSpans, "a trace reaching this many spans is decided at once; its later spans follow the decision")
 	fs.Var(&f.MaxTraceBytes, "max-trace-bytes", "a trace reaching this `size` of span bytes is decided at once; its later spans follow the decision")
+	fs.Var(&f.MaxInflightBytes, "max-inflight-bytes", "`size` of the OTLP request bytes in progress on both receivers (received, decompressed, transcoded, indexed; a gRPC request counts --max-request-size until it has arrived); past it clients are told to retry (default: --memory-limit / 4, at least room for 4 gRPC uploads and an HTTP request of --max-request-size)")
+	fs.IntVar(&f.MaxConcurrentRequests, "max-concurrent-requests", cfg.MaxConcurrentRequests, "OTLP requests past their upload (scanned, handed to the buffer) on both receivers; past it clients are told to retry")
+	fs.IntVar(&f.MaxConnections, "max-connections", cfg.MaxConnections, "open connections per OTLP listener; further connections wait until one closes")
+	fs.DurationVar(&f.RequestTimeout, "request-timeout", cfg.RequestTimeout, "longest an OTLP request may take to arrive; a stalled client gives back its share of --max-inflight-bytes after this")
 	fs.StringVar(&f.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&f.LogFormat, "log-format", cfg.LogFormat, "text or json (logs go to stderr)")
 	fs.StringVar(&f.NodeName, "node-name", cfg.NodeName, "this node's `name`, unique in the cluster (default: the host name and the gossip port, <host>-<port>)")
@@ -161,6 +165,14 @@ func applyFlag(cfg, f *node.Config, name string) {
 		cfg.MaxTraceSpans = f.MaxTraceSpans
 	case "max-trace-bytes":
 		cfg.MaxTraceBytes = f.MaxTraceBytes
+	case "max-inflight-bytes":
+		cfg.MaxInflightBytes = f.MaxInflightBytes
+	case "max-concurrent-requests":
+		cfg.MaxConcurrentRequests = f.MaxConcurrentRequests
+	case "max-connections":
+		cfg.MaxConnections = f.MaxConnections
+	case "request-timeout":
+		cfg.RequestTimeout = f.RequestTimeout
 	case "log-level":
 		cfg.LogLevel = f.LogLevel
 	case "log-format":

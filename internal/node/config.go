@@ -42,6 +42,12 @@ type Config struct {
 	LogLevel       string        `yaml:"log_level"`        // debug | info | warn | error
 	LogFormat      string        `yaml:"log_format"`       // text | json
 
+	// Bounds on the OTLP requests in progress (see ingest.Config).
+	MaxInflightBytes      bytesize.Size `yaml:"max_inflight_bytes"`      // their bytes; 0 = memory_limit / 4 (at least room for 4 gRPC uploads and an HTTP request)
+	MaxConcurrentRequests int           `yaml:"max_concurrent_requests"` // how many are past their upload, both receivers
+	MaxConnections        int           `yaml:"max_connections"`         // open connections per OTLP listener; more wait
+	RequestTimeout        time.Duration `yaml:"request_timeout"`         // longest a request may take to arrive
+
 	NodeName         string   `yaml:"node_name"`         // unique in the cluster; "" = <host name>-<gossip port> (the port as bound)
 	ClusterBind      string   `yaml:"cluster_bind"`      // gossip listen address (TCP+UDP); "" = no clustering
 	ClusterAdvertise string   `yaml:"cluster_advertise"` // gossip address peers use; "" = derived from cluster_bind
@@ -89,7 +95,10 @@ func DefaultConfig() Config {
 		Durability:     DurabilityNone,
 		StressRelief:   dc.StressRelief,
 
-		MaxExportRequestSize: export.DefaultMaxRequestBytes,
+		MaxExportRequestSize:  export.DefaultMaxRequestBytes,
+		MaxConcurrentRequests: ic.MaxConcurrentRequests,
+		MaxConnections:        ic.MaxConnections,
+		RequestTimeout:        ic.RequestTimeout,
 	}
 }
 
@@ -144,6 +153,9 @@ func (c Config) Validate() error {
 	} else if err := c.storeConfig(nil).Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if c.MaxInflightBytes < 0 {
+		errs = append(errs, fmt.Errorf("max_inflight_bytes (--max-inflight-bytes) must be >= 0 (0: memory_limit / 4), got %d", c.MaxInflightBytes))
+	}
 	if c.GoMemoryLimit < 0 {
 		errs = append(errs, fmt.Errorf("go_memory_limit (--go-memory-limit) must be >= 0, got %d", c.GoMemoryLimit))
 	}
@@ -157,6 +169,8 @@ func (c Config) Validate() error {
 func (c Config) components() (ingest.Config, buffer.Config, decision.Config, export.Config) {
 	ic := ingest.DefaultConfig()
 	ic.GRPCAddr, ic.HTTPAddr, ic.MaxRequestBytes = c.OTLPGRPC, c.OTLPHTTP, int(c.MaxRequestSize)
+	ic.MaxInflightBytes, ic.MaxConcurrentRequests = c.inflightBytes(), c.MaxConcurrentRequests
+	ic.MaxConnections, ic.RequestTimeout = c.MaxConnections, c.RequestTimeout
 	bc := buffer.DefaultConfig()
 	bc.MemoryLimit, bc.MaxTraceSpans, bc.MaxTraceBytes = int64(c.MemoryLimit), c.MaxTraceSpans, int64(c.MaxTraceBytes)
 	dc := decision.DefaultConfig()
@@ -186,6 +200,17 @@ func (c Config) RuntimeMemoryLimit() int64 {
 		return int64(c.GoMemoryLimit)
 	}
 	return int64(c.MemoryLimit)*3/2 + 256<<20
+}
+
+// inflightBytes is max_inflight_bytes, or its default (see
+// ingest.Config.DefaultInflightBytes).
+func (c Config) inflightBytes() int64 {
+	if c.MaxInflightBytes > 0 {
+		return int64(c.MaxInflightBytes)
+	}
+	ic := ingest.DefaultConfig()
+	ic.GRPCAddr, ic.HTTPAddr, ic.MaxRequestBytes = c.OTLPGRPC, c.OTLPHTTP, int(c.MaxRequestSize)
+	return ic.DefaultInflightBytes(int64(c.MemoryLimit))
 }
 
 // clusterConfig maps the cluster keys; key is the gossip key read from

@@ -13,8 +13,9 @@ import (
 // status errors to choose the code).
 type ExportFunc func(ctx context.Context, body []byte) error
 
-// exportMethod is TraceService/Export's full name.
-const exportMethod = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+// ExportMethod is TraceService/Export's full name, as gRPC's tap handle
+// and interceptors see it.
+const ExportMethod = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
 type traceService struct {
 	export        ExportFunc
@@ -59,5 +60,5 @@ func handleExport(srv any, ctx context.Context, dec func(any) error, interceptor
 	if interceptor == nil {
 		return handle(ctx, buf)
 	}
-	return interceptor(ctx, buf, &grpc.UnaryServerInfo{Server: srv, FullMethod: exportMethod}, handle)
+	return interceptor(ctx, buf, &grpc.UnaryServerInfo{Server: srv, FullMethod: ExportMethod}, handle)
 }

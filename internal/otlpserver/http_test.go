@@ -54,3 +54,63 @@ func TestReadBodyLimits(t *testing.T) {
 }
 
 var errBad = errors.New("bad")
+
+// TestReadBodyBudget checks that ReadBodyBudget reads no byte it has not
+// reserved, reserves in doubling steps as bytes arrive (never past the
+// Content-Length), and stops when refused.
+func TestReadBodyBudget(t *testing.T) {
+	gz := func(b []byte) []byte {
+		var out bytes.Buffer
+		zw := gzip.NewWriter(&out)
+		zw.Write(b)
+		zw.Close()
+		return out.Bytes()
+	}
+	cases := []struct {
+		name        string
+		body        []byte
+		encoding    string
+		chunked     bool
+		budget      int64
+		want        error
+		maxReserved int64 // most reserved in all when read whole
+		reserveCall int   // calls to reserve, when read whole
+	}{
+		{"doubling steps up to the content-length", make([]byte, 300<<10), "", false, 1 << 20, nil, 300<<10 + 1, 4},
+		{"chunked in doubling steps", make([]byte, 300<<10), "", true, 1 << 20, nil, 512 << 10, 4},
+		{"gzip in doubling steps", gz(make([]byte, 300<<10)), "gzip", false, 1 << 20, nil, 512 << 10, 4},
+		{"content-length over the budget", make([]byte, 300<<10), "", false, 200 << 10, ErrOverBudget, 0, 0},
+		{"chunked over the budget", make([]byte, 300<<10), "", true, 200 << 10, ErrOverBudget, 0, 0},
+		{"gzip expands over the budget", gz(make([]byte, 300<<10)), "gzip", false, 200 << 10, ErrOverBudget, 0, 0},
+	}
+	for _, c := range cases {
+		r := httptest.NewRequest(http.MethodPost, "/v1/traces", bytes.NewReader(c.body))
+		if c.chunked {
+			r.ContentLength = -1
+		}
+		if c.encoding != "" {
+			r.Header.Set("Content-Encoding", c.encoding)
+		}
+		var reserved int64
+		calls := 0
+		out, err := ReadBodyBudget(httptest.NewRecorder(), r, nil, 1<<20, func(n int64) bool {
+			if reserved+n > c.budget {
+				return false
+			}
+			reserved += n
+			calls++
+			return true
+		})
+		if int64(len(out)) > reserved {
+			t.Errorf("%s: read %d bytes with %d reserved", c.name, len(out), reserved)
+		}
+		if !errors.Is(err, c.want) && !(c.want == nil && err == nil) {
+			t.Errorf("%s: err %v, want %v", c.name, err, c.want)
+			continue
+		}
+		if c.want == nil && (len(out) != 300<<10 || reserved != c.maxReserved || calls != c.reserveCall) {
+			t.Errorf("%s: read %d bytes, reserved %d in %d calls; want %d bytes, %d in %d calls",
+				c.name, len(out), reserved, calls, 300<<10, c.maxReserved, c.reserveCall)
+		}
+	}
+}

@@ -137,6 +137,18 @@ func (r *Request) Resources() int { return int(r.resources) }
 // resources can look each up once per request.
 func (r *Request) ResourceIndex(g int32) int32 { return r.parts[g].resource }
 
+// IndexBytes is the memory this request's index needs: span entries,
+// groups and their parts (each resource part counted once), and what
+// GroupByTrace adds. Budgets of requests in flight count it.
+func (r *Request) IndexBytes() int64 {
+	n := int64(len(r.Spans))*int64(unsafe.Sizeof(Span{})) +
+		int64(len(r.Groups))*int64(unsafe.Sizeof(Group{})) +
+		int64(len(r.parts))*int64(unsafe.Sizeof(groupParts{})) + int64(len(r.arena))
+	// GroupByTrace: per span its place and trace ordinal; per trace a run
+	// and an index entry (key, value, map slack).
+	return n + int64(len(r.Spans))*8 + int64(len(r.Spans))*(int64(unsafe.Sizeof(TraceRun{}))+32)
+}
+
 // SpanBytes returns the total size of the raw spans in the request.
 func (r *Request) SpanBytes() int {
 	n := 0
