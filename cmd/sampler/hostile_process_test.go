@@ -82,8 +82,8 @@ const (
 	// hostileHold is how long an attack is held at full strength. The
 	// ordinary traffic runs hostileTraffic, long enough to start before
 	// the attack and go on after it on a busy machine.
-	hostileHold    = 10 * time.Second
-	hostileTraffic = 45 * time.Second
+	hostileHold    = 8 * time.Second
+	hostileTraffic = 30 * time.Second
 )
 
 // A hostileCase is one kind of hostile input.
@@ -99,8 +99,11 @@ type hostileCase struct {
 	check func(t *testing.T, h *hostileRun, g prometheus.Gatherer)
 	// backend, if set, starts what the node forwards to (a misbehaving
 	// backend, say) and returns its address; it should pass kept traces
-	// on to the bench's sink at sinkAddr, or the completeness check fails.
-	backend func(t *testing.T, sinkAddr string) string
+	// on to the bench's sink at h.sinkAddr, or the completeness check fails.
+	backend func(h *hostileRun) string
+	// failed is how many spans the node must count failed at export (a
+	// span too big for any request); the accounting expects exactly that.
+	failed int64
 }
 
 var hostileCases = []hostileCase{
@@ -175,7 +178,7 @@ func TestHostileProcess(t *testing.T) {
 		t.Skipf("RLIMIT_NOFILE %d (%v): 10,000 connections need 12,000", lim.Max, err)
 	}
 	bin := buildSampler(t)
-	for _, c := range hostileCases {
+	for _, c := range append(hostileCases, payloadCases...) {
 		t.Run(strings.ReplaceAll(c.name, " ", "_"), func(t *testing.T) { runHostile(t, bin, c) })
 	}
 }
@@ -194,6 +197,8 @@ type hostileRun struct {
 	peak                        hostilePeaks
 	established, attemptedConns atomic.Int64 // connFlood's
 	streams                     streamOutcomes
+	attack                      attackCounts // the payload attacks' requests
+	backend                     *flakyBackend
 }
 
 type hostilePeaks struct {
@@ -220,7 +225,7 @@ func runHostile(t *testing.T, bin string, c hostileCase) {
 	h.peak.conns = map[string]float64{}
 	forward := h.sinkAddr
 	if c.backend != nil {
-		forward = c.backend(t, h.sinkAddr)
+		forward = c.backend(h)
 	}
 	args := append([]string{"run", "--otlp-grpc", h.grpcAddr, "--otlp-http", h.httpAddr, "--admin", h.admin,
 		"--cluster-bind", "", "--forward", forward, "--memory-limit", strconv.Itoa(hostileMemoryLimit),
@@ -292,7 +297,7 @@ func runHostile(t *testing.T, bin string, c hostileCase) {
 			s.Completeness(), s.Complete, s.Fragmented, s.Duplicated)
 	}
 	// The accounting adds up.
-	h.checkAccounting(t, g, res.SpansSent+sdkOK)
+	h.checkAccounting(t, g, res.SpansSent+sdkOK+h.attack.spans.Load(), c.failed)
 	if c.check != nil {
 		c.check(t, h, g)
 	}
@@ -441,8 +446,9 @@ func (h *hostileRun) settle(t *testing.T) prometheus.Gatherer {
 
 // checkAccounting checks the node's identities on its settled metrics:
 // what the clients had acknowledged is what the node accepted, and every
-// accepted span was sent or dropped by a policy.
-func (h *hostileRun) checkAccounting(t *testing.T, g prometheus.Gatherer, acknowledged int64) {
+// accepted span was sent, dropped by a policy, or (exactly wantFailed of
+// them) failed at export.
+func (h *hostileRun) checkAccounting(t *testing.T, g prometheus.Gatherer, acknowledged, wantFailed int64) {
 	t.Helper()
 	client := mval(g, "tailsift_cluster_received_spans_total", "source", "client")
 	received, refused := mval(g, "tailsift_ingest_spans_received_total"), mval(g, "tailsift_ingest_spans_refused_total")
@@ -455,9 +461,9 @@ func (h *hostileRun) checkAccounting(t *testing.T, g prometheus.Gatherer, acknow
 		t.Errorf("spans acknowledged to clients %d, from clients %.0f, received-refused %.0f, accepted %.0f: want all equal",
 			acknowledged, client, received-refused, accepted)
 	}
-	if accepted != kept+dropped+buffered || sent != kept || failed != 0 {
-		t.Errorf("accepted %.0f != kept %.0f + dropped %.0f + buffered %.0f, or sent %.0f != kept, or %.0f failed",
-			accepted, kept, dropped, buffered, sent, failed)
+	if accepted != kept+dropped+buffered || sent+failed != kept || failed != float64(wantFailed) {
+		t.Errorf("accepted %.0f != kept %.0f + dropped %.0f + buffered %.0f, or sent %.0f + failed %.0f != kept, or failed != %d",
+			accepted, kept, dropped, buffered, sent, failed, wantFailed)
 	}
 }
 

@@ -39,8 +39,11 @@ var HostileShapes = []Hostile{EmptyScopes, DistinctScopes, ManyResources, ManyTr
 
 // HostileRequest builds a request of shape h of about size bytes. traceID
 // seeds the trace IDs (the first 8 bytes are kept, the rest count up).
-func HostileRequest(h Hostile, size int, traceID [16]byte) *coltracepb.ExportTraceServiceRequest {
+// base numbers the request's spans, scopes and resources from base on, so
+// that requests built with different bases do not repeat them.
+func HostileRequest(h Hostile, size int, traceID [16]byte, base int) *coltracepb.ExportTraceServiceRequest {
 	span := func(i int) *tracepb.Span {
+		i += base
 		tid := traceID
 		if h == ManyTraces {
 			binary.BigEndian.PutUint64(tid[8:], binary.BigEndian.Uint64(tid[8:])+uint64(i))
@@ -66,14 +69,14 @@ func HostileRequest(h Hostile, size int, traceID [16]byte) *coltracepb.ExportTra
 				continue
 			}
 			rs.ScopeSpans = append(rs.ScopeSpans, &tracepb.ScopeSpans{
-				Scope: &commonpb.InstrumentationScope{Name: fmt.Sprint(i)},
+				Scope: &commonpb.InstrumentationScope{Name: fmt.Sprint(base + i)},
 				Spans: []*tracepb.Span{span(i)},
 			})
 		}
 		req.ResourceSpans = []*tracepb.ResourceSpans{rs}
 	case ManyResources:
 		for i := range size / 70 {
-			res := &resourcepb.Resource{Attributes: []*commonpb.KeyValue{Str("service.name", fmt.Sprint("s", i))}}
+			res := &resourcepb.Resource{Attributes: []*commonpb.KeyValue{Str("service.name", fmt.Sprint("s", base+i))}}
 			req.ResourceSpans = append(req.ResourceSpans, &tracepb.ResourceSpans{Resource: res,
 				ScopeSpans: []*tracepb.ScopeSpans{{Spans: []*tracepb.Span{span(i)}}}})
 		}

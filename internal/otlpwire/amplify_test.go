@@ -39,7 +39,7 @@ func scanAllocs(b []byte) (uint64, error) {
 func TestScanMemoryIsLinear(t *testing.T) {
 	for _, h := range otlptest.HostileShapes {
 		t.Run(h.String(), func(t *testing.T) {
-			in := marshal(t, otlptest.HostileRequest(h, 1<<20, [16]byte{1}))
+			in := marshal(t, otlptest.HostileRequest(h, 1<<20, [16]byte{1}, 0))
 			allocs, err := scanAllocs(in)
 			if err != nil {
 				t.Fatal(err)
@@ -56,7 +56,7 @@ func TestScanMemoryIsLinear(t *testing.T) {
 // allocates a small multiple of its size.
 func FuzzScanMemory(f *testing.F) {
 	for _, h := range otlptest.HostileShapes {
-		f.Add(marshal(f, otlptest.HostileRequest(h, 4<<10, [16]byte{1})))
+		f.Add(marshal(f, otlptest.HostileRequest(h, 4<<10, [16]byte{1}, 0)))
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		allocs, err := scanAllocs(in)
@@ -74,7 +74,7 @@ func FuzzScanMemory(f *testing.F) {
 func BenchmarkScanHostile(b *testing.B) {
 	for _, h := range otlptest.HostileShapes {
 		b.Run(h.String(), func(b *testing.B) {
-			in := marshal(b, otlptest.HostileRequest(h, 1<<20, [16]byte{1}))
+			in := marshal(b, otlptest.HostileRequest(h, 1<<20, [16]byte{1}, 0))
 			var r Request
 			b.SetBytes(int64(len(in)))
 			b.ReportAllocs()
@@ -93,7 +93,7 @@ func BenchmarkScanHostile(b *testing.B) {
 func BenchmarkScanHostileCold(b *testing.B) {
 	for _, h := range otlptest.HostileShapes {
 		b.Run(h.String(), func(b *testing.B) {
-			in := marshal(b, otlptest.HostileRequest(h, 1<<20, [16]byte{1}))
+			in := marshal(b, otlptest.HostileRequest(h, 1<<20, [16]byte{1}, 0))
 			b.SetBytes(int64(len(in)))
 			b.ReportAllocs()
 			for b.Loop() {
