@@ -63,6 +63,14 @@ func (r *Result) WriteText(w io.Writer) {
 		fmt.Fprintf(tw, "refused\t%d spans after retries\t%d traces undelivered (excluded above), %d retries\n",
 			r.SpansRefused, s.Undelivered, r.Retries)
 	}
+	if r.UntilBuffered > 0 {
+		if r.UntilReached > 0 {
+			fmt.Fprintf(tw, "until buffered\t%s reached at %v\tthe send stopped there: %d scheduled spans not sent, their traces undelivered\n",
+				bytesText(uint64(r.UntilBuffered)), r.UntilReached.Round(time.Millisecond), r.SpansUnsent)
+		} else {
+			fmt.Fprintf(tw, "until buffered\t%s NOT reached\tthe whole schedule was sent first\n", bytesText(uint64(r.UntilBuffered)))
+		}
+	}
 	var shares []string
 	for c := workload.Class(0); c < workload.NumClasses; c++ {
 		cl := s.Classes[c]

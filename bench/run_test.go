@@ -97,6 +97,60 @@ func TestRunInProcess(t *testing.T) {
 	}
 }
 
+// UntilBuffered cuts the send once the node buffers that much: the rest
+// of the schedule is not sent, its traces are left out of the judgement,
+// and everything sent is accounted for and judged as usual. A target
+// beyond the whole schedule is reported as not reached.
+func TestRunUntilBuffered(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a load")
+	}
+	sc := shortScenario()
+	sc.Node.RootWait = sc.Node.DecisionWait // nothing leaves the buffer before the cut
+	sc.UntilBuffered = 1 << 20              // about 2.3k spans of the 9k scheduled
+	r, err := Run(context.Background(), sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := r.Sink
+	if r.UntilReached <= 0 || r.UntilReached >= sc.Duration || r.SpansUnsent <= 0 || s.Undelivered <= 0 {
+		t.Fatalf("reached %v, %d spans unsent, %d traces undelivered: want the send cut short", r.UntilReached, r.SpansUnsent, s.Undelivered)
+	}
+	if r.SpansSent+r.SpansUnsent+r.SpansRefused != int64(r.SpansScheduled) || r.SpansRefused != 0 {
+		t.Fatalf("sent %d + unsent %d + refused %d != scheduled %d", r.SpansSent, r.SpansUnsent, r.SpansRefused, r.SpansScheduled)
+	}
+	if peak := r.Engine.PeakBufferedSpans; float64(peak)*r.Engine.AccountedPerSpan < float64(sc.UntilBuffered)/2 {
+		t.Fatalf("peak %d spans buffered: the cut came before the node buffered %d bytes", peak, sc.UntilBuffered)
+	}
+	if s.Completeness() != 1 || s.Fragmented != 0 || s.Duplicated != 0 || s.Unexpected != 0 || s.Sent == 0 {
+		t.Fatalf("traces sent whole not judged intact: %+v", s)
+	}
+	if errs := s.Classes[workload.ClassError]; errs.Complete != errs.Sent {
+		t.Fatalf("error traces sent whole: %d of %d kept", errs.Complete, errs.Sent)
+	}
+	if e := r.Engine; !e.AccountingOK || e.Stats.Accepted != r.SpansSent {
+		t.Fatalf("accounting: %+v (generator sent %d)", e.Stats, r.SpansSent)
+	}
+	var text bytes.Buffer
+	r.WriteText(&text)
+	if !strings.Contains(text.String(), "until buffered    1.0 MiB reached at") {
+		t.Fatalf("report:\n%s", text.String())
+	}
+
+	sc.Duration, sc.UntilBuffered = time.Second, 1<<30
+	if r, err = Run(context.Background(), sc); err != nil {
+		t.Fatal(err)
+	}
+	if r.UntilReached != 0 || r.SpansUnsent != 0 || r.SpansSent != int64(r.SpansScheduled) {
+		t.Fatalf("1 GiB reached at %v with %d of %d spans sent, %d unsent", r.UntilReached, r.SpansSent, r.SpansScheduled, r.SpansUnsent)
+	}
+	text.Reset()
+	r.WriteText(&text)
+	if !strings.Contains(text.String(), "1.00 GiB NOT reached") {
+		t.Fatalf("report:\n%s", text.String())
+	}
+}
+
 // clusterScenario is shortScenario over an in-process cluster of n nodes.
 func clusterScenario(n int, d time.Duration) Scenario {
 	sc := shortScenario()
@@ -296,6 +350,10 @@ func TestScenarioValidate(t *testing.T) {
 	ext.Targets = []string{"127.0.0.1:4317"}
 	if err := ext.Validate(); err == nil || !strings.Contains(err.Error(), "--sink-listen") {
 		t.Errorf("external mode without a sink address: %v", err)
+	}
+	ext.SinkListen, ext.UntilBuffered = "127.0.0.1:4417", 1<<20
+	if err := ext.Validate(); err == nil || !strings.Contains(err.Error(), "--until-buffered with --target needs --target-admin") {
+		t.Errorf("--until-buffered in external mode without admin addresses: %v", err)
 	}
 	if err := DefaultScenario().Validate(); err != nil {
 		t.Fatal(err)
