@@ -74,9 +74,11 @@ func startCluster(t *testing.T, n int, forward string, adjust ...func(*node.Conf
 // One trace whose three spans are sent by three SDKs to three different
 // nodes arrives at the backend whole, once, decided by root_wait (so by
 // one node that had the root), and every node's accounting adds up.
+// decision_wait is an hour: a trace that arrives at all was decided by its
+// root, however long a busy machine takes to get it there.
 func TestClusterGathersTrace(t *testing.T) {
 	sk := startSink(t)
-	nodes := startCluster(t, 3, sk.addr)
+	nodes := startCluster(t, 3, sk.addr, func(c *node.Config) { c.DecisionWait, c.MaxTraceAge = time.Hour, time.Hour })
 	ctx := context.Background()
 	var tps []*sdktrace.TracerProvider
 	for _, nd := range nodes {
@@ -116,9 +118,6 @@ func TestClusterGathersTrace(t *testing.T) {
 		return true
 	}, "every trace at the sink")
 	t.Logf("all traces arrived %v after the last root", time.Since(start))
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("traces took %v: decided by decision_wait, not by their root", d)
-	}
 	for _, id := range ids {
 		for sid, n := range sk.received(id) {
 			if n != 1 {
