@@ -40,7 +40,7 @@ type ClassReport struct {
 }
 
 // MaxMissed bounds ClassReport.Missed.
-const MaxMissed = 100
+const MaxMissed = 20
 
 // DelayStats describes the end-to-end delay of complete traces: when the
 // trace's last span reached the sink minus when the trace ended (run start +
