@@ -55,6 +55,9 @@ type Result struct {
 
 	Ingest Percentiles `json:"ingest_latency"` // OTLP export RPC, as the client saw it
 	Sink   sink.Report `json:"sink"`
+	// Missed holds, for each error and slow trace the sink names as not
+	// kept whole, what the engine says of it.
+	Missed []MissedTrace `json:"missed,omitempty"`
 
 	Engine *EngineFigures `json:"engine,omitempty"` // in-process only
 
@@ -318,6 +321,7 @@ func Run(ctx context.Context, sc Scenario) (*Result, error) {
 		res.IngestP99ByS = append(res.IngestP99ByS, time.Duration(h.ValueAtQuantile(99))*time.Microsecond)
 	}
 	res.Sink = snk.Report(sc.Slow)
+	explainMissed(ctx, res, live, adm)
 	res.Samples = samples
 	if !external {
 		pr := probe()
