@@ -98,6 +98,7 @@ type Sample struct {
 	SpansKept     int64         `json:"spans_kept"`     // arrived at the sink so far
 	BufferedSpans int64         `json:"buffered_spans"` // all nodes
 	BufferBytes   int64         `json:"buffer_bytes"`
+	SpilledBytes  int64         `json:"spilled_bytes,omitempty"` // span bytes on disk, all nodes
 	HeapBytes     uint64        `json:"heap_bytes"`
 	RSSBytes      uint64        `json:"rss_bytes"`
 }

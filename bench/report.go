@@ -63,12 +63,25 @@ func (r *Result) WriteText(w io.Writer) {
 		fmt.Fprintf(tw, "refused\t%d spans after retries\t%d traces undelivered (excluded above), %d retries\n",
 			r.SpansRefused, s.Undelivered, r.Retries)
 	}
+	if r.UntilBuffered > 0 {
+		if r.UntilReached > 0 {
+			fmt.Fprintf(tw, "until buffered\t%s reached at %v\tthe send stopped there: %d scheduled spans not sent, their traces undelivered\n",
+				bytesText(uint64(r.UntilBuffered)), r.UntilReached.Round(time.Millisecond), r.SpansUnsent)
+		} else {
+			fmt.Fprintf(tw, "until buffered\t%s NOT reached\tthe whole schedule was sent first\n", bytesText(uint64(r.UntilBuffered)))
+		}
+	}
 	var shares []string
 	for c := workload.Class(0); c < workload.NumClasses; c++ {
 		cl := s.Classes[c]
 		shares = append(shares, fmt.Sprintf("%s %.1f%% (%d/%d)", c, 100*cl.KeepShare, cl.Kept, cl.Sent))
 	}
 	fmt.Fprintf(tw, "keep share\t%s\t\n", strings.Join(shares, ", "))
+	if len(r.Missed) > 0 {
+		un := len(r.Unexplained())
+		fmt.Fprintf(tw, "missed\t%d error/slow traces explained\t%d decided before they showed an error or %v (late spans counted); %d otherwise\n",
+			len(r.Missed), len(r.Missed)-un, s.SlowThreshold, un)
+	}
 	fmt.Fprintf(tw, "ingest latency\tp50 %v  p99 %v  p99.9 %v  max %v\tOTLP export RPC as the client saw it\n",
 		r.Ingest.P50, r.Ingest.P99, r.Ingest.P999, r.Ingest.Max)
 	if r.MaxLag > 100*time.Millisecond {

@@ -32,13 +32,19 @@ type Result struct {
 	Decision    time.Duration   `json:"decision_wait_ns,omitempty"`
 	Events      []string        `json:"events,omitempty"` // cluster events of the run, with their times
 
-	SpansScheduled int           `json:"spans_scheduled"`
-	TracesSent     int           `json:"traces_scheduled"`
-	SpansSent      int64         `json:"spans_sent"`    // accepted by the engine
-	SpansRefused   int64         `json:"spans_refused"` // in requests refused after retries
-	Retries        int64         `json:"retries"`
-	Requests       int64         `json:"requests"`
-	SendTime       time.Duration `json:"send_time_ns"` // first request to last answer
+	SpansScheduled int   `json:"spans_scheduled"`
+	TracesSent     int   `json:"traces_scheduled"`
+	SpansSent      int64 `json:"spans_sent"`    // accepted by the engine
+	SpansRefused   int64 `json:"spans_refused"` // in requests refused after retries
+	// With Scenario.UntilBuffered: the bytes asked for, when the nodes
+	// buffered them (since the start; 0: never, the whole schedule was
+	// sent), and the scheduled spans not sent because of it.
+	UntilBuffered int64         `json:"until_buffered_bytes,omitempty"`
+	UntilReached  time.Duration `json:"until_reached_ns,omitempty"`
+	SpansUnsent   int64         `json:"spans_unsent,omitempty"`
+	Retries       int64         `json:"retries"`
+	Requests      int64         `json:"requests"`
+	SendTime      time.Duration `json:"send_time_ns"` // first request to last answer
 	// The rates are compared over the steady window: from the first
 	// second (traces emit spans only as they end) to the end of Duration
 	// (after it only the tails of traces started before remain).
@@ -49,6 +55,9 @@ type Result struct {
 
 	Ingest Percentiles `json:"ingest_latency"` // OTLP export RPC, as the client saw it
 	Sink   sink.Report `json:"sink"`
+	// Missed holds, for each error and slow trace the sink names as not
+	// kept whole, what the engine says of it.
+	Missed []MissedTrace `json:"missed,omitempty"`
 
 	Engine *EngineFigures `json:"engine,omitempty"` // in-process only
 
@@ -124,7 +133,7 @@ func Run(ctx context.Context, sc Scenario) (*Result, error) {
 	}
 	external := len(sc.Targets) > 0
 	res := &Result{Mode: "in-process", Nodes: sc.Nodes, Protocol: sc.Protocol, Connections: sc.Workload.Connections,
-		Duration: sc.Duration, OfferedRate: sc.Rate, Workload: sc.Workload}
+		Duration: sc.Duration, OfferedRate: sc.Rate, Workload: sc.Workload, UntilBuffered: int64(sc.UntilBuffered)}
 	if external {
 		res.Mode, res.Nodes = "external", len(sc.Targets)
 	} else {
@@ -240,9 +249,11 @@ func Run(ctx context.Context, sc Scenario) (*Result, error) {
 	}
 	start := time.Now()
 	snk.Expect(sched.Manifest, start)
-	// Peaks of the data directories' gauges, written by the sampler
-	// goroutine only, read after it has finished.
+	// Peaks of the data directories' gauges, and when UntilBuffered was
+	// reached, written by the sampler goroutine only, read after it has
+	// finished.
 	var peakSpilled, peakDisk int64
+	var untilReached time.Duration
 	smp := startSampler(start, 250*time.Millisecond, func(s *Sample) {
 		s.SpansSent = snd.stats.spansSent.Load()
 		s.SpansKept = snk.Progress().Spans
@@ -253,14 +264,20 @@ func Run(ctx context.Context, sc Scenario) (*Result, error) {
 		}
 		if dirs != nil {
 			m := gatherNodes(nodes)
-			peakSpilled = max(peakSpilled, int64(m["tailsift_buffer_spilled_bytes"]))
+			s.SpilledBytes = int64(m["tailsift_buffer_spilled_bytes"])
+			peakSpilled = max(peakSpilled, s.SpilledBytes)
 			peakDisk = max(peakDisk, int64(m["tailsift_store_disk_bytes"]))
 		}
 		s.HeapBytes, s.RSSBytes = liveHeap(), residentBytes()
 		if adm != nil { // the engine is elsewhere: its figures, not ours
 			if m, err := adm.total(ctx); err == nil {
 				s.BufferedSpans, s.BufferBytes, s.HeapBytes, s.RSSBytes = int64(m.BufferedSpans), int64(m.BufferBytes), 0, uint64(m.RSS)
+				s.SpilledBytes = int64(m.SpilledBytes)
 			}
+		}
+		if sc.UntilBuffered > 0 && untilReached == 0 && s.BufferBytes+s.SpilledBytes >= int64(sc.UntilBuffered) {
+			untilReached = max(s.At, 1)
+			snd.cut()
 		}
 	})
 	stopProgress := reportProgress(ctx, sc, sched, snd, smp, start)
@@ -277,9 +294,10 @@ func Run(ctx context.Context, sc Scenario) (*Result, error) {
 	// A new slice: the sampler goroutine still reads nodes.
 	all := append(slices.Clone(nodes), joined...)
 	live := slices.DeleteFunc(slices.Clone(all), func(n *node.Node) bool { return n == victim })
-	drain(ctx, sc, live, snk)
+	drain(ctx, sc, live, adm, snk)
 	stopProgress()
 	samples := smp.finish()
+	res.UntilReached = untilReached
 	var cpu CPU
 	if prof != nil {
 		if cpu, err = prof.stop(sc.CPUProfile); err != nil {
@@ -293,6 +311,7 @@ func Run(ctx context.Context, sc Scenario) (*Result, error) {
 	// Figures.
 	st := snd.stats
 	res.SpansSent, res.SpansRefused, res.Retries = st.spansSent.Load(), st.spansRefused.Load(), st.retries.Load()
+	res.SpansUnsent = st.spansUnsent.Load()
 	res.Requests = st.requestsSent.Load()
 	res.SendTime = time.Duration(st.lastSendFinish.Load() - st.firstSend.Load())
 	res.WindowOffered, res.AchievedRate = windowRates(sched, samples, sc)
@@ -302,6 +321,7 @@ func Run(ctx context.Context, sc Scenario) (*Result, error) {
 		res.IngestP99ByS = append(res.IngestP99ByS, time.Duration(h.ValueAtQuantile(99))*time.Microsecond)
 	}
 	res.Sink = snk.Report(sc.Slow)
+	explainMissed(ctx, res, live, adm)
 	res.Samples = samples
 	if !external {
 		pr := probe()
@@ -672,8 +692,11 @@ func liveHeap() uint64 {
 	return s[0].Value.Uint64()
 }
 
-// drain waits for the decisions of everything sent to reach the sink.
-func drain(ctx context.Context, sc Scenario, nodes []*node.Node, snk *sink.Sink) {
+// drain waits for the decisions of everything sent to reach the sink:
+// until the nodes (in-process, or external ones through adm) hold nothing
+// buffered or pending, or, with neither, until the sink has been quiet for
+// sc.Quiet; at most sc.Drain.
+func drain(ctx context.Context, sc Scenario, nodes []*node.Node, adm *admins, snk *sink.Sink) {
 	deadline := time.Now().Add(sc.Drain)
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
@@ -692,6 +715,13 @@ func drain(ctx context.Context, sc Scenario, nodes []*node.Node, snk *sink.Sink)
 				}
 			}
 			if idle {
+				return
+			}
+			continue
+		}
+		if adm != nil {
+			// A node that cannot be read is not known to be idle.
+			if m, err := adm.total(ctx); err == nil && m.idle() {
 				return
 			}
 			continue

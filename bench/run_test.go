@@ -7,13 +7,16 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
+	"github.com/tailsift/tailsift/bench/sink"
 	"github.com/tailsift/tailsift/bench/workload"
+	"github.com/tailsift/tailsift/decision"
 	"github.com/tailsift/tailsift/internal/node"
 )
 
@@ -33,6 +36,9 @@ func shortScenario() Scenario {
 
 func checkIntact(t *testing.T, r *Result) {
 	t.Helper()
+	// The engine's word on each missed error or slow trace first: it
+	// tells a late span from a lost one when the checks below fail.
+	checkMissed(t, r)
 	s := r.Sink
 	if s.Completeness() != 1 || s.Fragmented != 0 || s.Duplicated != 0 || s.Unexpected != 0 || s.UnexpectedSpans != 0 {
 		t.Fatalf("kept traces not intact: %+v", s)
@@ -47,10 +53,12 @@ func checkIntact(t *testing.T, r *Result) {
 	if errs.Sent == 0 || slow.Sent == 0 || rest.Sent == 0 {
 		t.Fatalf("a class is empty: %+v", s.Classes)
 	}
-	// The embedded example policies: every error and slow trace, 10% of the rest.
-	if errs.Complete != errs.Sent || slow.Complete != slow.Sent {
-		t.Fatalf("error traces kept %d/%d, slow %d/%d: want all", errs.Complete, errs.Sent, slow.Complete, slow.Sent)
-	}
+	// The embedded example policies: every error and slow trace, 10% of
+	// the rest. A trace is decided with the spans it has, so one whose
+	// error span (or root) comes late, as the sender's connections and the
+	// peers' forwards may make it on a busy machine, is dropped and its
+	// late spans counted: checkMissed, above, checks the engine's word on
+	// each missed one.
 	if share := rest.KeepShare; share < 0.03 || share > 0.2 {
 		t.Fatalf("kept %.1f%% of the rest, want about 10%%", 100*share)
 	}
@@ -94,6 +102,101 @@ func TestRunInProcess(t *testing.T) {
 		if !strings.Contains(text.String(), want) {
 			t.Fatalf("report lacks %q:\n%s", want, text.String())
 		}
+	}
+}
+
+// UntilBuffered cuts the send once the node buffers that much: the rest
+// of the schedule is not sent, its traces are left out of the judgement,
+// and everything sent is accounted for and judged as usual. A target
+// beyond the whole schedule is reported as not reached.
+func TestRunUntilBuffered(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a load")
+	}
+	sc := shortScenario()
+	sc.Node.RootWait = sc.Node.DecisionWait // nothing leaves the buffer before the cut
+	sc.UntilBuffered = 1 << 20              // about 2.3k spans of the 9k scheduled
+	r, err := Run(context.Background(), sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := r.Sink
+	if r.UntilReached <= 0 || r.SpansUnsent <= 0 || s.Undelivered <= 0 {
+		t.Fatalf("reached %v, %d spans unsent, %d traces undelivered: want the send cut short", r.UntilReached, r.SpansUnsent, s.Undelivered)
+	}
+	if r.SpansSent+r.SpansUnsent+r.SpansRefused != int64(r.SpansScheduled) || r.SpansRefused != 0 {
+		t.Fatalf("sent %d + unsent %d + refused %d != scheduled %d", r.SpansSent, r.SpansUnsent, r.SpansRefused, r.SpansScheduled)
+	}
+	if peak := r.Engine.PeakBufferedSpans; float64(peak)*r.Engine.AccountedPerSpan < float64(sc.UntilBuffered)/2 {
+		t.Fatalf("peak %d spans buffered: the cut came before the node buffered %d bytes", peak, sc.UntilBuffered)
+	}
+	if s.Completeness() != 1 || s.Fragmented != 0 || s.Duplicated != 0 || s.Unexpected != 0 || s.Sent == 0 {
+		t.Fatalf("traces sent whole not judged intact: %+v", s)
+	}
+	checkMissed(t, r)
+	if e := r.Engine; !e.AccountingOK || e.Stats.Accepted != r.SpansSent {
+		t.Fatalf("accounting: %+v (generator sent %d)", e.Stats, r.SpansSent)
+	}
+	var text bytes.Buffer
+	r.WriteText(&text)
+	if !strings.Contains(text.String(), "until buffered    1.0 MiB reached at") {
+		t.Fatalf("report:\n%s", text.String())
+	}
+
+	sc.Duration, sc.UntilBuffered = time.Second, 1<<30
+	if r, err = Run(context.Background(), sc); err != nil {
+		t.Fatal(err)
+	}
+	if r.UntilReached != 0 || r.SpansUnsent != 0 || r.SpansSent != int64(r.SpansScheduled) {
+		t.Fatalf("1 GiB reached at %v with %d of %d spans sent, %d unsent", r.UntilReached, r.SpansSent, r.SpansScheduled, r.SpansUnsent)
+	}
+	text.Reset()
+	r.WriteText(&text)
+	if !strings.Contains(text.String(), "1.00 GiB NOT reached") {
+		t.Fatalf("report:\n%s", text.String())
+	}
+}
+
+// checkMissed fails for every error and slow trace the sink names as not
+// kept whole that the engine did not drop before it showed an error or
+// its duration (Result.Unexplained), and logs how many were.
+func checkMissed(t *testing.T, r *Result) {
+	t.Helper()
+	s := &r.Sink
+	errs, slow := s.Classes[workload.ClassError], s.Classes[workload.ClassSlow]
+	if len(r.Missed) > 0 {
+		t.Logf("error traces kept whole %d/%d, slow %d/%d; the engine explains %d of those missed", errs.Complete, errs.Sent, slow.Complete, slow.Sent, len(r.Missed))
+	}
+	if int64(len(r.Missed)) != min(errs.Sent-errs.Complete, sink.MaxMissed)+min(slow.Sent-slow.Complete, sink.MaxMissed) {
+		t.Errorf("%d missed traces explained; the sink counts %d error and %d slow traces not kept whole", len(r.Missed), errs.Sent-errs.Complete, slow.Sent-slow.Complete)
+	}
+	for _, m := range r.Unexplained() {
+		t.Errorf("%s trace %s not kept whole, and the engine did not drop it before it showed that: %+v %s", m.Class, m.TraceID, m.Explanation, m.Err)
+	}
+}
+
+// A missed error or slow trace is explained when the engine dropped it
+// before it showed an error or its duration; anything else is not.
+func TestUnexplained(t *testing.T) {
+	at := time.Unix(1700000000, 0)
+	x := func(status string, spans, errs int32, dur float64) *decision.Explanation {
+		return &decision.Explanation{Status: status, DecidedAt: at, Spans: spans, ErrorSpans: errs, DurationSec: dur}
+	}
+	r := &Result{Sink: sink.Report{SlowThreshold: time.Second}, Missed: []MissedTrace{
+		{TraceID: "e1", Class: "error", Explanation: x("dropped", 3, 0, 0.1)},                  // its error span came late
+		{TraceID: "e2", Class: "error", Explanation: x("dropped", 3, 1, 0.1)},                  // dropped with the error in hand
+		{TraceID: "e3", Class: "error", Explanation: x("kept", 3, 1, 0.1)},                     // kept, yet not whole
+		{TraceID: "e4", Class: "error", Explanation: &decision.Explanation{Status: "dropped"}}, // no details
+		{TraceID: "e5", Class: "error", Err: "no node to ask"},
+		{TraceID: "s1", Class: "slow", Explanation: x("dropped", 2, 0, 0.4)}, // its root came late
+		{TraceID: "s2", Class: "slow", Explanation: x("dropped", 2, 0, 1.5)}, // dropped at 1.5s
+	}}
+	var got []string
+	for _, m := range r.Unexplained() {
+		got = append(got, m.TraceID)
+	}
+	if want := []string{"e2", "e3", "e4", "e5", "s2"}; !slices.Equal(got, want) {
+		t.Errorf("Unexplained = %v, want %v", got, want)
 	}
 }
 
@@ -178,9 +281,7 @@ func TestRunClusterKill(t *testing.T) {
 	if s.Fragmented != 0 || s.Duplicated != 0 || s.Completeness() != 1 {
 		t.Fatalf("traces the killed node did not own arrived incomplete: %+v", s)
 	}
-	if errs := s.Classes[workload.ClassError]; errs.Complete != errs.Sent {
-		t.Fatalf("error traces kept %d/%d", errs.Complete, errs.Sent)
-	}
+	checkMissed(t, r)
 	// The last seconds of load ran after failure detection removed the
 	// node: the survivors decided and forwarded through to the end.
 	if r.Sink.Delay.Count == 0 || r.Engine == nil || !r.Engine.AccountingOK {
@@ -296,6 +397,10 @@ func TestScenarioValidate(t *testing.T) {
 	ext.Targets = []string{"127.0.0.1:4317"}
 	if err := ext.Validate(); err == nil || !strings.Contains(err.Error(), "--sink-listen") {
 		t.Errorf("external mode without a sink address: %v", err)
+	}
+	ext.SinkListen, ext.UntilBuffered = "127.0.0.1:4417", 1<<20
+	if err := ext.Validate(); err == nil || !strings.Contains(err.Error(), "--until-buffered with --target needs --target-admin") {
+		t.Errorf("--until-buffered in external mode without admin addresses: %v", err)
 	}
 	if err := DefaultScenario().Validate(); err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tailsift/tailsift/bench/workload"
+	"github.com/tailsift/tailsift/internal/bytesize"
 	"github.com/tailsift/tailsift/internal/node"
 )
 
@@ -52,11 +53,25 @@ type Scenario struct {
 	// /metrics give the engine's CPU seconds, RSS and buffered spans.
 	TargetAdmins []string
 	// Drain bounds the wait after the last request for decisions to reach
-	// the sink. In-process the run ends as soon as nothing is buffered or
-	// pending; externally it ends when the sink has been quiet for
-	// Quiet or Drain has passed.
+	// the sink. The run ends as soon as the nodes hold nothing buffered or
+	// pending (in-process from their stats, externally from
+	// TargetAdmins' /metrics); externally without TargetAdmins, when the
+	// sink has been quiet for Quiet. Either way, at the latest when Drain
+	// has passed.
 	Drain time.Duration
 	Quiet time.Duration
+
+	// UntilBuffered, if positive, cuts the send short once the nodes
+	// buffer this many bytes: accounted memory plus span bytes spilled to
+	// disk (in-process from the nodes, externally from TargetAdmins'
+	// tailsift_buffer_memory_bytes + tailsift_buffer_spilled_bytes, read
+	// every 250ms). The schedule (Rate x Duration) bounds the load;
+	// requests not sent by then are counted in Result.SpansUnsent and
+	// their traces, which cannot arrive whole, are left out of the sink's
+	// judgement (as undelivered). It drives a node to a state, such as
+	// hundreds of MiB spilled, however slowly the machine lets it get
+	// there. Flag --until-buffered.
+	UntilBuffered bytesize.Size
 
 	// MaxRateBudget is the rate a max-rate schedule is built for.
 	MaxRateBudget float64
@@ -127,6 +142,12 @@ func (s Scenario) Validate() error {
 	}
 	if s.LeaveAt > 0 && s.KillAt > 0 && s.Nodes < 3 {
 		errs = append(errs, errors.New("--leave-at with --kill-at needs --nodes 3 or more: they stop different nodes"))
+	}
+	if s.UntilBuffered < 0 {
+		errs = append(errs, fmt.Errorf("--until-buffered must be >= 0 (0 = send the whole schedule), got %d", s.UntilBuffered))
+	}
+	if s.UntilBuffered > 0 && len(s.Targets) > 0 && len(s.TargetAdmins) == 0 {
+		errs = append(errs, errors.New("--until-buffered with --target needs --target-admin: the buffer is read from the samplers' /metrics"))
 	}
 	if len(s.TargetAdmins) > 0 && len(s.Targets) == 0 {
 		errs = append(errs, errors.New("--target-admin goes with --target (external mode)"))

@@ -35,7 +35,17 @@ type nodeMetrics struct {
 	RSS           float64 // process_resident_memory_bytes
 	BufferedSpans float64 // tailsift_buffer_spans
 	BufferBytes   float64 // tailsift_buffer_memory_bytes
+	SpilledBytes  float64 // tailsift_buffer_spilled_bytes
 	Accepted      float64 // tailsift_decision_spans_accepted_total
+	// Spans on their way out: waiting for export or for a peer.
+	ExportPending float64 // tailsift_export_spans_pending
+	ForwardQueued float64 // tailsift_cluster_forward_queued_spans
+}
+
+// idle reports whether the nodes summed in m hold nothing: no span
+// buffered, pending export or queued for a peer.
+func (m nodeMetrics) idle() bool {
+	return m.BufferedSpans == 0 && m.ExportPending == 0 && m.ForwardQueued == 0
 }
 
 // total scrapes every node and sums the figures.
@@ -50,7 +60,10 @@ func (a *admins) total(ctx context.Context) (nodeMetrics, error) {
 		sum.RSS += m.RSS
 		sum.BufferedSpans += m.BufferedSpans
 		sum.BufferBytes += m.BufferBytes
+		sum.SpilledBytes += m.SpilledBytes
 		sum.Accepted += m.Accepted
+		sum.ExportPending += m.ExportPending
+		sum.ForwardQueued += m.ForwardQueued
 	}
 	return sum, nil
 }
@@ -96,6 +109,9 @@ func (a *admins) scrape(ctx context.Context, url string) (nodeMetrics, error) {
 		RSS:           value("process_resident_memory_bytes"),
 		BufferedSpans: value("tailsift_buffer_spans"),
 		BufferBytes:   value("tailsift_buffer_memory_bytes"),
+		SpilledBytes:  value("tailsift_buffer_spilled_bytes"),
 		Accepted:      value("tailsift_decision_spans_accepted_total"),
+		ExportPending: value("tailsift_export_spans_pending"),
+		ForwardQueued: value("tailsift_cluster_forward_queued_spans"),
 	}, nil
 }

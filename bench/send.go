@@ -28,6 +28,7 @@ type sendStats struct {
 	spansSent      atomic.Int64 // accepted by the sampler
 	requestsSent   atomic.Int64
 	spansRefused   atomic.Int64 // in requests finally refused (undelivered)
+	spansUnsent    atomic.Int64 // in requests not sent: the send was cut short
 	retries        atomic.Int64
 	maxLagNanos    atomic.Int64 // worst delay of a send behind its schedule
 	firstSend      atomic.Int64 // unix nanos
@@ -144,10 +145,13 @@ type sender struct {
 	retryFor time.Duration // give a request up after retrying this long
 	stats    *sendStats
 	lat      *latencies
+
+	cutOnce sync.Once
+	cutCh   chan struct{} // closed by cut
 }
 
 func newSender(sched *workload.Schedule, targets []string, protocol string, connections int) (*sender, error) {
-	s := &sender{sched: sched, stats: &sendStats{}, retryFor: 10 * time.Second}
+	s := &sender{sched: sched, stats: &sendStats{}, retryFor: 10 * time.Second, cutCh: make(chan struct{})}
 	for i := range connections {
 		addr := targets[i%len(targets)]
 		var c client
@@ -198,8 +202,27 @@ func (s *sender) close() {
 	}
 }
 
+// cut ends the send early: requests already started finish (with their
+// retries), the others are not sent, and their traces are marked
+// undelivered (see unsent). Safe to call more than once, from any
+// goroutine.
+func (s *sender) cut() { s.cutOnce.Do(func() { close(s.cutCh) }) }
+
+// unsent counts the requests that cut kept from being sent, and marks
+// their traces undelivered: a trace with spans among them cannot arrive
+// whole, and one with none sent at all cannot arrive, through no fault of
+// the engine.
+func (s *sender) unsent(reqs []*workload.Request) {
+	for _, r := range reqs {
+		s.stats.spansUnsent.Add(int64(r.Spans))
+		for _, t := range r.Traces {
+			s.sched.Manifest.Traces[t].Undelivered.Store(true)
+		}
+	}
+}
+
 // run sends the whole schedule, starting now. It returns when every
-// request is sent or given up, or ctx is done.
+// request is sent, given up or cut, or ctx is done.
 func (s *sender) run(ctx context.Context, start time.Time) {
 	s.lat = newLatencies(start)
 	byConn := make([][]*workload.Request, len(s.clients))
@@ -225,12 +248,13 @@ func (s *sender) runConn(ctx context.Context, start time.Time, c int, reqs []*wo
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	<-timer.C
-	for _, r := range reqs {
+	for i, r := range reqs {
 		if !s.maxRate {
 			if wait := time.Until(start.Add(r.At)); wait > 0 {
 				timer.Reset(wait)
 				select {
 				case <-timer.C:
+				case <-s.cutCh:
 				case <-ctx.Done():
 					return
 				}
@@ -240,6 +264,12 @@ func (s *sender) runConn(ctx context.Context, start time.Time, c int, reqs []*wo
 		}
 		if ctx.Err() != nil {
 			return
+		}
+		select {
+		case <-s.cutCh:
+			s.unsent(reqs[i:])
+			return
+		default:
 		}
 		s.sendOne(ctx, c, r)
 	}

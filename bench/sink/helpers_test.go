@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -26,6 +27,15 @@ import (
 
 // traceID returns a distinct, non-zero trace ID for n; bytes 10-15 (the
 // span ID prefix) differ between values of n too.
+// hexIDs are ids as Report.Classes[].Missed lists them.
+func hexIDs(ids ...[16]byte) []string {
+	var s []string
+	for _, id := range ids {
+		s = append(s, hex.EncodeToString(id[:]))
+	}
+	return s
+}
+
 func traceID(n byte) [16]byte {
 	var id [16]byte
 	for i := range id {

@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -31,7 +32,15 @@ type ClassReport struct {
 	Dropped    int64 `json:"dropped"`    // no span arrived: Sent - Kept
 	// KeepShare is Complete / Sent, 1 when nothing was sent.
 	KeepShare float64 `json:"keep_share"`
+	// Missed lists the first MaxMissed of the class's Sent traces that
+	// did not arrive whole (dropped, fragmented or duplicated), in
+	// manifest order, as hex trace IDs: the ones to ask a node's explain
+	// API (GET /api/v1/traces/{id}) why.
+	Missed []string `json:"missed,omitempty"`
 }
+
+// MaxMissed bounds ClassReport.Missed.
+const MaxMissed = 20
 
 // DelayStats describes the end-to-end delay of complete traces: when the
 // trace's last span reached the sink minus when the trace ended (run start +
@@ -207,6 +216,16 @@ func classify(m *workload.Manifest, recs map[[16]byte]*traceRecord, slow time.Du
 		default:
 			c.Complete++
 			delays = append(delays, rec.last-t.EndOffset)
+		}
+	}
+	for i := range m.Traces {
+		t := &m.Traces[i]
+		c := &r.Classes[t.Class(slow)]
+		if t.Undelivered.Load() || len(c.Missed) == MaxMissed {
+			continue
+		}
+		if rec := recs[t.ID]; rec == nil || rec.received < t.Spans || rec.duplicates > 0 {
+			c.Missed = append(c.Missed, hex.EncodeToString(t.ID[:]))
 		}
 	}
 	r.Delay = delayStats(delays)

@@ -1,7 +1,9 @@
 package sink
 
 import (
+	"encoding/binary"
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -71,9 +73,9 @@ func TestClassifyHandBuilt(t *testing.T) {
 		SlowThreshold:  slow,
 		ManifestTraces: 8,
 		Classes: [workload.NumClasses]ClassReport{
-			{Class: "error", Sent: 2, Kept: 2, Complete: 1, Fragmented: 1, KeepShare: 0.5},
-			{Class: "slow", Sent: 2, Kept: 2, Duplicated: 2, KeepShare: 0},
-			{Class: "rest", Sent: 3, Kept: 1, Complete: 1, Dropped: 2, KeepShare: 1.0 / 3},
+			{Class: "error", Sent: 2, Kept: 2, Complete: 1, Fragmented: 1, KeepShare: 0.5, Missed: hexIDs(fragmented)},
+			{Class: "slow", Sent: 2, Kept: 2, Duplicated: 2, KeepShare: 0, Missed: hexIDs(dupWhole, dupPart)},
+			{Class: "rest", Sent: 3, Kept: 1, Complete: 1, Dropped: 2, KeepShare: 1.0 / 3, Missed: hexIDs(foreignOly, dropped)},
 		},
 		Sent: 7, Kept: 5, Complete: 2, Fragmented: 1, Duplicated: 2, Dropped: 2,
 		Undelivered:       1,
@@ -85,11 +87,31 @@ func TestClassifyHandBuilt(t *testing.T) {
 		MalformedRequests: 2,
 		Delay:             DelayStats{Count: 2, P50: 100 * time.Millisecond, P90: 500 * time.Millisecond, P99: 500 * time.Millisecond, Max: 500 * time.Millisecond},
 	}
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("classify:\n got %+v\nwant %+v", got, want)
 	}
 	if c := got.Completeness(); c != 2.0/5 {
 		t.Errorf("Completeness = %v, want 0.4", c)
+	}
+}
+
+// TestClassifyMissedBounded: Missed names the first MaxMissed traces of a
+// class not kept whole, in manifest order, and counts are not bounded.
+func TestClassifyMissedBounded(t *testing.T) {
+	n := MaxMissed + 20
+	m := workload.NewManifest(n)
+	var ids [][16]byte
+	for i := range n {
+		var id [16]byte
+		binary.BigEndian.PutUint64(id[8:], uint64(i+1))
+		ids = append(ids, id)
+		m.Add(workload.Trace{ID: id, Spans: 1, Error: true})
+	}
+	recs := map[[16]byte]*traceRecord{ids[1]: rec(t, m, ids[1], map[int]int{0: 1}, 0, 0)} // the only one kept
+	got := classify(m, recs, slow, Progress{}).Classes[workload.ClassError]
+	want := hexIDs(append(ids[:1:1], ids[2:MaxMissed+1]...)...)
+	if got.Dropped != int64(n-1) || !reflect.DeepEqual(got.Missed, want) {
+		t.Errorf("dropped %d, missed %d IDs %v..., want %d dropped and the first %d of them", got.Dropped, len(got.Missed), got.Missed[:2], n-1, MaxMissed)
 	}
 }
 
@@ -129,12 +151,12 @@ func TestReportJSON(t *testing.T) {
 		Sent:          10, Complete: 9, Fragmented: 1, Kept: 10,
 		Delay: DelayStats{Count: 9, P50: 1500 * time.Microsecond, P90: 3 * time.Millisecond, P99: 40 * time.Millisecond, Max: 2 * time.Second},
 	}
-	r.Classes[workload.ClassError] = ClassReport{Class: "error", Sent: 10, KeepShare: 0.9}
+	r.Classes[workload.ClassError] = ClassReport{Class: "error", Sent: 10, KeepShare: 0.9, Missed: []string{"0102"}}
 	b, err := json.Marshal(r)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`"slow_threshold_ms":250`, `"p50_ms":1.5`, `"max_ms":2000`, `"keep_share":0.9`, `"unexpected_traces":0`, `"class":"error"`} {
+	for _, want := range []string{`"slow_threshold_ms":250`, `"p50_ms":1.5`, `"max_ms":2000`, `"keep_share":0.9`, `"unexpected_traces":0`, `"class":"error"`, `"missed":["0102"]`} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("JSON lacks %s: %s", want, b)
 		}
@@ -143,7 +165,7 @@ func TestReportJSON(t *testing.T) {
 	if err := json.Unmarshal(b, &back); err != nil {
 		t.Fatal(err)
 	}
-	if back != r {
+	if !reflect.DeepEqual(back, r) {
 		t.Errorf("round trip:\n got %+v\nwant %+v", back, r)
 	}
 }

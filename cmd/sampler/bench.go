@@ -64,8 +64,10 @@ drives a running deployment whose --forward points at --sink-listen.
 	targets := fs.String("target", "", "external mode: comma-separated OTLP addresses (host:port) of running samplers")
 	admins := fs.String("target-admin", "", "external mode: comma-separated admin addresses of those samplers, for their CPU, RSS and buffer figures")
 	fs.StringVar(&sc.SinkListen, "sink-listen", "127.0.0.1:4417", "external mode: where the sink listens for the samplers' forwards (OTLP/gRPC)")
-	fs.DurationVar(&sc.Drain, "drain", sc.Drain, "after sending, wait at most this long for decisions to arrive")
-	fs.DurationVar(&sc.Quiet, "quiet", sc.Quiet, "external mode: stop waiting once the sink has had nothing for this long")
+	fs.DurationVar(&sc.Drain, "drain", sc.Drain, "after sending, wait at most this long for the samplers to decide and export everything")
+	fs.DurationVar(&sc.Quiet, "quiet", sc.Quiet, "external mode without --target-admin: stop waiting once the sink has had nothing for this long")
+	fs.Var(&sc.UntilBuffered, "until-buffered", "stop sending once the samplers buffer this `size` (memory + spilled; external mode needs --target-admin);\n"+
+		"the rest of the schedule is not sent and its traces are left out of the report. Default: send it all")
 
 	sweep := fs.Bool("sweep", false, "raise the rate step by step; report the highest rate sustained")
 	fs.Float64Var(&sw.Start, "sweep-start", sw.Start, "first sweep rate, spans/s")

@@ -123,14 +123,14 @@ func TestClusterProcess(t *testing.T) {
 	for _, n := range nodes {
 		grpcs, admins = append(grpcs, n.grpc), append(admins, n.admin)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // ends a hung bench only
 	defer cancel()
 	benchCmd := exec.CommandContext(ctx, bin, "bench",
 		"--target", strings.Join(grpcs, ","), "--target-admin", strings.Join(admins, ","),
 		"--sink-listen", sinkAddr, "--protocol", "grpc", "--connections", "6",
 		"--rate", "3000", "--duration", "5s", "--seed", "7",
 		"--error-share", "0.1", "--tail-share", "0.05", // enough of each class in a short run
-		"--quiet", "3s", "--drain", "30s", "--no-progress", "--json")
+		"--drain", "3m", "--no-progress", "--json")
 	var benchOut, benchErr bytes.Buffer
 	benchCmd.Stdout, benchCmd.Stderr = &benchOut, &benchErr
 	t0 := time.Now()
@@ -156,13 +156,19 @@ func TestClusterProcess(t *testing.T) {
 	if res.SpansRefused != 0 || s.Undelivered != 0 || res.SpansSent != int64(res.SpansScheduled) {
 		t.Errorf("sent %d of %d scheduled spans, %d refused, %d traces undelivered", res.SpansSent, res.SpansScheduled, res.SpansRefused, s.Undelivered)
 	}
-	// The embedded example policies keep every error and every slow trace.
+	// The embedded example policies keep every error and every slow trace
+	// they have seen to be one when they decide: one whose error span or
+	// root reaches its owner more than root_wait after the rest (a busy
+	// machine delays the generator's connections and the peers' forwards)
+	// is dropped, its late spans counted. What the owner says of each
+	// missed one must show that.
 	errs, slow := s.Classes[workload.ClassError], s.Classes[workload.ClassSlow]
-	if errs.Sent == 0 || errs.Complete != errs.Sent || errs.KeepShare != 1 {
-		t.Errorf("error traces kept whole: %d of %d (share %.4f), want all", errs.Complete, errs.Sent, errs.KeepShare)
+	t.Logf("error traces kept whole: %d of %d, slow: %d of %d", errs.Complete, errs.Sent, slow.Complete, slow.Sent)
+	if errs.Sent == 0 || slow.Sent == 0 {
+		t.Errorf("%d error and %d slow traces delivered: a class is empty", errs.Sent, slow.Sent)
 	}
-	if slow.Sent == 0 || slow.Complete != slow.Sent {
-		t.Errorf("slow traces kept whole: %d of %d, want all", slow.Complete, slow.Sent)
+	for _, m := range res.Unexplained() {
+		t.Errorf("%s trace %s not kept whole, and its owner did not drop it before it showed that: %+v %s", m.Class, m.TraceID, m.Explanation, m.Err)
 	}
 	if e := res.Engine; e == nil || !e.External || !e.AccountingOK || e.Stats.Accepted != res.SpansSent {
 		t.Errorf("accounting from the nodes' /metrics does not add up: %+v (generator sent %d spans)", e, res.SpansSent)

@@ -74,9 +74,14 @@ func startCluster(t *testing.T, n int, forward string, adjust ...func(*node.Conf
 // One trace whose three spans are sent by three SDKs to three different
 // nodes arrives at the backend whole, once, decided by root_wait (so by
 // one node that had the root), and every node's accounting adds up.
+// decision_wait is an hour: a trace that arrives at all was decided by its
+// root, however long a busy machine takes to get it there. The roots end
+// once the children have reached their trace's owner: root_wait (500ms)
+// is for children that end after the root, not for forwarding delays,
+// which a busy machine stretches past it.
 func TestClusterGathersTrace(t *testing.T) {
 	sk := startSink(t)
-	nodes := startCluster(t, 3, sk.addr)
+	nodes := startCluster(t, 3, sk.addr, func(c *node.Config) { c.DecisionWait, c.MaxTraceAge = time.Hour, time.Hour })
 	ctx := context.Background()
 	var tps []*sdktrace.TracerProvider
 	for _, nd := range nodes {
@@ -89,6 +94,7 @@ func TestClusterGathersTrace(t *testing.T) {
 		tps = append(tps, tp)
 	}
 	var ids []trace.TraceID
+	var roots []trace.Span
 	for i := range 20 {
 		rootCtx, root := tps[i%3].Tracer("t").Start(ctx, "root")
 		childCtx, child := tps[(i+1)%3].Tracer("t").Start(rootCtx, "child")
@@ -96,8 +102,22 @@ func TestClusterGathersTrace(t *testing.T) {
 		leaf.SetStatus(codes.Error, "boom") // kept by the error rule
 		leaf.End()
 		child.End()
-		root.End()
+		roots = append(roots, root)
 		ids = append(ids, root.SpanContext().TraceID())
+	}
+	waitFor(t, func() bool {
+		var buffered int64
+		for _, nd := range nodes {
+			s := nd.Stats()
+			if s.ForwardQueued != 0 {
+				return false
+			}
+			buffered += s.Buffered
+		}
+		return buffered == 2*int64(len(roots))
+	}, "every child buffered at its trace's owner")
+	for _, root := range roots {
+		root.End()
 	}
 	start := time.Now()
 	defer func() {
@@ -116,9 +136,6 @@ func TestClusterGathersTrace(t *testing.T) {
 		return true
 	}, "every trace at the sink")
 	t.Logf("all traces arrived %v after the last root", time.Since(start))
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("traces took %v: decided by decision_wait, not by their root", d)
-	}
 	for _, id := range ids {
 		for sid, n := range sk.received(id) {
 			if n != 1 {
@@ -140,8 +157,11 @@ func TestClusterGathersTrace(t *testing.T) {
 }
 
 // Adaptive and rate-limit targets are cluster-wide: each node applies the
-// share of the trace-ID space it owns, so the shares always sum to one,
-// also after a node leaves.
+// share of the trace-ID space it owns, so once the nodes agree on the
+// members the shares sum to one, also after a node leaves. A node shows a
+// new ring in Members a moment before it applies the new share, so the
+// test waits for the shares to settle (a node stuck on a stale share
+// fails it when the wait runs out).
 func TestClusterShareOfTargets(t *testing.T) {
 	nodes := startCluster(t, 3, "stdout")
 	shares := func(nodes []*node.Node) (sum float64, each []float64) {
@@ -152,14 +172,15 @@ func TestClusterShareOfTargets(t *testing.T) {
 		}
 		return sum, each
 	}
-	sum, each := shares(nodes)
+	settled := func(nodes []*node.Node) func() bool {
+		return func() bool { sum, _ := shares(nodes); return math.Abs(sum-1) <= 1e-9 }
+	}
+	waitFor(t, settled(nodes), "the shares of 3 nodes to sum to 1")
+	_, each := shares(nodes)
 	for _, v := range each {
 		if v < 0.25 || v > 0.42 {
 			t.Errorf("node share %.3f of 3, want about 1/3 (all: %v)", v, each)
 		}
-	}
-	if math.Abs(sum-1) > 1e-9 {
-		t.Fatalf("shares sum to %v: %v", sum, each)
 	}
 	if err := nodes[2].Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
@@ -167,9 +188,7 @@ func TestClusterShareOfTargets(t *testing.T) {
 	waitFor(t, func() bool {
 		return len(nodes[0].Cluster().Members()) == 2 && len(nodes[1].Cluster().Members()) == 2
 	}, "the others to see the leave")
-	if sum, each := shares(nodes[:2]); math.Abs(sum-1) > 1e-9 {
-		t.Fatalf("after a leave, shares sum to %v: %v", sum, each)
-	}
+	waitFor(t, settled(nodes[:2]), "after a leave, the shares of 2 nodes to sum to 1")
 }
 
 // /readyz answers 503 until the node has joined a peer given by --join,

@@ -236,7 +236,7 @@ func TestSDKEndToEnd(t *testing.T) {
 	if err := viaHTTP.ForceFlush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	s := waitQuiet(t, n, 30*time.Second)
+	s := waitQuiet(t, n, time.Minute)
 	checkAccounting(t, s)
 	if s.Accepted != int64(totalSpans) {
 		t.Fatalf("sampler accepted %d spans, SDK sent %d", s.Accepted, totalSpans)
@@ -302,7 +302,7 @@ func TestSDKEndToEnd(t *testing.T) {
 	if err := viaGRPC.ForceFlush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	s = waitQuiet(t, n, 10*time.Second)
+	s = waitQuiet(t, n, time.Minute)
 	checkAccounting(t, s)
 	if s.DroppedLate != droppedBefore+1 {
 		t.Fatalf("late spans dropped: %d, want %d", s.DroppedLate, droppedBefore+1)

@@ -38,7 +38,7 @@ func TestMetricsScrape(t *testing.T) {
 		id := [16]byte{5, byte(i)}
 		exportSpans(t, n, span(id, 1, true, false), span(id, 2, false, i%errorEvery == 0), span(id, 3, false, false))
 	}
-	waitQuiet(t, n, 10*time.Second)
+	waitQuiet(t, n, time.Minute)
 
 	g := scrape(t, "http://"+n.AdminAddr().String()+"/metrics")
 	want := map[string]float64{

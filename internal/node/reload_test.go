@@ -63,7 +63,7 @@ func TestPolicyReload(t *testing.T) {
 
 	// Traffic under the first policies: everything dropped.
 	send()
-	s := waitQuiet(t, n, 10*time.Second)
+	s := waitQuiet(t, n, time.Minute)
 	if s.TracesKept != 0 || s.TracesDropped != 50 {
 		t.Fatalf("before reload: %+v", s)
 	}
@@ -95,10 +95,10 @@ func TestPolicyReload(t *testing.T) {
 	if got := metricstest.Value(t, n.Registry(), "tailsift_policy_info", map[string]string{"hash": n.PolicyHash()}); got != 1 {
 		t.Fatalf("tailsift_policy_info{hash=%q} = %v", n.PolicyHash(), got)
 	}
-	waitQuiet(t, n, 10*time.Second)
+	waitQuiet(t, n, time.Minute)
 	before := n.Stats().TracesKept
 	send()
-	s = waitQuiet(t, n, 10*time.Second)
+	s = waitQuiet(t, n, time.Minute)
 	if s.TracesKept-before != 50 {
 		t.Fatalf("after a valid reload kept %d of 50 traces: %+v", s.TracesKept-before, s)
 	}
@@ -124,7 +124,7 @@ func TestPolicyReload(t *testing.T) {
 	}
 	before = n.Stats().TracesKept
 	send()
-	s = waitQuiet(t, n, 10*time.Second)
+	s = waitQuiet(t, n, time.Minute)
 	if s.TracesKept-before != 50 {
 		t.Fatalf("after a rejected reload kept %d of 50: the old policies must keep deciding", s.TracesKept-before)
 	}
@@ -144,9 +144,12 @@ func TestPolicyReload(t *testing.T) {
 	checkAccounting(t, n.Stats())
 }
 
+// waitFor waits until cond holds. The bound only ends a hung test: it is
+// generous because a busy machine (a loaded CI runner) may take many times
+// longer than an idle one, and the tests judge what happens, not when.
 func waitFor(t *testing.T, cond func() bool, what string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
