@@ -2,6 +2,7 @@ package buffer
 
 import (
 	"cmp"
+	"encoding/binary"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -142,13 +143,19 @@ func (b *Buffer) Release(g *Group) {
 // 0), so that the limit bounds them too.
 func (b *Buffer) Charge(n int64) { b.used.Add(n) }
 
-// reserve adds n bytes to the accounting if they fit the memory limit.
+// reserve adds n bytes to the accounting if they fit the memory limit. It
+// never adds and takes back: the accounting, as the memory gauge shows it,
+// does not pass the limit even for a moment.
 func (b *Buffer) reserve(n int64) bool {
-	if b.used.Add(n) > b.cfg.MemoryLimit {
-		b.used.Add(-n)
-		return false
+	for {
+		used := b.used.Load()
+		if used+n > b.cfg.MemoryLimit {
+			return false
+		}
+		if b.used.CompareAndSwap(used, used+n) {
+			return true
+		}
 	}
-	return true
 }
 
 // Batch is the part of one request that goes into the buffer: spans grouped
@@ -221,9 +228,8 @@ func (b *Buffer) Append(bt *Batch, now int64) (AppendResult, error) {
 	// pass the check; the actual growth then replaces the reservation as it
 	// happens (grow), so the accounting never counts both and stays within
 	// the limit; what is left of the reservation is returned at the end.
-	reserve := bt.bytes + int64(len(bt.Spans))*8 + int64(len(bt.Traces))*traceOverhead
-	if b.used.Add(reserve) > b.cfg.MemoryLimit {
-		b.used.Add(-reserve)
+	reserve := appendBound(bt)
+	if !b.reserve(reserve) {
 		return res, ErrFull
 	}
 	left := reserve
@@ -293,6 +299,22 @@ func (b *Buffer) Append(bt *Batch, now int64) (AppendResult, error) {
 	b.spans.Add(int64(len(bt.Spans)))
 	b.ringSpill()
 	return res, nil
+}
+
+// appendBound is the most an Append of bt can add to the accounting, so
+// that the reservation covers it and the limit holds (a lower estimate let
+// the accounting pass the limit under load): the span bytes in new chunks,
+// rounded up by the allocator (to a size class, at most 1/8 more, or past
+// 32 KiB to a page, less than 8 KiB more); per span its log framing and,
+// at worst, a new group in its trace (see Trace.memory and indexed: 16
+// bytes of list, an index entry, and the index built at once past 8); per
+// trace a new trace, a chunk list and a record entry.
+func appendBound(bt *Batch) int64 {
+	const perSpan = 2*binary.MaxVarintLen32 + 2*8 + indexedEntry
+	const perTrace = traceOverhead + 2*24 + 2*8 + (indexedScanMax+1)*indexedEntry
+	logged := bt.bytes + int64(len(bt.Spans))*2*binary.MaxVarintLen32
+	pages := min(int64(len(bt.Traces)), logged>>15) * 8192 // chunks past 32 KiB
+	return bt.bytes + bt.bytes/8 + pages + int64(len(bt.Spans))*perSpan + int64(len(bt.Traces))*perTrace
 }
 
 // TakeReady removes and appends to dst every trace whose first span arrived

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/tailsift/tailsift/internal/otlpwire"
@@ -406,5 +407,67 @@ func BenchmarkAppendManyGroups(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestAccountingStaysWithinLimit: whatever concurrent appends do (new
+// traces, many groups per trace, size-class rounding), the accounted
+// memory never passes the limit: a reservation is an upper bound of what
+// an append adds, and interning is refused past the limit.
+func TestAccountingStaysWithinLimit(t *testing.T) {
+	const limit = 256 << 10
+	b := newBuffer(t, limit)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	var over atomic.Int64
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if used := b.used.Load(); used > limit {
+				over.Store(used)
+			}
+		}
+	})
+	var writers sync.WaitGroup
+	for w := range 4 {
+		writers.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 7))
+			for i := range 2000 {
+				var bt Batch
+				var groups []*Group
+				for tr := range 1 + rng.IntN(4) {
+					bt.StartTrace(id(w*10_000 + rng.IntN(200) + tr))
+					for s := range 1 + rng.IntN(30) {
+						g, err := b.Acquire(testGroup(fmt.Sprintf("res-%d/scope-%d", rng.IntN(40), s%12)))
+						if err != nil {
+							continue // full: refused, as it must be
+						}
+						groups = append(groups, g)
+						bt.AddSpan(Span{Group: g, Raw: make([]byte, 1+rng.IntN(700))})
+					}
+				}
+				b.Append(&bt, int64(i))
+				for _, g := range groups {
+					b.Release(g)
+				}
+				if i%50 == 0 {
+					b.TakeOldest(20, nil)
+				}
+			}
+		})
+	}
+	writers.Wait()
+	close(stop)
+	wg.Wait()
+	if o := over.Load(); o != 0 {
+		t.Fatalf("accounted %d bytes, over the %d limit", o, limit)
+	}
+	b.TakeAll(nil)
+	if s := b.Stats(); s.Bytes != 0 {
+		t.Fatalf("accounted %d bytes with nothing buffered", s.Bytes)
 	}
 }

@@ -31,6 +31,7 @@ type Group struct {
 	refs atomic.Int32   // traces holding it, and requests between AcquireGroup and Release
 	// persisted: the group is in the write-ahead log's group table.
 	persisted atomic.Bool
+	gone      bool // guarded by groupTable.mu: left the table (see release)
 }
 
 // Wire returns the group's resource and scope parts. They never change.
@@ -132,9 +133,12 @@ func (t *groupTable) release(g *Group) int64 {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if g.refs.Load() > 0 { // re-acquired while we waited for the lock
+	// Re-acquired while we waited for the lock; or re-acquired, released
+	// and removed by that release, which got the lock first.
+	if g.refs.Load() > 0 || g.gone {
 		return 0
 	}
+	g.gone = true
 	removeFrom(t.groups, g.hash, g)
 	freed := int64(len(g.wire.Scope)) + internOverhead
 	freed += t.releaseResourceLocked(g.res)

@@ -53,5 +53,5 @@ func (l *indexed[T]) reset() {
 	l.list, l.idx = l.list[:0], nil
 }
 
-// memory approximates the bytes held beyond the list's elements.
+// memory approximates the bytes the index holds beyond the list.
 func (l *indexed[T]) memory() int64 { return int64(len(l.idx)) * indexedEntry }

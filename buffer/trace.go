@@ -44,7 +44,7 @@ type Trace struct {
 	// MaxTraceBytes, which made it due at once.
 	Limited bool
 
-	seq    uint64   // incarnation, to tell stale queue entries from live ones
+	seq    uint64          // incarnation, to tell stale queue entries from live ones
 	groups indexed[*Group] // interned groups its spans reference, by local index
 	// The span log, per span: uvarint(group index) uvarint(len) raw span.
 	// Spans of a trace arrive a few per request, so the log is a list of
@@ -74,10 +74,13 @@ type Trace struct {
 // BenchmarkHeldMemory compares the accounting with the measured heap.
 const traceOverhead = int64(unsafe.Sizeof(Trace{})) + 64 + 3*2*int64(unsafe.Sizeof(queueEntry{}))
 
-// memory is the trace's accounted footprint.
+// memory is the trace's accounted footprint. The small slices that grow
+// by append (groups, chunk list, records) count twice their length, which
+// their capacity never passes but at the start: counted by capacity, one
+// append could add half a slice at once, more than any reservation of it.
 func (t *Trace) memory() int64 {
-	return traceOverhead + int64(cap(t.first)) + int64(cap(t.groups.list))*8 + t.groups.memory() +
-		int64(cap(t.more))*24 + int64(cap(t.wal))*8 + t.moreBytes
+	return traceOverhead + int64(cap(t.first)) + t.moreBytes + t.groups.memory() +
+		2*(int64(len(t.groups.list))*8+int64(len(t.more))*24+int64(len(t.wal))*8)
 }
 
 // Spans yields each span's group and raw bytes, in arrival order. A taken
