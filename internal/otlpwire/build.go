@@ -27,10 +27,10 @@ type Builder struct {
 	byGroup    map[uint64]int32 // hash of (resource index, scope part) -> index into groups
 	// groupAt finds a group by its scope part's address: spans of interned
 	// groups share the slices, so most lookups need no hashing.
-	groupAt map[*byte]int32
-	lastRes    []byte           // fast path: consecutive spans usually share a group
-	lastScope  []byte
-	lastIdx    int32
+	groupAt   map[*byte]int32
+	lastRes   []byte // fast path: consecutive spans usually share a group
+	lastScope []byte
+	lastIdx   int32
 }
 
 type builderResource struct {
