@@ -32,8 +32,7 @@ type Buffer struct {
 	groups groupTable
 	seq    atomic.Uint64
 
-	used    atomic.Int64 // accounted bytes, including in-flight reservations and charged bytes
-	charged atomic.Int64 // bytes held for the buffer's users (Charge)
+	used   atomic.Int64 // accounted bytes, including in-flight reservations
 	spans   atomic.Int64
 	traces  atomic.Int64
 
@@ -137,14 +136,6 @@ func (b *Buffer) Acquire(g otlpwire.Group) (*Group, error) {
 // Release drops a reference taken by AcquireGroup or Acquire.
 func (b *Buffer) Release(g *Group) {
 	b.used.Add(-b.groups.release(g))
-}
-
-// Charge counts n bytes that a user of the buffer holds on its behalf (the
-// engine's explain ring) against the memory limit, or returns them (n <
-// 0), so that the limit bounds them too. Stats reports them apart.
-func (b *Buffer) Charge(n int64) {
-	b.charged.Add(n)
-	b.used.Add(n)
 }
 
 // reserve adds n bytes to the accounting if they fit the memory limit. It
@@ -461,7 +452,6 @@ type Stats struct {
 	Traces      int64
 	Spans       int64
 	Bytes       int64 // accounted memory of the buffered traces and their groups
-	Charged     int64 // memory held for the buffer's users (Charge), also counted against MemoryLimit
 	MemoryLimit int64
 	// With a Disk.
 	SpilledBytes  int64 // span bytes of buffered traces on disk now
@@ -479,7 +469,7 @@ type Stats struct {
 // be mid-update by a few concurrent requests.
 func (b *Buffer) Stats() Stats {
 	return Stats{
-		Traces: b.traces.Load(), Spans: b.spans.Load(), Bytes: b.used.Load() - b.charged.Load(), Charged: b.charged.Load(), MemoryLimit: b.cfg.MemoryLimit,
+		Traces: b.traces.Load(), Spans: b.spans.Load(), Bytes: b.used.Load(), MemoryLimit: b.cfg.MemoryLimit,
 		SpilledBytes: b.onDisk.Load(), SpillWritten: b.spilledBytes.Load(), SpillParts: b.spillParts.Load(),
 		SpillLoaded: b.loadedBytes.Load(), SpillFailures: b.spillFailures.Load(),
 		WALPuts: b.walPuts.Load(), WALRecords: b.walRecords.Load(), WALBytes: b.walBytes.Load(), WALFailures: b.walFailures.Load(),

@@ -52,9 +52,6 @@ type Engine struct {
 	kept     *cache[keptInfo]
 	dropped  *cache[struct{}]
 	recent   *recent // the latest decisions, for Explain
-	// recentBytes is the ring's memory, charged to the buffer: its limit
-	// bounds what the engine keeps of decided traces too.
-	recentBytes int64
 	view        traceview.View // guarded by decideMu
 	count       counters
 	metrics     *metrics
@@ -114,13 +111,11 @@ func New(cfg Config, buf *buffer.Buffer, set *policy.Set, exp Exporter, reg prom
 		share:   1,
 		kept:    newCache[keptInfo](cfg.KeptCacheSize),
 		dropped: newCache[struct{}](cfg.DroppedCacheSize),
-		recent:  newRecent(recentSize(cfg.RecentDecisions, buf.Stats().MemoryLimit)),
+		recent:  newRecent(cfg.RecentDecisions),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
 	e.scratch.New = func() any { return new(consumeScratch) }
-	e.recentBytes = int64(cap(e.recent.entries)) * recentEntryBytes
-	buf.Charge(e.recentBytes)
 	e.metrics = newMetrics(reg, &e.count, e)
 	e.SetPolicies(set)
 	go e.loop()

@@ -70,6 +70,7 @@ type harness struct {
 	exp    *export.Exporter
 	out    *lockedBuffer
 	rng    *rand.Rand
+	reg    *prometheus.Registry
 }
 
 type keptTraces struct{ *export.Exporter }
@@ -131,7 +132,7 @@ func newHarnessBuffer(t *testing.T, cfg Config, bc buffer.Config) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &harness{t: t, engine: e, buf: buf, exp: exp, out: out, rng: rand.New(rand.NewPCG(1, 2))}
+	return &harness{t: t, engine: e, buf: buf, exp: exp, out: out, rng: rand.New(rand.NewPCG(1, 2)), reg: reg}
 }
 
 func (h *harness) shutdown() {

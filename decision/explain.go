@@ -121,7 +121,9 @@ func (s *serviceNames) all() func(func([]byte) bool) {
 }
 
 // recentEntryBytes is the memory one ring entry takes: the entry and its
-// index slot.
+// index slot. The ring is allocated whole at start (Config.RecentDecisions
+// entries, 28 MiB for the default 100,000) and never grows: a fixed part
+// of the node's memory, reported by tailsift_decision_explain_ring_bytes.
 const recentEntryBytes = int64(unsafe.Sizeof(recentDecision{})) + 48
 
 // recent is a bounded ring of the latest decisions with an index by trace
@@ -137,12 +139,6 @@ func newRecent(size int) *recent {
 	return &recent{entries: make([]recentDecision, 0, size), byID: make(map[[16]byte]int32, size)}
 }
 
-// recentSize is the ring's size for Config.RecentDecisions within a share
-// of the buffer's memory limit: 1/32, so that a small node does not spend
-// its budget on explaining.
-func recentSize(want int, memoryLimit int64) int {
-	return int(min(int64(want), memoryLimit/32/recentEntryBytes))
-}
 
 // add records the decision of t, replacing the oldest entry once the ring
 // is full (mu held).

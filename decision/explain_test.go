@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tailsift/tailsift/buffer"
+	"github.com/tailsift/tailsift/internal/metricstest"
 	"github.com/tailsift/tailsift/internal/otlptest"
 	"github.com/tailsift/tailsift/internal/otlpwire"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
@@ -21,7 +22,7 @@ import (
 )
 
 // TestExplainRingHoldsNoTrace: decided traces leave nothing alive but the
-// ring's fixed entries, which are charged to the buffer. Before, the ring
+// ring's fixed entries, allocated at start and reported. Before, the ring
 // held each trace's groups: 1,500 traces with distinct 1 MiB resources
 // kept 1.46 GB alive after the buffer showed 0 bytes.
 func TestExplainRingHoldsNoTrace(t *testing.T) {
@@ -31,11 +32,8 @@ func TestExplainRingHoldsNoTrace(t *testing.T) {
 		h := newHarnessBuffer(t, testConfig(), bc)
 		defer h.shutdown()
 		ring := int64(cap(h.engine.recent.entries))
-		if want := min(int64(testConfig().RecentDecisions), bc.MemoryLimit/32/recentEntryBytes); ring != want {
-			t.Fatalf("ring of %d entries, want %d (1/32 of the memory limit)", ring, want)
-		}
-		if c := h.buf.Stats().Charged; c != ring*recentEntryBytes {
-			t.Fatalf("charged %d bytes for a ring of %d entries, want %d", c, ring, ring*recentEntryBytes)
+		if g := metricstest.Value(t, h.reg, "tailsift_decision_explain_ring_bytes", nil); ring != int64(testConfig().RecentDecisions) || int64(g) != ring*recentEntryBytes {
+			t.Fatalf("ring of %d entries reported as %.0f bytes, want %d entries of %d bytes", ring, g, testConfig().RecentDecisions, recentEntryBytes)
 		}
 
 		var before runtime.MemStats

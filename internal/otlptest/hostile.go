@@ -50,7 +50,10 @@ func HostileRequest(h Hostile, size int, traceID [16]byte, base int) *coltracepb
 		}
 		sid := make([]byte, 8)
 		binary.BigEndian.PutUint64(sid, uint64(i)+1)
-		return &tracepb.Span{TraceId: tid[:], SpanId: sid, Name: "x", StartTimeUnixNano: 1, EndTimeUnixNano: 2}
+		// Not roots: a root would make the trace due at root_wait, and the
+		// shapes are about what a trace costs while it is buffered.
+		return &tracepb.Span{TraceId: tid[:], SpanId: sid, ParentSpanId: []byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 1},
+			Name: "x", StartTimeUnixNano: 1, EndTimeUnixNano: 2}
 	}
 	req := &coltracepb.ExportTraceServiceRequest{}
 	switch h {
