@@ -12,7 +12,7 @@ import (
 
 	"github.com/tailsift/tailsift/bench/workload"
 	"github.com/tailsift/tailsift/decision"
-	"github.com/tailsift/tailsift/internal/node"
+	"github.com/tailsift/tailsift/node"
 )
 
 // MissedTrace is an error or slow trace the sink names as not kept whole

@@ -16,7 +16,7 @@ import (
 
 	"github.com/tailsift/tailsift/bench/sink"
 	"github.com/tailsift/tailsift/bench/workload"
-	"github.com/tailsift/tailsift/internal/node"
+	"github.com/tailsift/tailsift/node"
 )
 
 // Result is everything a run measured. Durations are nanoseconds in JSON.

@@ -17,7 +17,7 @@ import (
 	"github.com/tailsift/tailsift/bench/sink"
 	"github.com/tailsift/tailsift/bench/workload"
 	"github.com/tailsift/tailsift/decision"
-	"github.com/tailsift/tailsift/internal/node"
+	"github.com/tailsift/tailsift/node"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -8,7 +8,7 @@ import (
 
 	"github.com/tailsift/tailsift/bench/workload"
 	"github.com/tailsift/tailsift/internal/bytesize"
-	"github.com/tailsift/tailsift/internal/node"
+	"github.com/tailsift/tailsift/node"
 )
 
 // Scenario is one benchmark run.

@@ -24,7 +24,7 @@ import (
 
 	"github.com/tailsift/tailsift/cluster"
 	"github.com/tailsift/tailsift/internal/bytesize"
-	"github.com/tailsift/tailsift/internal/node"
+	"github.com/tailsift/tailsift/node"
 	"github.com/tailsift/tailsift/policy"
 )
 

@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/tailsift/tailsift/internal/node"
+	"github.com/tailsift/tailsift/node"
 	"github.com/tailsift/tailsift/internal/redact"
 )
 

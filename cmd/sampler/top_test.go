@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tailsift/tailsift/internal/node"
+	"github.com/tailsift/tailsift/node"
 	"github.com/tailsift/tailsift/internal/top"
 )
 

@@ -22,7 +22,7 @@ import (
 
 	"github.com/tailsift/tailsift/internal/capture"
 	"github.com/tailsift/tailsift/internal/metricstest"
-	"github.com/tailsift/tailsift/internal/node"
+	"github.com/tailsift/tailsift/node"
 	"github.com/tailsift/tailsift/internal/otlptest"
 	"github.com/tailsift/tailsift/internal/otlpwire"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"

@@ -25,7 +25,7 @@ import (
 
 	"github.com/tailsift/tailsift/cluster"
 	"github.com/tailsift/tailsift/internal/metricstest"
-	"github.com/tailsift/tailsift/internal/node"
+	"github.com/tailsift/tailsift/node"
 	"github.com/tailsift/tailsift/internal/otlptest"
 )
 

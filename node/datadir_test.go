@@ -25,7 +25,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/tailsift/tailsift/internal/metricstest"
-	"github.com/tailsift/tailsift/internal/node"
+	"github.com/tailsift/tailsift/node"
 )
 
 // secretMarker is in every span the encryption test sends: its name and

@@ -15,7 +15,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/tailsift/tailsift/internal/metricstest"
-	"github.com/tailsift/tailsift/internal/node"
+	"github.com/tailsift/tailsift/node"
 	"github.com/tailsift/tailsift/internal/otlptest"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 )

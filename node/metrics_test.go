@@ -17,7 +17,7 @@ import (
 
 	"github.com/tailsift/tailsift/decision"
 	"github.com/tailsift/tailsift/internal/metricstest"
-	"github.com/tailsift/tailsift/internal/node"
+	"github.com/tailsift/tailsift/node"
 )
 
 // Known traffic, then a scrape of /metrics over HTTP: the counters equal
