@@ -5,6 +5,8 @@ import (
 	"errors"
 
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/tailsift/tailsift/internal/otlpwire"
 )
 
 // sender delivers built requests to the destination. send is called by
@@ -36,62 +38,26 @@ const (
 // parseResponse reads the partial success of an ExportTraceServiceResponse.
 func parseResponse(b []byte) (result, error) {
 	var res result
-	err := eachField(b, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) bool {
-		if num != fieldResponsePartialSuccess || typ != protowire.BytesType {
-			return true
+	for f, err := range otlpwire.MessageFields(b) {
+		if err != nil {
+			return res, errBadResponse
+		}
+		if f.Num != fieldResponsePartialSuccess || f.Type != protowire.BytesType {
+			continue
 		}
 		var ps result // last one wins, as for any singular message field
-		ok := eachField(v, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) bool {
-			switch {
-			case num == fieldPartialRejectedSpans && typ == protowire.VarintType:
-				ps.rejected = int64(x)
-			case num == fieldPartialErrorMessage && typ == protowire.BytesType:
-				ps.message = string(v)
+		for g, err := range otlpwire.MessageFields(f.Bytes) {
+			if err != nil {
+				return res, errBadResponse
 			}
-			return true
-		}) == nil
-		if !ok {
-			return false
+			switch {
+			case g.Num == fieldPartialRejectedSpans && g.Type == protowire.VarintType:
+				ps.rejected = int64(g.Uint)
+			case g.Num == fieldPartialErrorMessage && g.Type == protowire.BytesType:
+				ps.message = string(g.Bytes)
+			}
 		}
 		res = ps
-		return true
-	})
-	return res, err
-}
-
-// eachField calls f for each field of msg with its bytes (BytesType) or its
-// integer value (varint and fixed types); f returns false to stop with an
-// error.
-func eachField(msg []byte, f func(num protowire.Number, typ protowire.Type, v []byte, x uint64) bool) error {
-	for len(msg) > 0 {
-		num, typ, n := protowire.ConsumeTag(msg)
-		if n < 0 {
-			return errBadResponse
-		}
-		msg = msg[n:]
-		var v []byte
-		var x uint64
-		switch typ {
-		case protowire.BytesType:
-			v, n = protowire.ConsumeBytes(msg)
-		case protowire.VarintType:
-			x, n = protowire.ConsumeVarint(msg)
-		case protowire.Fixed64Type:
-			x, n = protowire.ConsumeFixed64(msg)
-		case protowire.Fixed32Type:
-			var x32 uint32
-			x32, n = protowire.ConsumeFixed32(msg)
-			x = uint64(x32)
-		default:
-			n = protowire.ConsumeFieldValue(num, typ, msg)
-		}
-		if n < 0 {
-			return errBadResponse
-		}
-		msg = msg[n:]
-		if !f(num, typ, v, x) {
-			return errBadResponse
-		}
 	}
-	return nil
+	return res, nil
 }
