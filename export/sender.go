@@ -2,62 +2,40 @@ package export
 
 import (
 	"context"
-	"errors"
+	"fmt"
 
-	"google.golang.org/protobuf/encoding/protowire"
-
-	"github.com/tailsift/tailsift/internal/otlpwire"
+	"github.com/tailsift/tailsift/internal/otlpclient"
 )
 
 // sender delivers built requests to the destination. send is called by
 // several workers at once and must be safe for concurrent use; it must not
 // retain req after returning. It returns the destination's partial-success
-// result on success; on failure a *retryableError if the attempt is worth
-// repeating, any other error if the destination rejected the request for
-// good. close is called once, after the last send.
+// result on success; on failure an error that otlpclient.Classify calls
+// retryable if the attempt is worth repeating, any other error if the
+// destination rejected the request for good. close is called once, after
+// the last send.
 type sender interface {
-	send(ctx context.Context, req []byte) (result, error)
+	send(ctx context.Context, req []byte) (otlpclient.Result, error)
 	close() error
 }
 
-// result is what a successful export reported back.
-type result struct {
-	rejected int64  // ExportTracePartialSuccess.rejected_spans
-	message  string // ExportTracePartialSuccess.error_message
+// otlpSender exports over OTLP/gRPC or OTLP/HTTP: one client, shared by
+// the workers.
+type otlpSender struct {
+	c *otlpclient.Client
 }
 
-var errBadResponse = errors.New("malformed ExportTraceServiceResponse")
-
-// Field numbers of ExportTraceServiceResponse and ExportTracePartialSuccess.
-const (
-	fieldResponsePartialSuccess = 1
-	fieldPartialRejectedSpans   = 1
-	fieldPartialErrorMessage    = 2
-)
-
-// parseResponse reads the partial success of an ExportTraceServiceResponse.
-func parseResponse(b []byte) (result, error) {
-	var res result
-	for f, err := range otlpwire.MessageFields(b) {
-		if err != nil {
-			return res, errBadResponse
-		}
-		if f.Num != fieldResponsePartialSuccess || f.Type != protowire.BytesType {
-			continue
-		}
-		var ps result // last one wins, as for any singular message field
-		for g, err := range otlpwire.MessageFields(f.Bytes) {
-			if err != nil {
-				return res, errBadResponse
-			}
-			switch {
-			case g.Num == fieldPartialRejectedSpans && g.Type == protowire.VarintType:
-				ps.rejected = int64(g.Uint)
-			case g.Num == fieldPartialErrorMessage && g.Type == protowire.BytesType:
-				ps.message = string(g.Bytes)
-			}
-		}
-		res = ps
+// newOTLPSender makes the client for cfg; it connects on first use.
+func newOTLPSender(cfg otlpclient.Config) (*otlpSender, error) {
+	c, err := otlpclient.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("export: %w", err)
 	}
-	return res, nil
+	return &otlpSender{c: c}, nil
 }
+
+func (s *otlpSender) send(ctx context.Context, req []byte) (otlpclient.Result, error) {
+	return s.c.Export(ctx, req)
+}
+
+func (s *otlpSender) close() error { return s.c.Close() }
