@@ -26,14 +26,14 @@ func (c *Cluster) Explain(ctx context.Context, id [16]byte) (decision.Explanatio
 		return x, nil
 	}
 	m := st.ring.Members()[o]
-	cc, err := c.handoff.conn(m.Addr)
+	cl, err := c.handoff.client(m.Addr)
 	if err != nil {
 		return decision.Explanation{}, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.ForwardTimeout)
 	defer cancel()
-	body, resp := id[:], []byte(nil)
-	if err := cc.Invoke(ctx, explainMethod, &body, &resp); err != nil {
+	var resp []byte
+	if err := cl.Invoke(ctx, explainMethod, id[:], &resp); err != nil {
 		return decision.Explanation{}, fmt.Errorf("asking the trace's owner %s: %w", m.Name, err)
 	}
 	var x decision.Explanation

@@ -4,25 +4,15 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 
+	"github.com/tailsift/tailsift/internal/otlpclient"
 	"github.com/tailsift/tailsift/internal/otlpwire"
-	"github.com/tailsift/tailsift/internal/rawcodec"
 )
-
-// traceExportMethod is OTLP's TraceService.Export: peers forward to each
-// other's ordinary OTLP receiver.
-const traceExportMethod = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
 // forwarder batches spans per peer and sends them as OTLP exports. Spans
 // in its queues are reserved against a byte budget before the client gets
@@ -54,13 +44,14 @@ type forwarder struct {
 }
 
 // peer is one destination: its batch being filled, its queue of built
-// requests and its connection.
+// requests and its client (an OTLP export to the peer's ordinary
+// receiver).
 type peer struct {
 	f       *forwarder
 	member  Member
-	conn    *grpc.ClientConn
-	gone    atomic.Bool  // no longer in the ring: undelivered batches are routed again
-	workers atomic.Int32 // running; the last to exit closes conn
+	client  *otlpclient.Client // nil if the address could not be used
+	gone    atomic.Bool        // no longer in the ring: undelivered batches are routed again
+	workers atomic.Int32       // running; the last to exit closes client
 
 	mu         sync.Mutex
 	b          otlpwire.Builder
@@ -113,12 +104,9 @@ func (f *forwarder) peer(m Member) *peer {
 	if p := f.peers[m.Name]; p != nil && p.member.Addr == m.Addr && !p.gone.Load() {
 		return p
 	}
-	conn, err := grpc.NewClient(m.Addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawcodec.Codec{})),
-	)
-	p := &peer{f: f, member: m, conn: conn, keys: map[int32]otlpwire.Group{}, resources: map[int32][]byte{}, wake: make(chan struct{}, 1)}
-	if err != nil { // only for an unparsable address: deliver fails and routes again
+	client, err := dialPeer(m.Addr)
+	p := &peer{f: f, member: m, client: client, keys: map[int32]otlpwire.Group{}, resources: map[int32][]byte{}, wake: make(chan struct{}, 1)}
+	if err != nil { // only for an unusable address: deliver fails and routes again
 		f.log.Error("cannot connect to peer", "peer", m.Name, "addr", m.Addr, "err", err)
 	}
 	if old := f.peers[m.Name]; old != nil {
@@ -304,8 +292,8 @@ func (p *peer) worker() {
 			// The last worker out closes the connection: closing it under
 			// a sibling's call in flight would fail a request the peer may
 			// have taken, and routing it again would duplicate its spans.
-			if p.workers.Add(-1) == 0 && p.conn != nil {
-				p.conn.Close()
+			if p.workers.Add(-1) == 0 && p.client != nil {
+				p.client.Close()
 			}
 			return
 		}
@@ -314,11 +302,15 @@ func (p *peer) worker() {
 }
 
 // deliver sends out until it is accepted, the peer leaves the ring (route
-// it again), or RetryMaxElapsed passes (keep it here).
+// it again), or the peer refuses it for good or RetryMaxElapsed passes
+// (keep it here). What is worth retrying is OTLP's call (otlpclient): a
+// peer that refused the bytes as they are (INVALID_ARGUMENT for a
+// malformed forward, a request over its size limit) will refuse them
+// again, and retrying would only hold the budget and the peer's queue.
 func (p *peer) deliver(out outbound) {
 	f := p.f
 	start := time.Now()
-	wait := backoff{step: f.cfg.ForwardRetryInitial, max: f.cfg.ForwardRetryMax}
+	bo := otlpclient.Backoff{Initial: f.cfg.ForwardRetryInitial, Max: f.cfg.ForwardRetryMax}
 	for {
 		if p.gone.Load() {
 			f.requeue(out, false)
@@ -333,17 +325,14 @@ func (p *peer) deliver(out outbound) {
 			return
 		}
 		f.metrics.forwardFailures.Add(1)
-		delay, retry := retryDelay(err)
+		retry, hint := otlpclient.Classify(err)
 		if !retry || time.Since(start) > f.cfg.ForwardRetryMaxElapsed {
 			f.logFailure(p, out, err)
 			f.requeue(out, true)
 			return
 		}
-		if delay == 0 {
-			delay = wait.next()
-		}
 		select {
-		case <-time.After(delay):
+		case <-time.After(bo.Next(hint)):
 		case <-f.stop:
 			// Stopping: whatever is still undelivered stays here.
 			f.requeue(out, true)
@@ -357,15 +346,28 @@ func (f *forwarder) logFailure(p *peer, out outbound, err error) {
 		"spans", out.spans, "err", err)
 }
 
+// errNoClient fails sends to a peer whose address could not be used;
+// retryable, so that the batch is routed again once the peer leaves the
+// ring.
+var errNoClient = &otlpclient.Error{Err: errors.New("no connection"), Retryable: true}
+
+// send makes one attempt. A peer's receiver accepts a request whole or
+// not at all, so there is no partial success to read.
 func (p *peer) send(out outbound) error {
-	if p.conn == nil {
-		return status.Error(codes.Unavailable, "no connection")
+	if p.client == nil {
+		return errNoClient
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.f.cfg.ForwardTimeout)
 	defer cancel()
 	ctx = metadata.AppendToOutgoingContext(ctx, HopsKey, hopsValue(out.hops))
-	var resp []byte
-	return p.conn.Invoke(ctx, traceExportMethod, &out.body, &resp)
+	_, err := p.client.Export(ctx, out.body)
+	return err
+}
+
+// dialPeer makes the client for a peer's OTLP/gRPC address (host:port).
+// It is the cluster's one way to a peer: forwarding, hand-off and explain.
+func dialPeer(addr string) (*otlpclient.Client, error) {
+	return otlpclient.New(otlpclient.Config{Endpoint: addr})
 }
 
 func hopsValue(h int) string {
@@ -373,33 +375,6 @@ func hopsValue(h int) string {
 		return string(rune('0' + h))
 	}
 	return "9"
-}
-
-// backoff draws full-jitter waits: uniform in [0, step], the step doubling
-// up to max.
-type backoff struct{ step, max time.Duration }
-
-func (b *backoff) next() time.Duration {
-	d := time.Duration(rand.Int64N(int64(b.step) + 1))
-	b.step = min(2*b.step, b.max)
-	return d
-}
-
-// retryDelay tells whether a forward error is worth retrying, and the
-// delay the peer asked for (RetryInfo), if any. A peer rejecting the
-// request as invalid will reject it again.
-func retryDelay(err error) (time.Duration, bool) {
-	st := status.Convert(err)
-	switch st.Code() {
-	case codes.InvalidArgument, codes.Unimplemented, codes.PermissionDenied, codes.Unauthenticated:
-		return 0, false
-	}
-	for _, d := range st.Details() {
-		if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay() != nil {
-			return ri.GetRetryDelay().AsDuration(), true
-		}
-	}
-	return 0, true
 }
 
 // requeue hands an undelivered batch back to the router: routed again with

@@ -10,8 +10,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/tailsift/tailsift/internal/otlpserver"
 	"github.com/tailsift/tailsift/internal/otlptest"
@@ -76,5 +80,128 @@ func TestRetiredPeerFinishesCallInFlight(t *testing.T) {
 	f.closing.Store(true)
 	if err := f.close(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// peerAnswer is how a test peer answers the calls it gets: fail the first
+// n with err, then accept.
+type peerAnswer struct {
+	err   error
+	n     int32
+	calls atomic.Int32
+}
+
+func (a *peerAnswer) answer() error {
+	if a.calls.Add(1) <= a.n {
+		return a.err
+	}
+	return nil
+}
+
+// startPeer serves the OTLP trace service and the peer service on
+// loopback, both answering with a.
+func startPeer(t *testing.T, a *peerAnswer) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer(grpc.ForceServerCodecV2(rawcodec.Codec{}))
+	otlpserver.RegisterTraceService(srv, func(context.Context, []byte) error { return a.answer() }, nil, otlpserver.NewBuffers(1<<10, 1<<20))
+	registerPeer(srv, func(context.Context, []byte) error { return a.answer() }, func([]byte) ([]byte, error) { return nil, nil })
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(lis)
+	}()
+	t.Cleanup(func() {
+		srv.Stop()
+		<-done
+	})
+	return lis.Addr().String()
+}
+
+// TestPeerRefusalsFollowOTLP: forwards and hand-offs retry what the OTLP
+// specification calls transient and nothing else. A peer that refuses a
+// request for good (INVALID_ARGUMENT for a malformed forward, INTERNAL,
+// RESOURCE_EXHAUSTED without RetryInfo: a request over its size limit)
+// would refuse it again: the spans are kept here after one attempt
+// instead of after ForwardRetryMaxElapsed of retries.
+func TestPeerRefusalsFollowOTLP(t *testing.T) {
+	checkLeaks(t)
+	retryInfo := func(code codes.Code) error {
+		st, err := status.New(code, "busy").WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(0)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Err()
+	}
+	body, err := proto.Marshal(otlptest.RandomRequest(rand.New(rand.NewPCG(2, 2))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var req otlpwire.Request
+	if err := req.Scan(body); err != nil {
+		t.Fatal(err)
+	}
+	req.GroupByTrace()
+	all := make([]int32, len(req.Traces))
+	for i := range all {
+		all[i] = int32(i)
+	}
+	cfg := DefaultConfig()
+	cfg.ForwardBatchTimeout = 5 * time.Millisecond
+	cfg.ForwardRetryInitial, cfg.ForwardRetryMax = time.Millisecond, 5*time.Millisecond
+	cfg.ForwardRetryMaxElapsed, cfg.HandoffRetryMaxElapsed = time.Minute, time.Minute // only a refusal ends the test early
+
+	for _, tc := range []struct {
+		name     string
+		err      error
+		failures int32 // answers err this many times, then OK
+		calls    int32 // calls the peer gets
+		kept     bool  // the spans are kept here (forward) / the hand-off fails
+	}{
+		{"INVALID_ARGUMENT", status.Error(codes.InvalidArgument, "malformed"), 100, 1, true},
+		{"INTERNAL", status.Error(codes.Internal, "bug"), 100, 1, true},
+		{"UNKNOWN", status.Error(codes.Unknown, "?"), 100, 1, true},
+		{"RESOURCE_EXHAUSTED without RetryInfo", status.Error(codes.ResourceExhausted, "message larger than max"), 100, 1, true},
+		{"UNAVAILABLE twice", status.Error(codes.Unavailable, "restarting"), 2, 3, false},
+		{"RESOURCE_EXHAUSTED with RetryInfo twice", retryInfo(codes.ResourceExhausted), 2, 3, false},
+	} {
+		t.Run("forward "+tc.name, func(t *testing.T) {
+			a := &peerAnswer{err: tc.err, n: tc.failures}
+			addr := startPeer(t, a)
+			f := newForwarder(cfg, slog.New(slog.DiscardHandler), newMetrics(prometheus.NewRegistry(), func() float64 { return 0 }))
+			var keptLocal atomic.Int32
+			f.reinject = func(_ []byte, _, _ int, keep bool) {
+				if keep {
+					keptLocal.Add(1)
+				}
+			}
+			if !f.reserve(tracesBytes(&req, all)) {
+				t.Fatal("budget")
+			}
+			f.enqueue(Member{Name: "peer", Addr: addr}, &req, all, 1)
+			for f.pendingBytes() != 0 {
+				time.Sleep(time.Millisecond)
+			}
+			f.closing.Store(true)
+			if err := f.close(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if got := a.calls.Load(); got != tc.calls || (keptLocal.Load() == 1) != tc.kept {
+				t.Errorf("peer called %d times, batch kept here %d times; want %d calls, kept %v", got, keptLocal.Load(), tc.calls, tc.kept)
+			}
+		})
+		t.Run("hand-off "+tc.name, func(t *testing.T) {
+			a := &peerAnswer{err: tc.err, n: tc.failures}
+			addr := startPeer(t, a)
+			h := newHandoffClient(&Cluster{cfg: cfg})
+			defer h.close()
+			err := h.deliver(Member{Name: "peer", Addr: addr}, []byte{})
+			if got := a.calls.Load(); got != tc.calls || (err != nil) != tc.kept {
+				t.Errorf("peer called %d times, deliver = %v; want %d calls, failed %v", got, err, tc.calls, tc.kept)
+			}
+		})
 	}
 }

@@ -8,14 +8,13 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/tailsift/tailsift/buffer"
 	"github.com/tailsift/tailsift/decision"
+	"github.com/tailsift/tailsift/internal/otlpclient"
 	"github.com/tailsift/tailsift/internal/otlpwire"
-	"github.com/tailsift/tailsift/internal/rawcodec"
 )
 
 // handoffMethod is the peer service's one method.
@@ -87,38 +86,38 @@ func (c *Cluster) receiveHandoff(ctx context.Context, body []byte) error {
 	return nil
 }
 
-// handoffClient sends hand-off messages, one connection per peer address.
+// handoffClient sends hand-off messages (and explain calls), one client
+// per peer address.
 type handoffClient struct {
-	c     *Cluster
-	mu    sync.Mutex
-	conns map[string]*grpc.ClientConn
+	c       *Cluster
+	mu      sync.Mutex
+	clients map[string]*otlpclient.Client
 }
 
 func newHandoffClient(c *Cluster) *handoffClient {
-	return &handoffClient{c: c, conns: map[string]*grpc.ClientConn{}}
+	return &handoffClient{c: c, clients: map[string]*otlpclient.Client{}}
 }
 
-func (h *handoffClient) conn(addr string) (*grpc.ClientConn, error) {
+func (h *handoffClient) client(addr string) (*otlpclient.Client, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if cc := h.conns[addr]; cc != nil {
-		return cc, nil
+	if cl := h.clients[addr]; cl != nil {
+		return cl, nil
 	}
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawcodec.Codec{})))
+	cl, err := dialPeer(addr)
 	if err != nil {
 		return nil, err
 	}
-	h.conns[addr] = cc
-	return cc, nil
+	h.clients[addr] = cl
+	return cl, nil
 }
 
 func (h *handoffClient) close() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for addr, cc := range h.conns {
-		cc.Close()
-		delete(h.conns, addr)
+	for addr, cl := range h.clients {
+		cl.Close()
+		delete(h.clients, addr)
 	}
 }
 
@@ -224,31 +223,30 @@ func (h *handoffClient) send(g *outgoing) {
 	flush()
 }
 
-// deliver sends one message, retrying transient errors with backoff.
+// deliver sends one message, retrying what OTLP calls transient with
+// backoff (otlpclient). A refusal for good (a message the new owner cannot
+// read, say) ends it at once: the traces stay here.
 func (h *handoffClient) deliver(m Member, body []byte) error {
 	c := h.c
-	cc, err := h.conn(m.Addr)
+	cl, err := h.client(m.Addr)
 	if err != nil {
 		return err
 	}
 	start := time.Now()
-	wait := backoff{step: c.cfg.ForwardRetryInitial, max: c.cfg.ForwardRetryMax}
+	bo := otlpclient.Backoff{Initial: c.cfg.ForwardRetryInitial, Max: c.cfg.ForwardRetryMax}
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.ForwardTimeout)
 		var resp []byte
-		err = cc.Invoke(ctx, handoffMethod, &body, &resp)
+		err = cl.Invoke(ctx, handoffMethod, body, &resp)
 		cancel()
 		if err == nil {
 			return nil
 		}
-		delay, retry := retryDelay(err)
+		retry, hint := otlpclient.Classify(err)
 		if !retry || time.Since(start) > c.cfg.HandoffRetryMaxElapsed {
 			return err
 		}
-		if delay == 0 {
-			delay = wait.next()
-		}
-		time.Sleep(delay)
+		time.Sleep(bo.Next(hint))
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/tailsift/tailsift/decision"
+	"github.com/tailsift/tailsift/internal/otlpwire"
 )
 
 // A hand-off message moves buffered traces and remembered decisions to the
@@ -95,41 +96,13 @@ func (h *handoff) appendTo(b []byte) []byte {
 
 var errMalformed = errors.New("malformed hand-off message")
 
-// fields calls f for each field of a message, checking the wire format.
-func fields(b []byte, f func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error) error {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return fmt.Errorf("%w: %v", errMalformed, protowire.ParseError(n))
-		}
-		b = b[n:]
-		var v []byte
-		var x uint64
-		switch typ {
-		case protowire.BytesType:
-			v, n = protowire.ConsumeBytes(b)
-		case protowire.VarintType:
-			x, n = protowire.ConsumeVarint(b)
-		case protowire.Fixed64Type:
-			x, n = protowire.ConsumeFixed64(b)
-		default:
-			n = protowire.ConsumeFieldValue(num, typ, b)
-		}
-		if n < 0 {
-			return fmt.Errorf("%w: field %d: %v", errMalformed, num, protowire.ParseError(n))
-		}
-		b = b[n:]
-		if err := f(num, typ, v, x); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+// malformed wraps a wire error of otlpwire.MessageFields.
+func malformed(err error) error { return fmt.Errorf("%w: %w", errMalformed, err) }
 
 // want checks a known field's wire type.
-func want(typ, expected protowire.Type, what string) error {
-	if typ != expected {
-		return fmt.Errorf("%w: %s has wire type %d", errMalformed, what, typ)
+func want(f otlpwire.Field, expected protowire.Type, what string) error {
+	if f.Type != expected {
+		return fmt.Errorf("%w: %s has wire type %d", errMalformed, what, f.Type)
 	}
 	return nil
 }
@@ -143,113 +116,133 @@ func traceID(v []byte, what string) ([16]byte, error) {
 	return id, nil
 }
 
-// decode parses a hand-off message. The result references b.
+// decode parses a hand-off message. The result references b. Unknown
+// fields are skipped, for newer senders.
 func (h *handoff) decode(b []byte) error {
 	*h = handoff{}
-	return fields(b, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
-		switch num {
+	for f, err := range otlpwire.MessageFields(b) {
+		if err != nil {
+			return malformed(err)
+		}
+		switch f.Num {
 		case 1:
-			if err := want(typ, protowire.BytesType, "traces"); err != nil {
+			if err := want(f, protowire.BytesType, "traces"); err != nil {
 				return err
 			}
-			h.traces = v
+			h.traces = f.Bytes
 		case 2:
-			if err := want(typ, protowire.BytesType, "arrival"); err != nil {
+			if err := want(f, protowire.BytesType, "arrival"); err != nil {
 				return err
 			}
-			a, err := decodeArrival(v)
+			a, err := decodeArrival(f.Bytes)
 			if err != nil {
 				return err
 			}
 			h.arrivals = append(h.arrivals, a)
 		case 3:
-			if err := want(typ, protowire.BytesType, "decision"); err != nil {
+			if err := want(f, protowire.BytesType, "decision"); err != nil {
 				return err
 			}
-			d, err := decodeDecision(v)
+			d, err := decodeDecision(f.Bytes)
 			if err != nil {
 				return err
 			}
 			h.decisions = append(h.decisions, d)
 		}
-		return nil // unknown fields: skipped, for newer senders
-	})
+	}
+	return nil
 }
 
 func decodeArrival(b []byte) (arrivalAge, error) {
 	var a arrivalAge
 	var hasID bool
-	err := fields(b, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error {
-		var err error
-		switch num {
+	for f, err := range otlpwire.MessageFields(b) {
+		if err != nil {
+			return a, malformed(err)
+		}
+		switch f.Num {
 		case 1:
-			if err = want(typ, protowire.BytesType, "arrival.trace_id"); err == nil {
-				a.id, err = traceID(v, "arrival")
+			if err = want(f, protowire.BytesType, "arrival.trace_id"); err == nil {
+				a.id, err = traceID(f.Bytes, "arrival")
 				hasID = true
 			}
 		case 2:
-			if err = want(typ, protowire.VarintType, "arrival.first_seen_age_nanos"); err == nil {
-				a.firstAge = int64(x)
+			if err = want(f, protowire.VarintType, "arrival.first_seen_age_nanos"); err == nil {
+				a.firstAge = int64(f.Uint)
 			}
 		case 3:
-			if err = want(typ, protowire.VarintType, "arrival.root_seen_age_nanos"); err == nil {
-				a.rootAge, a.hasRoot = int64(x), true
+			if err = want(f, protowire.VarintType, "arrival.root_seen_age_nanos"); err == nil {
+				a.rootAge, a.hasRoot = int64(f.Uint), true
 			}
 		}
-		return err
-	})
-	if err == nil && !hasID {
-		err = fmt.Errorf("%w: arrival without trace_id", errMalformed)
+		if err != nil {
+			return a, err
+		}
 	}
-	if err == nil && (a.firstAge < 0 || a.rootAge < 0) {
-		err = fmt.Errorf("%w: negative age", errMalformed)
+	switch {
+	case !hasID:
+		return a, fmt.Errorf("%w: arrival without trace_id", errMalformed)
+	case a.firstAge < 0 || a.rootAge < 0:
+		return a, fmt.Errorf("%w: negative age", errMalformed)
 	}
-	return a, err
+	return a, nil
 }
 
 func decodeDecision(b []byte) (decision.Record, error) {
 	var d decision.Record
 	var hasID bool
-	err := fields(b, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error {
-		var err error
-		switch num {
+	for f, err := range otlpwire.MessageFields(b) {
+		if err != nil {
+			return d, malformed(err)
+		}
+		switch f.Num {
 		case 1:
-			if err = want(typ, protowire.BytesType, "decision.trace_id"); err == nil {
-				d.ID, err = traceID(v, "decision")
+			if err = want(f, protowire.BytesType, "decision.trace_id"); err == nil {
+				d.ID, err = traceID(f.Bytes, "decision")
 				hasID = true
 			}
 		case 2:
-			if err = want(typ, protowire.VarintType, "decision.kept"); err == nil {
-				d.Kept = x != 0
+			if err = want(f, protowire.VarintType, "decision.kept"); err == nil {
+				d.Kept = f.Uint != 0
 			}
 		case 3:
-			if err = want(typ, protowire.Fixed64Type, "decision.threshold"); err == nil {
-				d.Threshold = x
+			if err = want(f, protowire.Fixed64Type, "decision.threshold"); err == nil {
+				d.Threshold = f.Uint
 			}
 		case 4:
-			if err = want(typ, protowire.BytesType, "decision.attrs"); err == nil {
+			if err = want(f, protowire.BytesType, "decision.attrs"); err == nil {
 				var a decision.Attribute
-				err = fields(v, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
-					if num != 1 && num != 2 {
-						return nil
-					}
-					if err := want(typ, protowire.BytesType, "attribute"); err != nil {
-						return err
-					}
-					if num == 1 {
-						a.Key = string(v)
-					} else {
-						a.Value = string(v)
-					}
-					return nil
-				})
+				a, err = decodeAttribute(f.Bytes)
 				d.Attrs = append(d.Attrs, a)
 			}
 		}
-		return err
-	})
-	if err == nil && !hasID {
-		err = fmt.Errorf("%w: decision without trace_id", errMalformed)
+		if err != nil {
+			return d, err
+		}
 	}
-	return d, err
+	if !hasID {
+		return d, fmt.Errorf("%w: decision without trace_id", errMalformed)
+	}
+	return d, nil
+}
+
+func decodeAttribute(b []byte) (decision.Attribute, error) {
+	var a decision.Attribute
+	for f, err := range otlpwire.MessageFields(b) {
+		if err != nil {
+			return a, malformed(err)
+		}
+		if f.Num != 1 && f.Num != 2 {
+			continue
+		}
+		if err := want(f, protowire.BytesType, "attribute"); err != nil {
+			return a, err
+		}
+		if f.Num == 1 {
+			a.Key = string(f.Bytes)
+		} else {
+			a.Value = string(f.Bytes)
+		}
+	}
+	return a, nil
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tailsift/tailsift/internal/otlpclient"
 	"github.com/tailsift/tailsift/internal/otlptest"
 	"github.com/tailsift/tailsift/internal/otlpwire"
 )
@@ -38,8 +39,10 @@ func BenchmarkBuildRequest(b *testing.B) {
 // exclude the network.
 type discardSender struct{}
 
-func (discardSender) send(context.Context, []byte) (result, error) { return result{}, nil }
-func (discardSender) close() error                                 { return nil }
+func (discardSender) send(context.Context, []byte) (otlpclient.Result, error) {
+	return otlpclient.Result{}, nil
+}
+func (discardSender) close() error { return nil }
 
 // BenchmarkExportTrace measures ExportTrace of 10-span traces into batches,
 // including building each full batch's request and queueing it.

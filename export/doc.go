@@ -11,8 +11,9 @@
 // span is Config.BatchTimeout old, is built into one
 // ExportTraceServiceRequest (concatenated bytes, never a re-encode) and
 // offered to a bounded send queue. Config.Workers senders take
-// requests off the queue and deliver them over OTLP/gRPC, OTLP/HTTP
-// (protobuf) or as OTLP JSON lines to a writer.
+// requests off the queue and deliver them over OTLP/gRPC or OTLP/HTTP
+// (protobuf) with otlpclient, which also classifies failures and draws the
+// backoff, or as OTLP JSON lines to a writer.
 //
 // Invariants:
 //   - Every accepted span ends Sent, or Failed with exactly one reason:

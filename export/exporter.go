@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tailsift/tailsift/internal/lograte"
+	"github.com/tailsift/tailsift/internal/otlpclient"
 	"github.com/tailsift/tailsift/internal/otlpwire"
 )
 
@@ -103,10 +104,9 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Exporter, er
 	}
 	var s sender
 	switch ep.kind {
-	case endpointGRPC:
-		s, err = newGRPCSender(ep.target)
-	case endpointHTTP:
-		s = newHTTPSender(ep.target, cfg)
+	case endpointGRPC, endpointHTTP:
+		// One idle HTTP connection per worker; gRPC multiplexes them all.
+		s, err = newOTLPSender(otlpclient.Config{Endpoint: ep.target, MaxIdleConns: cfg.Workers})
 	default:
 		w := cfg.Writer
 		if w == nil {

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tailsift/tailsift/internal/otlpclient"
 	"github.com/tailsift/tailsift/internal/otlptest"
 	"github.com/tailsift/tailsift/internal/otlpwire"
 )
@@ -198,11 +199,11 @@ type recordingSender struct {
 	reqs [][]byte
 }
 
-func (s *recordingSender) send(_ context.Context, req []byte) (result, error) {
+func (s *recordingSender) send(_ context.Context, req []byte) (otlpclient.Result, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.reqs = append(s.reqs, bytes.Clone(req))
-	return result{}, nil
+	return otlpclient.Result{}, nil
 }
 
 func (s *recordingSender) close() error { return nil }

@@ -13,12 +13,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/tailsift/tailsift/internal/otlpclient"
 	"github.com/tailsift/tailsift/internal/otlptest"
 )
 
@@ -34,9 +34,9 @@ func memGRPCSink(t *testing.T, handle func(ctx context.Context, call int) (*colt
 	t.Helper()
 	lis := bufconn.Listen(1 << 20)
 	sink := serveGRPCSink(t, lis, handle)
-	s, err := newGRPCSender("passthrough:///sink", grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+	s, err := newOTLPSender(otlpclient.Config{Endpoint: "passthrough:///sink", Dialer: func(ctx context.Context, _ string) (net.Conn, error) {
 		return lis.DialContext(ctx)
-	}))
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,8 +59,11 @@ func memHTTPSink(t *testing.T, cfg Config, respond func(call int, w http.Respons
 		srv.Close()
 		<-done
 	})
-	s := newHTTPSender("http://sink/v1/traces", cfg)
-	s.transport.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) { return lis.DialContext(ctx) }
+	s, err := newOTLPSender(otlpclient.Config{Endpoint: "http://sink/v1/traces", MaxIdleConns: cfg.Workers,
+		Dialer: func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }})
+	if err != nil {
+		t.Fatal(err)
+	}
 	return sink, s
 }
 

@@ -2,96 +2,40 @@ package export
 
 import (
 	"context"
-	"errors"
+	"fmt"
 
-	"google.golang.org/protobuf/encoding/protowire"
+	"github.com/tailsift/tailsift/internal/otlpclient"
 )
 
 // sender delivers built requests to the destination. send is called by
 // several workers at once and must be safe for concurrent use; it must not
 // retain req after returning. It returns the destination's partial-success
-// result on success; on failure a *retryableError if the attempt is worth
-// repeating, any other error if the destination rejected the request for
-// good. close is called once, after the last send.
+// result on success; on failure an error that otlpclient.Classify calls
+// retryable if the attempt is worth repeating, any other error if the
+// destination rejected the request for good. close is called once, after
+// the last send.
 type sender interface {
-	send(ctx context.Context, req []byte) (result, error)
+	send(ctx context.Context, req []byte) (otlpclient.Result, error)
 	close() error
 }
 
-// result is what a successful export reported back.
-type result struct {
-	rejected int64  // ExportTracePartialSuccess.rejected_spans
-	message  string // ExportTracePartialSuccess.error_message
+// otlpSender exports over OTLP/gRPC or OTLP/HTTP: one client, shared by
+// the workers.
+type otlpSender struct {
+	c *otlpclient.Client
 }
 
-var errBadResponse = errors.New("malformed ExportTraceServiceResponse")
-
-// Field numbers of ExportTraceServiceResponse and ExportTracePartialSuccess.
-const (
-	fieldResponsePartialSuccess = 1
-	fieldPartialRejectedSpans   = 1
-	fieldPartialErrorMessage    = 2
-)
-
-// parseResponse reads the partial success of an ExportTraceServiceResponse.
-func parseResponse(b []byte) (result, error) {
-	var res result
-	err := eachField(b, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) bool {
-		if num != fieldResponsePartialSuccess || typ != protowire.BytesType {
-			return true
-		}
-		var ps result // last one wins, as for any singular message field
-		ok := eachField(v, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) bool {
-			switch {
-			case num == fieldPartialRejectedSpans && typ == protowire.VarintType:
-				ps.rejected = int64(x)
-			case num == fieldPartialErrorMessage && typ == protowire.BytesType:
-				ps.message = string(v)
-			}
-			return true
-		}) == nil
-		if !ok {
-			return false
-		}
-		res = ps
-		return true
-	})
-	return res, err
-}
-
-// eachField calls f for each field of msg with its bytes (BytesType) or its
-// integer value (varint and fixed types); f returns false to stop with an
-// error.
-func eachField(msg []byte, f func(num protowire.Number, typ protowire.Type, v []byte, x uint64) bool) error {
-	for len(msg) > 0 {
-		num, typ, n := protowire.ConsumeTag(msg)
-		if n < 0 {
-			return errBadResponse
-		}
-		msg = msg[n:]
-		var v []byte
-		var x uint64
-		switch typ {
-		case protowire.BytesType:
-			v, n = protowire.ConsumeBytes(msg)
-		case protowire.VarintType:
-			x, n = protowire.ConsumeVarint(msg)
-		case protowire.Fixed64Type:
-			x, n = protowire.ConsumeFixed64(msg)
-		case protowire.Fixed32Type:
-			var x32 uint32
-			x32, n = protowire.ConsumeFixed32(msg)
-			x = uint64(x32)
-		default:
-			n = protowire.ConsumeFieldValue(num, typ, msg)
-		}
-		if n < 0 {
-			return errBadResponse
-		}
-		msg = msg[n:]
-		if !f(num, typ, v, x) {
-			return errBadResponse
-		}
+// newOTLPSender makes the client for cfg; it connects on first use.
+func newOTLPSender(cfg otlpclient.Config) (*otlpSender, error) {
+	c, err := otlpclient.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("export: %w", err)
 	}
-	return nil
+	return &otlpSender{c: c}, nil
 }
+
+func (s *otlpSender) send(ctx context.Context, req []byte) (otlpclient.Result, error) {
+	return s.c.Export(ctx, req)
+}
+
+func (s *otlpSender) close() error { return s.c.Close() }

@@ -201,23 +201,3 @@ func TestHTTP(t *testing.T) {
 		})
 	}
 }
-
-func TestRetryAfter(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want time.Duration
-		ok   bool
-	}{
-		{"", 0, false},
-		{"0", 0, true},
-		{"7", 7 * time.Second, true},
-		{"-1", 0, false},
-		{"soon", 0, false},
-		{"Mon, 02 Jan 2006 15:04:05 GMT", 0, true}, // in the past: now
-	} {
-		got, ok := retryAfter(tc.in)
-		if got != tc.want || ok != tc.ok {
-			t.Errorf("retryAfter(%q) = %v, %v; want %v, %v", tc.in, got, ok, tc.want, tc.ok)
-		}
-	}
-}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/tailsift/tailsift/internal/otlpclient"
 	"github.com/tailsift/tailsift/internal/otlpjson"
 )
 
@@ -26,7 +27,7 @@ func newStdoutSender(w io.Writer) *stdoutSender {
 	return s
 }
 
-func (s *stdoutSender) send(_ context.Context, req []byte) (result, error) {
+func (s *stdoutSender) send(_ context.Context, req []byte) (otlpclient.Result, error) {
 	bp := s.bufs.Get().(*[]byte)
 	defer func() {
 		if cap(*bp) <= maxPooledLine {
@@ -35,7 +36,7 @@ func (s *stdoutSender) send(_ context.Context, req []byte) (result, error) {
 	}()
 	line, err := otlpjson.Encode((*bp)[:0], req)
 	if err != nil {
-		return result{}, fmt.Errorf("encoding OTLP JSON: %w", err)
+		return otlpclient.Result{}, fmt.Errorf("encoding OTLP JSON: %w", err)
 	}
 	line = append(line, '\n')
 	*bp = line
@@ -45,11 +46,11 @@ func (s *stdoutSender) send(_ context.Context, req []byte) (result, error) {
 	if err != nil {
 		if n == 0 {
 			// Nothing was written: trying again cannot garble the output.
-			return result{}, retryable(fmt.Errorf("writing OTLP JSON: %w", err))
+			return otlpclient.Result{}, &otlpclient.Error{Err: fmt.Errorf("writing OTLP JSON: %w", err), Retryable: true}
 		}
-		return result{}, fmt.Errorf("writing OTLP JSON: %d of %d bytes written: %w", n, len(line), err)
+		return otlpclient.Result{}, fmt.Errorf("writing OTLP JSON: %d of %d bytes written: %w", n, len(line), err)
 	}
-	return result{}, nil
+	return otlpclient.Result{}, nil
 }
 
 func (s *stdoutSender) close() error { return nil }

@@ -8,6 +8,8 @@
 // ScopeSpans pair are copied once per group into a compact group key (see
 // [GroupKey]), never per span. [Builder] writes a valid request back from group
 // keys and raw spans by concatenation with fresh length prefixes.
+// [MessageFields] reads any small protobuf message field by field (export
+// responses, small control messages).
 //
 // Invariants: scanning never panics on any input (malformed input returns an
 // error wrapping [ErrMalformed]); after warm-up a reused Request and Builder do

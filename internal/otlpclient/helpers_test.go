@@ -1,0 +1,120 @@
+package otlpclient
+
+import (
+	"context"
+	"net"
+	"sync/atomic"
+	"testing"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+
+	"github.com/tailsift/tailsift/internal/rawcodec"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// echoMethod is a method of a second service on the test server, for
+// Invoke: it answers the request bytes.
+const echoMethod = "/otlpclient.test.Echo/Echo"
+
+// grpcServer is a real gRPC server that moves messages as bytes, as the
+// sampler's receivers do: export answers TraceService/Export (a nil
+// response is an empty ExportTraceServiceResponse), and the Echo method
+// echoes. read counts the bytes read off its connections.
+type grpcServer struct {
+	addr string
+	read atomic.Int64
+}
+
+type exportFunc func(ctx context.Context, req []byte) (resp []byte, err error)
+
+func startGRPC(t *testing.T, export exportFunc, opts ...grpc.ServerOption) *grpcServer {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return serveGRPC(t, lis, export, opts...)
+}
+
+// serveGRPC serves on lis until the test ends.
+func serveGRPC(t *testing.T, lis net.Listener, export exportFunc, opts ...grpc.ServerOption) *grpcServer {
+	t.Helper()
+	s := &grpcServer{addr: lis.Addr().String()}
+	srv := grpc.NewServer(append([]grpc.ServerOption{grpc.ForceServerCodecV2(rawcodec.Codec{})}, opts...)...)
+	unary := func(f exportFunc) grpc.MethodHandler {
+		return func(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+			var body []byte
+			if err := dec(&body); err != nil {
+				return nil, err
+			}
+			resp, err := f(ctx, body)
+			if err != nil {
+				return nil, err
+			}
+			return &resp, nil
+		}
+	}
+	for _, sd := range []struct {
+		service, method string
+		f               exportFunc
+	}{
+		{"opentelemetry.proto.collector.trace.v1.TraceService", "Export", export},
+		{"otlpclient.test.Echo", "Echo", func(_ context.Context, b []byte) ([]byte, error) { return b, nil }},
+	} {
+		srv.RegisterService(&grpc.ServiceDesc{
+			ServiceName: sd.service,
+			HandlerType: (*any)(nil),
+			Methods:     []grpc.MethodDesc{{MethodName: sd.method, Handler: unary(sd.f)}},
+		}, struct{}{})
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(countingListener{lis, &s.read})
+	}()
+	t.Cleanup(func() {
+		srv.Stop()
+		<-done
+	})
+	return s
+}
+
+// countingListener counts the bytes read off its connections.
+type countingListener struct {
+	net.Listener
+	n *atomic.Int64
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return countingConn{c, l.n}, nil
+}
+
+type countingConn struct {
+	net.Conn
+	n *atomic.Int64
+}
+
+func (c countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// newClient makes a client for cfg, closed when the test ends.
+func newClient(t *testing.T, cfg Config) *Client {
+	t.Helper()
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
