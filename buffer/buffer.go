@@ -33,8 +33,8 @@ type Buffer struct {
 	seq    atomic.Uint64
 
 	used   atomic.Int64 // accounted bytes, including in-flight reservations
-	spans   atomic.Int64
-	traces  atomic.Int64
+	spans  atomic.Int64
+	traces atomic.Int64
 
 	// With a Disk: the spill loop, and the write-ahead log's record counter.
 	spillBell     chan struct{} // 1 slot

@@ -51,11 +51,11 @@ type Engine struct {
 	share    float64    // guarded by policyMu: this node's share of the cluster
 	kept     *cache[keptInfo]
 	dropped  *cache[struct{}]
-	recent   *recent // the latest decisions, for Explain
-	view        traceview.View // guarded by decideMu
-	count       counters
-	metrics     *metrics
-	scratch     sync.Pool // *consumeScratch
+	recent   *recent        // the latest decisions, for Explain
+	view     traceview.View // guarded by decideMu
+	count    counters
+	metrics  *metrics
+	scratch  sync.Pool // *consumeScratch
 
 	// inflight is held shared by each Consume and exclusively by Shutdown,
 	// so no Consume appends after Shutdown's final TakeAll.

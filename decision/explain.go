@@ -139,7 +139,6 @@ func newRecent(size int) *recent {
 	return &recent{entries: make([]recentDecision, 0, size), byID: make(map[[16]byte]int32, size)}
 }
 
-
 // add records the decision of t, replacing the oldest entry once the ring
 // is full (mu held).
 func (r *recent) add(t *buffer.Trace, kept bool, rule string, probability float64, decidedAt int64) {

@@ -25,8 +25,8 @@ import (
 
 	"github.com/tailsift/tailsift/cluster"
 	"github.com/tailsift/tailsift/internal/metricstest"
-	"github.com/tailsift/tailsift/node"
 	"github.com/tailsift/tailsift/internal/otlptest"
+	"github.com/tailsift/tailsift/node"
 )
 
 // fastFailure makes memberlist declare a stopped node dead in about a

@@ -22,9 +22,9 @@ import (
 
 	"github.com/tailsift/tailsift/internal/capture"
 	"github.com/tailsift/tailsift/internal/metricstest"
-	"github.com/tailsift/tailsift/node"
 	"github.com/tailsift/tailsift/internal/otlptest"
 	"github.com/tailsift/tailsift/internal/otlpwire"
+	"github.com/tailsift/tailsift/node"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 )
 

@@ -17,8 +17,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/tailsift/tailsift/internal/metricstest"
-	"github.com/tailsift/tailsift/node"
 	"github.com/tailsift/tailsift/internal/otlptest"
+	"github.com/tailsift/tailsift/node"
 )
 
 // TestForwardFileMode: the file of --forward file:PATH holds kept traces,

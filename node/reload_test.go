@@ -15,8 +15,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/tailsift/tailsift/internal/metricstest"
-	"github.com/tailsift/tailsift/node"
 	"github.com/tailsift/tailsift/internal/otlptest"
+	"github.com/tailsift/tailsift/node"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 )
 

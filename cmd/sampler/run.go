@@ -13,8 +13,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/tailsift/tailsift/node"
 	"github.com/tailsift/tailsift/internal/redact"
+	"github.com/tailsift/tailsift/node"
 )
 
 // runNode implements "sampler run": flags override --config, which

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tailsift/tailsift/node"
 	"github.com/tailsift/tailsift/internal/top"
+	"github.com/tailsift/tailsift/node"
 )
 
 // TestTopOnce runs "sampler top --once" against a node started in-process
