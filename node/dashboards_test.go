@@ -24,8 +24,8 @@ import (
 // only metrics the sampler exports: every PromQL expression in them parses,
 // and every metric name it selects is in the registry of a running node.
 const (
-	dashboardFile = "../../deploy/grafana/tailsift-dashboard.json"
-	alertsFile    = "../../deploy/prometheus/tailsift-alerts.yaml"
+	dashboardFile = "../deploy/grafana/tailsift-dashboard.json"
+	alertsFile    = "../deploy/prometheus/tailsift-alerts.yaml"
 )
 
 // notSamplerMetrics are names the expressions may use that no sampler
