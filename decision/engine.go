@@ -180,9 +180,6 @@ func (e *Engine) Consume(ctx context.Context, req *otlpwire.Request) error {
 type Input struct {
 	// Traces lists the indexes in req.Traces to take; nil takes them all.
 	Traces []int32
-	// Recovered marks spans read back from the write-ahead log: they are
-	// counted as recovered, not accepted (an earlier run accepted them).
-	Recovered bool
 	// Arrivals holds, for traces handed off by another node, when they
 	// first arrived (and their root, if any), so their decision timing
 	// does not restart. Traces not in it arrive now.
@@ -193,9 +190,6 @@ type Input struct {
 // unix nanoseconds on this node's clock; RootSeen 0 means no root yet.
 type Arrival struct {
 	FirstSeen, RootSeen int64
-	// Logged lists the buffer's write-ahead records that hold the trace's
-	// spans already (a trace recovered from the log).
-	Logged []uint64
 }
 
 // ConsumeGrouped is Consume for a request on which GroupByTrace has been
@@ -231,38 +225,19 @@ func (e *Engine) ConsumeGrouped(ctx context.Context, req *otlpwire.Request, in I
 		id := req.Traces[t].ID
 		n := len(req.TraceSpans(int(t)))
 		spans += n
-		v := undecided
-		info, wasKept := e.kept.get(id)
 		a := in.Arrivals[id]
+		v, info := e.follow(&id, &a, nil, durable)
 		switch {
-		case wasKept && !durable:
-			v = decidedKept
-			lateKept += n
-			e.buf.ForgetRecords(&id, a.Logged) // recovered with the log off now: sent below
-		case !wasKept && e.dropped.contains(id):
-			v = decidedDropped
-			if e.cfg.Shadow {
-				lateKept += n
-			} else {
-				lateDropped += n
-			}
-			e.buf.ForgetRecords(&id, a.Logged)
-		default:
-			// With a write-ahead log, late spans of a kept trace are logged
-			// like any span and exported by the next tick (an arrival at
-			// time 1 is due at once), so a crash cannot lose them between
-			// the client's OK and the exporter.
-			if wasKept {
-				a.FirstSeen = 1
-			}
+		case v == undecided:
 			sc.batch.StartTraceSeen(id, a.FirstSeen, a.RootSeen)
-			if a.Logged != nil {
-				sc.batch.SetLogged(a.Logged)
-			}
 			if err := sc.batch.AddRequestSpans(req, req.TraceSpans(int(t)), &sc.groups); err != nil {
 				sc.batch.Reset()
 				return err // nothing was taken: interning ran out of memory
 			}
+		case e.forwards(v):
+			lateKept += n
+		default:
+			lateDropped += n
 		}
 		sc.verdict = append(sc.verdict, v)
 		sc.kept = append(sc.kept, info)
@@ -275,15 +250,39 @@ func (e *Engine) ConsumeGrouped(ctx context.Context, req *otlpwire.Request, in I
 	if lateKept > 0 {
 		e.forwardLate(req, selected, sc)
 	}
-	if in.Recovered {
-		e.count.recovered.Add(int64(spans))
-	} else {
-		e.count.accepted.Add(int64(spans))
-	}
+	e.count.accepted.Add(int64(spans))
 	e.count.kept.Add(int64(lateKept))
 	e.count.lateKept.Add(int64(lateKept))
 	e.count.droppedLate.Add(int64(lateDropped))
 	return nil
+}
+
+// follow tells where the spans of trace id go: after a remembered
+// decision (they are late), or into the buffer, arriving at a. Spans that
+// follow a decision are not buffered, so the write-ahead records that
+// hold them already (logged: recovered spans) go. With a write-ahead log,
+// late spans of a kept trace are buffered all the same and logged like
+// any span, due at once (a.FirstSeen = 1, exported by the next tick): a
+// crash cannot lose them between the client's OK and the exporter.
+func (e *Engine) follow(id *[16]byte, a *Arrival, logged []uint64, durable bool) (verdict, keptInfo) {
+	info, wasKept := e.kept.get(*id)
+	switch {
+	case wasKept && !durable:
+		e.buf.ForgetRecords(id, logged) // exported by the caller
+		return decidedKept, info
+	case !wasKept && e.dropped.contains(*id):
+		e.buf.ForgetRecords(id, logged)
+		return decidedDropped, info
+	case wasKept:
+		a.FirstSeen = 1
+	}
+	return undecided, info
+}
+
+// forwards reports whether spans that follow decision v go to the
+// exporter: those of kept traces, and in shadow mode of dropped ones.
+func (e *Engine) forwards(v verdict) bool {
+	return v == decidedKept || (v == decidedDropped && e.cfg.Shadow)
 }
 
 // forwardLate hands late spans of kept traces (in shadow mode, of every
@@ -291,7 +290,7 @@ func (e *Engine) ConsumeGrouped(ctx context.Context, req *otlpwire.Request, in I
 // call per run of spans under the same group.
 func (e *Engine) forwardLate(req *otlpwire.Request, selected []int32, sc *consumeScratch) {
 	for i, v := range sc.verdict {
-		if v != decidedKept && !(v == decidedDropped && e.cfg.Shadow) {
+		if !e.forwards(v) {
 			continue
 		}
 		info := sc.kept[i] // zero for a dropped trace in shadow mode

@@ -3,7 +3,8 @@ package decision
 import (
 	"context"
 	"fmt"
-	"slices"
+	"time"
+	"unsafe"
 
 	"google.golang.org/protobuf/encoding/protowire"
 
@@ -70,54 +71,137 @@ func (e *Engine) persistDecisions() {
 // write-ahead log, with their first arrival times, so they are decided
 // when they would have been. Call it once, after New and before ingest
 // starts. It returns the spans recovered.
-func (e *Engine) Recover(ctx context.Context) (spans int64, err error) {
+//
+// The log's traces go back into the buffer as they are: each span keeps
+// its group and its records (they are not logged again), and only the
+// few fields the summary needs are read from its bytes. Spans of a trace
+// decided before the restart follow the decision, as late spans do.
+func (e *Engine) Recover(_ context.Context) (spans int64, err error) {
 	if e.cfg.Decisions != nil {
 		if err := e.loadDecisions(); err != nil {
 			return 0, err
 		}
 	}
-	var (
-		b        otlpwire.Builder
-		req      otlpwire.Request
-		arena    []byte
-		reqBuf   []byte
-		arrivals = map[[16]byte]Arrival{}
-	)
-	flush := func() error {
-		if b.Spans() == 0 {
-			return nil
+	r := recovery{e: e, groups: map[groupParts]*buffer.Group{}}
+	defer r.release()
+	_, err = e.buf.Recover(r.trace)
+	return r.spans, err
+}
+
+// recovery is Recover's working memory.
+type recovery struct {
+	e     *Engine
+	spans int64
+	batch buffer.Batch
+	late  [][]byte
+	// groups holds a reference to each group the log's spans use, by the
+	// address of its parts: the buffer's Recover yields one group's parts
+	// at one address. (A group met at another address is interned again,
+	// which only costs a lookup.)
+	groups map[groupParts]*buffer.Group
+}
+
+type groupParts struct {
+	resource, scope  *byte
+	resLen, scopeLen int
+}
+
+// trace restores one trace of the log (see Recover). t is valid during
+// the call only.
+func (r *recovery) trace(t *buffer.Recovered) error {
+	e := r.e
+	e.inflight.RLock()
+	defer e.inflight.RUnlock()
+	if e.stopping {
+		return ErrStopped
+	}
+	n := int64(len(t.Spans))
+	r.spans += n
+	a := Arrival{FirstSeen: t.FirstSeen, RootSeen: t.RootSeen}
+	v, info := e.follow(&t.ID, &a, t.Records, e.buf.WriteAhead())
+	switch {
+	case v == undecided:
+		if err := r.buffer(t, a); err != nil {
+			return err
 		}
-		reqBuf = b.AppendRequest(reqBuf[:0])
-		req.Reset()
-		if err := req.Scan(reqBuf); err != nil {
-			return fmt.Errorf("decision: recovered spans do not scan: %w", err)
-		}
-		req.GroupByTrace()
-		if err := e.ConsumeGrouped(ctx, &req, Input{Arrivals: arrivals, Recovered: true}); err != nil {
+	case e.forwards(v):
+		r.forward(t, info)
+		e.count.kept.Add(n)
+		e.count.lateKept.Add(n)
+	default:
+		e.count.droppedLate.Add(n)
+	}
+	e.count.recovered.Add(n)
+	return nil
+}
+
+// buffer appends the trace's spans to the buffer, arrived at a.
+func (r *recovery) buffer(t *buffer.Recovered, a Arrival) error {
+	defer r.batch.Reset()
+	r.batch.StartTraceSeen(t.ID, a.FirstSeen, a.RootSeen)
+	r.batch.SetLogged(t.Records)
+	for _, s := range t.Spans {
+		g, err := r.group(s.Group)
+		if err != nil {
 			return fmt.Errorf("decision: recovering spans: %w", err)
 		}
-		spans += int64(b.Spans())
-		b.Reset()
-		clear(arrivals)
-		arena = nil // the builder's spans alias it until the request is consumed
-		return nil
-	}
-	_, err = e.buf.Recover(func(r *buffer.Recovered) error {
-		for _, s := range r.Spans {
-			start := len(arena)
-			arena = append(arena, s.Raw...)
-			b.Add(s.Group, arena[start:len(arena):len(arena)])
+		f, ok := otlpwire.SpanFields(s.Raw)
+		if !ok {
+			return fmt.Errorf("decision: a recovered span of trace %x does not read", t.ID)
 		}
-		arrivals[r.ID] = Arrival{FirstSeen: r.FirstSeen, RootSeen: r.RootSeen, Logged: slices.Clone(r.Records)}
-		if b.Size() >= 4<<20 {
-			return flush()
-		}
-		return nil
-	})
-	if err == nil {
-		err = flush()
+		r.batch.AddSpan(buffer.Span{Group: g, Raw: s.Raw, StartUnixNano: f.StartUnixNano,
+			EndUnixNano: f.EndUnixNano, Root: f.IsRoot(), Error: f.IsError()})
 	}
-	return spans, err
+	if _, err := r.e.buf.Append(&r.batch, time.Now().UnixNano()); err != nil {
+		return fmt.Errorf("decision: recovering spans: %w", err)
+	}
+	return nil
+}
+
+// group returns the interned group of a recovered span.
+func (r *recovery) group(wire otlpwire.Group) (*buffer.Group, error) {
+	key := groupParts{unsafe.SliceData(wire.Resource), unsafe.SliceData(wire.Scope), len(wire.Resource), len(wire.Scope)}
+	if g := r.groups[key]; g != nil {
+		return g, nil
+	}
+	g, err := r.e.buf.Acquire(wire)
+	if err != nil {
+		return nil, err
+	}
+	r.groups[key] = g
+	return g, nil
+}
+
+// release drops the references to the groups; the buffered traces keep
+// their own.
+func (r *recovery) release() {
+	for _, g := range r.groups {
+		r.e.buf.Release(g)
+	}
+	clear(r.groups)
+}
+
+// forward hands the spans of a trace that follows a decision to the
+// exporter, one call per run of spans under the same group.
+func (r *recovery) forward(t *buffer.Recovered, info keptInfo) {
+	for i, s := range t.Spans {
+		if i > 0 && !sameGroup(s.Group, t.Spans[i-1].Group) {
+			r.e.exp.ExportSpans(t.Spans[i-1].Group, r.late, info.threshold, info.attrs)
+			r.late = r.late[:0]
+		}
+		r.late = append(r.late, s.Raw)
+	}
+	if len(r.late) > 0 {
+		r.e.exp.ExportSpans(t.Spans[len(t.Spans)-1].Group, r.late, info.threshold, info.attrs)
+	}
+	clear(r.late)
+	r.late = r.late[:0]
+}
+
+// sameGroup reports whether a and b are one group at one address.
+func sameGroup(a, b otlpwire.Group) bool {
+	return unsafe.SliceData(a.Resource) == unsafe.SliceData(b.Resource) && len(a.Resource) == len(b.Resource) &&
+		unsafe.SliceData(a.Scope) == unsafe.SliceData(b.Scope) && len(a.Scope) == len(b.Scope)
 }
 
 // loadDecisions fills the caches from the persisted decisions. The kept
