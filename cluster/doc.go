@@ -24,4 +24,9 @@
 // limited rate, and given as the reason the node is not ready.
 //
 // The package knows nothing of policies: it moves bytes and trace IDs.
+// It knows the decision engine only as Engine (engine.go), in its own
+// small vocabulary: a scanned request with an Input to consume, moved
+// traces as MovedTrace (ID, arrival times, spans), decisions as records
+// it carries unread, explanations as JSON. The composition root (package
+// node) adapts the engine and its buffer to it.
 package cluster

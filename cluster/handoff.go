@@ -11,8 +11,6 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/tailsift/tailsift/buffer"
-	"github.com/tailsift/tailsift/decision"
 	"github.com/tailsift/tailsift/internal/otlpclient"
 	"github.com/tailsift/tailsift/internal/otlpwire"
 )
@@ -61,11 +59,13 @@ func (c *Cluster) receiveHandoff(ctx context.Context, body []byte) error {
 	if err := req.Scan(h.traces); err != nil {
 		return status.Error(codes.InvalidArgument, "hand-off traces: "+err.Error())
 	}
-	c.engine.AdoptDecisions(h.decisions)
+	if err := c.engine.AdoptDecisions(h.decisions); err != nil {
+		return status.Error(codes.InvalidArgument, "hand-off decisions: "+err.Error())
+	}
 	now := time.Now().UnixNano()
-	arrivals := make(map[[16]byte]decision.Arrival, len(h.arrivals))
+	arrivals := make(map[[16]byte]Arrival, len(h.arrivals))
 	for _, a := range h.arrivals {
-		ar := decision.Arrival{FirstSeen: now - a.firstAge}
+		ar := Arrival{FirstSeen: now - a.firstAge}
 		if a.hasRoot {
 			ar.RootSeen = now - a.rootAge
 		}
@@ -73,7 +73,7 @@ func (c *Cluster) receiveHandoff(ctx context.Context, body []byte) error {
 	}
 	req.GroupByTrace()
 	if len(req.Spans) > 0 {
-		if err := c.engine.ConsumeGrouped(ctx, &req, decision.Input{Arrivals: arrivals}); err != nil {
+		if err := c.engine.Consume(ctx, &req, Input{Arrivals: arrivals}); err != nil {
 			st, _ := status.New(codes.ResourceExhausted, err.Error()).
 				WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)})
 			return st.Err()
@@ -124,8 +124,8 @@ func (h *handoffClient) close() {
 // outgoing is what one new owner gets.
 type outgoing struct {
 	member    Member
-	traces    []*buffer.Trace
-	decisions []decision.Record
+	traces    []MovedTrace
+	decisions []Decision
 }
 
 // pass hands every buffered trace and remembered decision this node does
@@ -151,9 +151,10 @@ func (h *handoffClient) pass(st *ringState) {
 	}
 	var spans int64
 	for _, t := range traces {
-		g := get(st.ring.Owner(&t.ID))
+		id := t.TraceID()
+		g := get(st.ring.Owner(&id))
 		g.traces = append(g.traces, t)
-		spans += int64(t.SpanCount)
+		spans += int64(t.SpanCount())
 	}
 	c.metrics.handoff.pendingSpans.Add(spans)
 	for i := range decisions {
@@ -175,7 +176,7 @@ func (h *handoffClient) send(g *outgoing) {
 	c := h.c
 	var b otlpwire.Builder
 	var msg handoff
-	var batch []*buffer.Trace
+	var batch []MovedTrace
 	flush := func() {
 		if len(batch) == 0 && len(msg.decisions) == 0 {
 			return
@@ -184,7 +185,7 @@ func (h *handoffClient) send(g *outgoing) {
 		body := msg.appendTo(nil)
 		var spans int64
 		for _, t := range batch {
-			spans += int64(t.SpanCount)
+			spans += int64(t.SpanCount())
 		}
 		if err := h.deliver(g.member, body); err != nil {
 			c.metrics.handoff.failures.Add(1)
@@ -204,9 +205,10 @@ func (h *handoffClient) send(g *outgoing) {
 		for key, span := range t.Spans() {
 			b.Add(key, span)
 		}
-		a := arrivalAge{id: t.ID, firstAge: max(0, now-t.FirstSeen)}
-		if t.HasRoot() {
-			a.rootAge, a.hasRoot = max(0, now-t.RootSeen), true
+		seen := t.Arrival()
+		a := arrivalAge{id: t.TraceID(), firstAge: max(0, now-seen.FirstSeen)}
+		if seen.RootSeen != 0 {
+			a.rootAge, a.hasRoot = max(0, now-seen.RootSeen), true
 		}
 		msg.arrivals = append(msg.arrivals, a)
 		batch = append(batch, t)
@@ -215,7 +217,7 @@ func (h *handoffClient) send(g *outgoing) {
 		}
 	}
 	for _, d := range g.decisions {
-		msg.decisions = append(msg.decisions, d)
+		msg.decisions = append(msg.decisions, d.Record)
 		if len(msg.decisions) >= 20_000 { // about 1 MiB
 			flush()
 		}
@@ -252,13 +254,13 @@ func (h *handoffClient) deliver(m Member, body []byte) error {
 
 // keep gives undeliverable traces back to the local engine, with their
 // arrival times (decisions stay remembered here anyway).
-func (h *handoffClient) keep(msg handoff, batch []*buffer.Trace) {
+func (h *handoffClient) keep(msg handoff, batch []MovedTrace) {
 	c := h.c
 	var spans int
-	arrivals := make(map[[16]byte]decision.Arrival, len(batch))
+	arrivals := make(map[[16]byte]Arrival, len(batch))
 	for _, t := range batch {
-		spans += int(t.SpanCount)
-		arrivals[t.ID] = decision.Arrival{FirstSeen: t.FirstSeen, RootSeen: t.RootSeen}
+		spans += t.SpanCount()
+		arrivals[t.TraceID()] = t.Arrival()
 	}
 	if spans == 0 {
 		return
@@ -270,7 +272,7 @@ func (h *handoffClient) keep(msg handoff, batch []*buffer.Trace) {
 	}
 	req.GroupByTrace()
 	if c.router.retryLocal(spans, "traces that could not be handed off", func() error {
-		return c.engine.ConsumeGrouped(context.Background(), &req, decision.Input{Arrivals: arrivals})
+		return c.engine.Consume(context.Background(), &req, Input{Arrivals: arrivals})
 	}) {
 		c.metrics.handoff.givenBack.Add(int64(spans))
 	}

@@ -15,8 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
-	"github.com/tailsift/tailsift/buffer"
-	"github.com/tailsift/tailsift/decision"
 	"github.com/tailsift/tailsift/internal/metricstest"
 	"github.com/tailsift/tailsift/internal/otlpwire"
 )
@@ -24,18 +22,14 @@ import (
 // idleEngine holds no traces: the membership tests route no spans.
 type idleEngine struct{}
 
-func (idleEngine) ConsumeGrouped(context.Context, *otlpwire.Request, decision.Input) error {
-	return nil
-}
-func (idleEngine) TakeMoved(_ func(*[16]byte) bool, dst []*buffer.Trace) []*buffer.Trace {
+func (idleEngine) Consume(context.Context, *otlpwire.Request, Input) error { return nil }
+func (idleEngine) TakeMoved(_ func(*[16]byte) bool, dst []MovedTrace) []MovedTrace {
 	return dst
 }
-func (idleEngine) Decisions(_ func(*[16]byte) bool, dst []decision.Record) []decision.Record {
-	return dst
-}
-func (idleEngine) AdoptDecisions([]decision.Record)      {}
-func (idleEngine) SetShare(float64)                      {}
-func (idleEngine) Explain([16]byte) decision.Explanation { return decision.Explanation{} }
+func (idleEngine) Decisions(_ func(*[16]byte) bool, dst []Decision) []Decision { return dst }
+func (idleEngine) AdoptDecisions([][]byte) error                               { return nil }
+func (idleEngine) SetShare(float64)                                            {}
+func (idleEngine) Explain([16]byte, string) []byte                             { return []byte("{}") }
 
 // logBuffer collects a node's log lines; safe while the node writes.
 type logBuffer struct {

@@ -10,21 +10,9 @@ import (
 
 	"google.golang.org/grpc/metadata"
 
-	"github.com/tailsift/tailsift/buffer"
-	"github.com/tailsift/tailsift/decision"
 	"github.com/tailsift/tailsift/internal/lograte"
 	"github.com/tailsift/tailsift/internal/otlpwire"
 )
-
-// Engine is this node's decision engine, as the router uses it.
-type Engine interface {
-	ConsumeGrouped(ctx context.Context, req *otlpwire.Request, in decision.Input) error
-	TakeMoved(moved func(id *[16]byte) bool, dst []*buffer.Trace) []*buffer.Trace
-	Decisions(moved func(id *[16]byte) bool, dst []decision.Record) []decision.Record
-	AdoptDecisions(recs []decision.Record)
-	SetShare(f float64)
-	Explain(id [16]byte) decision.Explanation
-}
 
 // HopsKey is the gRPC metadata key that marks a forwarded export with the
 // number of times its spans were forwarded.
@@ -113,7 +101,7 @@ func (r *Router) route(ctx context.Context, req *otlpwire.Request, hops int, req
 	defer r.barrier.RUnlock()
 	st := r.current()
 	if st.ring.Len() == 0 || (st.ring.Len() == 1 && st.self == 0) || hops >= MaxHops {
-		return r.engine.ConsumeGrouped(ctx, req, decision.Input{})
+		return r.engine.Consume(ctx, req, Input{})
 	}
 	sc := r.scratch.Get().(*routeScratch)
 	defer r.putScratch(sc)
@@ -129,7 +117,7 @@ func (r *Router) route(ctx context.Context, req *otlpwire.Request, hops int, req
 		sc.peers[o] = append(sc.peers[o], int32(t))
 	}
 	if len(sc.order) == 0 {
-		return r.engine.ConsumeGrouped(ctx, req, decision.Input{})
+		return r.engine.Consume(ctx, req, Input{})
 	}
 	var remoteBytes int64
 	for _, o := range sc.order {
@@ -144,7 +132,7 @@ func (r *Router) route(ctx context.Context, req *otlpwire.Request, hops int, req
 		return errQueueFull
 	}
 	if len(sc.local) > 0 {
-		if err := r.engine.ConsumeGrouped(ctx, req, decision.Input{Traces: sc.local}); err != nil {
+		if err := r.engine.Consume(ctx, req, Input{Traces: sc.local}); err != nil {
 			r.fwd.release(remoteBytes)
 			return err
 		}
@@ -234,7 +222,7 @@ func (*queueFullError) RetryAfter() time.Duration { return time.Second }
 // acknowledged to the client is in some node's write-ahead log.
 func (r *Router) forwardNow(ctx context.Context, req *otlpwire.Request, sc *routeScratch, members []Member, hops int) error {
 	if len(sc.local) > 0 {
-		if err := r.engine.ConsumeGrouped(ctx, req, decision.Input{Traces: sc.local}); err != nil {
+		if err := r.engine.Consume(ctx, req, Input{Traces: sc.local}); err != nil {
 			return err
 		}
 	}
@@ -271,7 +259,7 @@ func (r *Router) forwardNow(ctx context.Context, req *otlpwire.Request, sc *rout
 		}
 		// Spans already acknowledged by other owners stay there: if this
 		// fails too, the client's retry sends them again (at least once).
-		if err := r.engine.ConsumeGrouped(ctx, req, decision.Input{Traces: sc.peers[o]}); err != nil {
+		if err := r.engine.Consume(ctx, req, Input{Traces: sc.peers[o]}); err != nil {
 			return err
 		}
 		for _, t := range sc.peers[o] {

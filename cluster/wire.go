@@ -6,7 +6,6 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 
-	"github.com/tailsift/tailsift/decision"
 	"github.com/tailsift/tailsift/internal/otlpwire"
 )
 
@@ -17,29 +16,24 @@ import (
 //	message Handoff {
 //	  bytes traces = 1;                // an OTLP ExportTraceServiceRequest
 //	  repeated Arrival arrivals = 2;   // one per trace in traces
-//	  repeated Decision decisions = 3;
+//	  repeated bytes decisions = 3;    // decision records (Decision.Record), as the engine encodes them
 //	}
 //	message Arrival {
 //	  bytes trace_id = 1;
 //	  int64 first_seen_age_nanos = 2;  // how long ago, at the sender, the first span arrived
 //	  int64 root_seen_age_nanos = 3;   // the same for the root span; absent if none
 //	}
-//	message Decision {
-//	  bytes trace_id = 1;
-//	  bool kept = 2;
-//	  fixed64 threshold = 3;           // kept at p<1: the sampling threshold
-//	  repeated Attribute attrs = 4;    // root-span attributes of kept traces
-//	}
-//	message Attribute { string key = 1; string value = 2; }
 //
 // Times travel as ages, not timestamps, so clock skew between nodes does
-// not move decisions; the transfer time itself is not counted.
+// not move decisions; the transfer time itself is not counted. The
+// records are the engine's own messages (decision.Record's encoding);
+// the cluster does not read them.
 
 // handoff is a decoded hand-off message.
 type handoff struct {
 	traces    []byte // ExportTraceServiceRequest
 	arrivals  []arrivalAge
-	decisions []decision.Record
+	decisions [][]byte
 }
 
 type arrivalAge struct {
@@ -68,28 +62,9 @@ func (h *handoff) appendTo(b []byte) []byte {
 		b = protowire.AppendTag(b, 2, protowire.BytesType)
 		b = protowire.AppendBytes(b, msg)
 	}
-	for i := range h.decisions {
-		d := &h.decisions[i]
-		msg = protowire.AppendTag(msg[:0], 1, protowire.BytesType)
-		msg = protowire.AppendBytes(msg, d.ID[:])
-		if d.Kept {
-			msg = protowire.AppendTag(msg, 2, protowire.VarintType)
-			msg = protowire.AppendVarint(msg, 1)
-		}
-		if d.Threshold != 0 {
-			msg = protowire.AppendTag(msg, 3, protowire.Fixed64Type)
-			msg = protowire.AppendFixed64(msg, d.Threshold)
-		}
-		for _, a := range d.Attrs {
-			attr := protowire.AppendTag(nil, 1, protowire.BytesType)
-			attr = protowire.AppendString(attr, a.Key)
-			attr = protowire.AppendTag(attr, 2, protowire.BytesType)
-			attr = protowire.AppendString(attr, a.Value)
-			msg = protowire.AppendTag(msg, 4, protowire.BytesType)
-			msg = protowire.AppendBytes(msg, attr)
-		}
+	for _, d := range h.decisions {
 		b = protowire.AppendTag(b, 3, protowire.BytesType)
-		b = protowire.AppendBytes(b, msg)
+		b = protowire.AppendBytes(b, d)
 	}
 	return b
 }
@@ -143,11 +118,7 @@ func (h *handoff) decode(b []byte) error {
 			if err := want(f, protowire.BytesType, "decision"); err != nil {
 				return err
 			}
-			d, err := decodeDecision(f.Bytes)
-			if err != nil {
-				return err
-			}
-			h.decisions = append(h.decisions, d)
+			h.decisions = append(h.decisions, f.Bytes)
 		}
 	}
 	return nil
@@ -184,65 +155,6 @@ func decodeArrival(b []byte) (arrivalAge, error) {
 		return a, fmt.Errorf("%w: arrival without trace_id", errMalformed)
 	case a.firstAge < 0 || a.rootAge < 0:
 		return a, fmt.Errorf("%w: negative age", errMalformed)
-	}
-	return a, nil
-}
-
-func decodeDecision(b []byte) (decision.Record, error) {
-	var d decision.Record
-	var hasID bool
-	for f, err := range otlpwire.MessageFields(b) {
-		if err != nil {
-			return d, malformed(err)
-		}
-		switch f.Num {
-		case 1:
-			if err = want(f, protowire.BytesType, "decision.trace_id"); err == nil {
-				d.ID, err = traceID(f.Bytes, "decision")
-				hasID = true
-			}
-		case 2:
-			if err = want(f, protowire.VarintType, "decision.kept"); err == nil {
-				d.Kept = f.Uint != 0
-			}
-		case 3:
-			if err = want(f, protowire.Fixed64Type, "decision.threshold"); err == nil {
-				d.Threshold = f.Uint
-			}
-		case 4:
-			if err = want(f, protowire.BytesType, "decision.attrs"); err == nil {
-				var a decision.Attribute
-				a, err = decodeAttribute(f.Bytes)
-				d.Attrs = append(d.Attrs, a)
-			}
-		}
-		if err != nil {
-			return d, err
-		}
-	}
-	if !hasID {
-		return d, fmt.Errorf("%w: decision without trace_id", errMalformed)
-	}
-	return d, nil
-}
-
-func decodeAttribute(b []byte) (decision.Attribute, error) {
-	var a decision.Attribute
-	for f, err := range otlpwire.MessageFields(b) {
-		if err != nil {
-			return a, malformed(err)
-		}
-		if f.Num != 1 && f.Num != 2 {
-			continue
-		}
-		if err := want(f, protowire.BytesType, "attribute"); err != nil {
-			return a, err
-		}
-		if f.Num == 1 {
-			a.Key = string(f.Bytes)
-		} else {
-			a.Value = string(f.Bytes)
-		}
 	}
 	return a, nil
 }

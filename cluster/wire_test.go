@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"reflect"
 	"testing"
-
-	"github.com/tailsift/tailsift/decision"
 )
 
 func sampleHandoff() handoff {
@@ -15,11 +13,9 @@ func sampleHandoff() handoff {
 			{id: [16]byte{1}, firstAge: 12_000_000_000},
 			{id: [16]byte{2}, firstAge: 3, rootAge: 2, hasRoot: true},
 		},
-		decisions: []decision.Record{
-			{ID: [16]byte{3}, Kept: true, Threshold: 1 << 55, Attrs: []decision.Attribute{{Key: "tailsift.sampling.rule", Value: "errors"}}},
-			{ID: [16]byte{4}},
-			{ID: [16]byte{5}, Kept: true},
-		},
+		// Records are the engine's, opaque here (decision tests their
+		// encoding): any bytes, even none, travel as they are.
+		decisions: [][]byte{[]byte("record one"), {}, {0x0a, 0x10, 3}},
 	}
 }
 
@@ -43,6 +39,7 @@ func TestHandoffDecodeRejectsMalformed(t *testing.T) {
 		"traces as varint":   {0x08, 0x01},
 		"short trace id":     {0x12, 0x04, 0x0a, 0x02, 0x01, 0x02},
 		"arrival without id": {0x12, 0x02, 0x10, 0x05},
+		"decision as varint": {0x18, 0x01},
 		"negative age":       append([]byte{0x12, 0x1d, 0x0a, 0x10}, append(bytes.Repeat([]byte{1}, 16), 0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01)...),
 	} {
 		var h handoff

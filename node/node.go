@@ -26,7 +26,6 @@ import (
 	"github.com/tailsift/tailsift/decision"
 	"github.com/tailsift/tailsift/export"
 	"github.com/tailsift/tailsift/ingest"
-	"github.com/tailsift/tailsift/internal/otlpwire"
 	"github.com/tailsift/tailsift/internal/redact"
 	"github.com/tailsift/tailsift/internal/store"
 	"github.com/tailsift/tailsift/policy"
@@ -162,7 +161,7 @@ func New(cfg Config, opts Options) (_ *Node, err error) {
 	if opts.Cluster != nil {
 		opts.Cluster(&cc)
 	}
-	if n.clu, err = cluster.New(cc, n.engine, n.reg, n.log.With("component", "cluster")); err != nil {
+	if n.clu, err = cluster.New(cc, engine{n.engine}, n.reg, n.log.With("component", "cluster")); err != nil {
 		n.engine.Shutdown(context.Background())
 		n.exp.Shutdown(context.Background())
 		return nil, err
@@ -199,32 +198,6 @@ func policiesName(path string) string {
 		return "embedded policies.example.yaml"
 	}
 	return path
-}
-
-// keptTraces adapts the exporter to the engine's interface.
-type keptTraces struct{ *export.Exporter }
-
-func (k keptTraces) ExportTrace(t *buffer.Trace, threshold uint64, rootAttrs []decision.Attribute) {
-	var scratch [4]export.Attribute // the usual few stay on the stack
-	k.Exporter.ExportTrace(t, keep(threshold, rootAttrs, scratch[:0]))
-}
-
-func (k keptTraces) ExportSpans(group otlpwire.Group, spans [][]byte, threshold uint64, rootAttrs []decision.Attribute) {
-	var scratch [4]export.Attribute
-	k.Exporter.ExportSpans(group, spans, keep(threshold, rootAttrs, scratch[:0]))
-}
-
-// keep converts the engine's account of a kept trace, appending the
-// attributes to scratch.
-func keep(threshold uint64, rootAttrs []decision.Attribute, scratch []export.Attribute) export.Keep {
-	k := export.Keep{Threshold: threshold}
-	if len(rootAttrs) > 0 {
-		for _, a := range rootAttrs {
-			scratch = append(scratch, export.Attribute(a))
-		}
-		k.RootAttributes = scratch
-	}
-	return k
 }
 
 func (n *Node) startAdmin(addr string) error {
@@ -287,7 +260,7 @@ func (n *Node) explain(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "a trace ID is 32 hex digits, not all zero", http.StatusBadRequest)
 		return
 	}
-	x, err := n.clu.Explain(r.Context(), [16]byte(raw))
+	x, err := n.Cluster().Explain(r.Context(), [16]byte(raw))
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadGateway)
 		return
@@ -314,7 +287,7 @@ func (n *Node) notReady() string {
 }
 
 // Cluster returns the node's cluster membership.
-func (n *Node) Cluster() *cluster.Cluster { return n.clu }
+func (n *Node) Cluster() Cluster { return Cluster{n.clu} }
 
 // GRPCAddr, HTTPAddr and AdminAddr return the bound addresses (nil if off).
 func (n *Node) GRPCAddr() net.Addr { return n.recv.GRPCAddr() }
