@@ -53,6 +53,9 @@ func (m *metrics) observe(kept bool, delay time.Duration, t *buffer.Trace) {
 }
 
 func newMetrics(reg prometheus.Registerer, c *counters, e *Engine) *metrics {
+	if reg == nil { // allowed, as in every package: the counters still count, unexported
+		reg = prometheus.NewRegistry()
+	}
 	m := &metrics{
 		tracesByRule: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tailsift_decision_traces_total",
