@@ -38,6 +38,9 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer, queueBytes func() float64) *metrics {
+	if reg == nil { // allowed, as in every package: the counters still count, unexported
+		reg = prometheus.NewRegistry()
+	}
 	m := &metrics{}
 	counter := func(name, help string, v *atomic.Int64, labels prometheus.Labels) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels},

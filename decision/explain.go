@@ -129,6 +129,7 @@ const recentEntryBytes = int64(unsafe.Sizeof(recentDecision{})) + 48
 // recent is a bounded ring of the latest decisions with an index by trace
 // ID. The decision loop adds a tick's decisions under one lock.
 type recent struct {
+	size    int // cap(entries), immutable: read without mu
 	mu      sync.Mutex
 	entries []recentDecision
 	next    int
@@ -136,7 +137,7 @@ type recent struct {
 }
 
 func newRecent(size int) *recent {
-	return &recent{entries: make([]recentDecision, 0, size), byID: make(map[[16]byte]int32, size)}
+	return &recent{size: size, entries: make([]recentDecision, 0, size), byID: make(map[[16]byte]int32, size)}
 }
 
 // add records the decision of t, replacing the oldest entry once the ring

@@ -53,6 +53,9 @@ func (m *metrics) observe(kept bool, delay time.Duration, t *buffer.Trace) {
 }
 
 func newMetrics(reg prometheus.Registerer, c *counters, e *Engine) *metrics {
+	if reg == nil { // allowed, as in every package: the counters still count, unexported
+		reg = prometheus.NewRegistry()
+	}
 	m := &metrics{
 		tracesByRule: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tailsift_decision_traces_total",
@@ -101,7 +104,7 @@ func newMetrics(reg prometheus.Registerer, c *counters, e *Engine) *metrics {
 		gauge("tailsift_buffer_traces", "Traces buffered awaiting a decision.", func() float64 { return float64(e.buf.Stats().Traces) }, nil),
 		gauge("tailsift_buffer_spans", "Spans buffered awaiting a decision.", func() float64 { return float64(e.buf.Stats().Spans) }, nil),
 		gauge("tailsift_buffer_memory_bytes", "Memory accounted to the buffer (span bytes and bookkeeping).", func() float64 { return float64(e.buf.Stats().Bytes) }, nil),
-		gauge("tailsift_decision_explain_ring_bytes", "Memory of the explain API's ring of recent decisions: fixed at start, outside memory_limit.", func() float64 { return float64(int64(cap(e.recent.entries)) * recentEntryBytes) }, nil),
+		gauge("tailsift_decision_explain_ring_bytes", "Memory of the explain API's ring of recent decisions: fixed at start, outside memory_limit.", func() float64 { return float64(int64(e.recent.size) * recentEntryBytes) }, nil),
 		gauge("tailsift_buffer_pressure", "1 while the buffer is within 1/16 of its memory limit: stress relief decides the oldest traces early (if on), and past the limit ingest answers retry-later.", func() float64 {
 			if e.buf.Pressure() {
 				return 1

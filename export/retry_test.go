@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -67,30 +66,6 @@ func memHTTPSink(t *testing.T, cfg Config, respond func(call int, w http.Respons
 	return sink, s
 }
 
-// attemptLog records when a sink was called, on the bubble's clock, and
-// tells it whether to keep failing.
-type attemptLog struct {
-	mu    sync.Mutex
-	times []time.Time
-}
-
-// failing records an attempt and reports whether it falls in the first
-// window after the first attempt. A tight loop would never let fake time
-// pass: after cap attempts it is let through, so the test ends and fails.
-func (l *attemptLog) failing(window time.Duration, cap int) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := time.Now()
-	l.times = append(l.times, now)
-	return now.Sub(l.times[0]) < window && len(l.times) < cap
-}
-
-func (l *attemptLog) attempts() []time.Time {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]time.Time(nil), l.times...)
-}
-
 func retryInfoErr(t *testing.T, code codes.Code, d time.Duration) error {
 	t.Helper()
 	st, err := status.New(code, "slow down").WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(d)})
@@ -116,10 +91,10 @@ func TestRetryHintIsAFloor(t *testing.T) {
 		// summing under 30 s where their mean is 82 s: odds below 1e-11.
 		maxAttempts = 40
 	)
-	httpAnswer := func(status int, retryAfter string) func(*testing.T, Config, *attemptLog) (sender, func() int) {
-		return func(t *testing.T, cfg Config, log *attemptLog) (sender, func() int) {
+	httpAnswer := func(status int, retryAfter string) func(*testing.T, Config, *otlptest.Attempts) (sender, func() int) {
+		return func(t *testing.T, cfg Config, log *otlptest.Attempts) (sender, func() int) {
 			sink, s := memHTTPSink(t, cfg, func(_ int, w http.ResponseWriter) int {
-				if !log.failing(window, cap) {
+				if !log.Failing(window, cap) {
 					return 0
 				}
 				w.Header().Set("Retry-After", retryAfter)
@@ -128,11 +103,11 @@ func TestRetryHintIsAFloor(t *testing.T) {
 			return s, func() int { calls, _, _ := sink.received(); return calls }
 		}
 	}
-	grpcAnswer := func(code codes.Code, hint time.Duration) func(*testing.T, Config, *attemptLog) (sender, func() int) {
-		return func(t *testing.T, _ Config, log *attemptLog) (sender, func() int) {
+	grpcAnswer := func(code codes.Code, hint time.Duration) func(*testing.T, Config, *otlptest.Attempts) (sender, func() int) {
+		return func(t *testing.T, _ Config, log *otlptest.Attempts) (sender, func() int) {
 			fail := retryInfoErr(t, code, hint)
 			sink, s := memGRPCSink(t, func(context.Context, int) (*coltracepb.ExportTraceServiceResponse, error) {
-				if log.failing(window, cap) {
+				if log.Failing(window, cap) {
 					return nil, fail
 				}
 				return nil, nil
@@ -145,7 +120,7 @@ func TestRetryHintIsAFloor(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		hint  time.Duration // every wait is at least this
-		start func(*testing.T, Config, *attemptLog) (sender, func() int)
+		start func(*testing.T, Config, *otlptest.Attempts) (sender, func() int)
 	}{
 		{"HTTP 503 Retry-After 0", 0, httpAnswer(http.StatusServiceUnavailable, "0")},
 		{"HTTP 429 Retry-After 0", 0, httpAnswer(http.StatusTooManyRequests, "0")},
@@ -160,7 +135,7 @@ func TestRetryHintIsAFloor(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				cfg := DefaultConfig().withDefaults() // 100ms doubling to 5s, for 5m
-				log := &attemptLog{}
+				log := &otlptest.Attempts{}
 				s, calls := tc.start(t, cfg, log)
 				reg := prometheus.NewRegistry()
 				e, err := newExporter(cfg, reg, nil, s)
@@ -175,7 +150,7 @@ func TestRetryHintIsAFloor(t *testing.T) {
 				synctest.Wait()
 				shutdown(t, e)
 
-				at := log.attempts()
+				at := log.All()
 				if n := len(at); n > maxAttempts || n < 2 {
 					t.Errorf("%d attempts in %v, want 2 to %d (backoff, not a tight loop)", n, at[len(at)-1].Sub(at[0]), maxAttempts)
 				}

@@ -26,6 +26,7 @@ import (
 	"github.com/tailsift/tailsift/ingest"
 	"github.com/tailsift/tailsift/internal/metricstest"
 	"github.com/tailsift/tailsift/internal/otlpserver"
+	"github.com/tailsift/tailsift/internal/otlptest"
 	"github.com/tailsift/tailsift/internal/otlpwire"
 	"github.com/tailsift/tailsift/internal/rawcodec"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
@@ -114,39 +115,6 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// stallConn passes writes through until after bytes were written, then
-// blocks them until it is closed: a client that sent part of a request
-// and stalls, or (closed) leaves mid-upload.
-type stallConn struct {
-	net.Conn
-	mu     sync.Mutex
-	left   int
-	closed chan struct{}
-	once   sync.Once
-}
-
-func (c *stallConn) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	if len(p) <= c.left {
-		c.left -= len(p)
-		c.mu.Unlock()
-		return c.Conn.Write(p)
-	}
-	n, err := c.Conn.Write(p[:c.left])
-	c.left = 0
-	c.mu.Unlock()
-	if err != nil {
-		return n, err
-	}
-	<-c.closed
-	return n, net.ErrClosed
-}
-
-func (c *stallConn) Close() error {
-	c.once.Do(func() { close(c.closed) })
-	return c.Conn.Close()
-}
-
 // stalledExport starts an Export of body over a connection of its own
 // that stalls after sending after bytes of it; leave closes the
 // connection, as a client that disconnects mid-upload. The call's error
@@ -155,7 +123,7 @@ func (c *stallConn) Close() error {
 // new connections share.
 func stalledExport(t *testing.T, addr string, body []byte, after int, proven bool) (leave func(), done <-chan error) {
 	t.Helper()
-	conns := make(chan *stallConn, 1)
+	conns := make(chan *otlptest.StallingConn, 1)
 	cc, err := grpc.NewClient("passthrough:///"+addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) {
@@ -163,7 +131,7 @@ func stalledExport(t *testing.T, addr string, body []byte, after int, proven boo
 			if err != nil {
 				return nil, err
 			}
-			sc := &stallConn{Conn: c, left: 1 << 30, closed: make(chan struct{})}
+			sc := otlptest.NewStallingConn(c, 1<<30)
 			select {
 			case conns <- sc:
 			default: // a reconnection after leave
@@ -182,9 +150,7 @@ func stalledExport(t *testing.T, addr string, body []byte, after int, proven boo
 		cc.Connect()
 	}
 	sc := <-conns
-	sc.mu.Lock()
-	sc.left = after
-	sc.mu.Unlock()
+	sc.StallAfter(after)
 	errs := make(chan error, 1)
 	go func() {
 		var resp []byte

@@ -22,6 +22,9 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer, l *limits) *metrics {
+	if reg == nil { // allowed, as in every package: the counters still count, unexported
+		reg = prometheus.NewRegistry()
+	}
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tailsift_ingest_requests_total",

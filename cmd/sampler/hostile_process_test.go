@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/tailsift/tailsift/internal/otlptest"
 	"github.com/tailsift/tailsift/internal/rawcodec"
 )
 
@@ -525,7 +526,7 @@ func (h *hostileRun) connFlood(addr string, n int, hello string) (stop func()) {
 func (h *hostileRun) streamFlood(conns, streams int) (stop func()) {
 	body := make([]byte, hostileMaxRequest-1024) // junk: it never arrives whole
 	var all []*grpc.ClientConn
-	var stallers []*stallingConn
+	var stallers []*otlptest.StallingConn
 	var mu sync.Mutex
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -537,7 +538,7 @@ func (h *hostileRun) streamFlood(conns, streams int) (stop func()) {
 				if err != nil {
 					return nil, err
 				}
-				s := &stallingConn{Conn: c, left: 3 << 20, closed: make(chan struct{})}
+				s := otlptest.NewStallingConn(c, 3<<20)
 				mu.Lock()
 				stallers = append(stallers, s)
 				mu.Unlock()
@@ -585,38 +586,6 @@ func (h *hostileRun) streamFlood(conns, streams int) (stop func()) {
 		}
 		wg.Wait()
 	}
-}
-
-// stallingConn passes writes through until left bytes were written, then
-// blocks them until closed: a client that sent part of its requests.
-type stallingConn struct {
-	net.Conn
-	mu     sync.Mutex
-	left   int
-	closed chan struct{}
-	once   sync.Once
-}
-
-func (c *stallingConn) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	if len(p) <= c.left {
-		c.left -= len(p)
-		c.mu.Unlock()
-		return c.Conn.Write(p)
-	}
-	n, err := c.Conn.Write(p[:c.left])
-	c.left = 0
-	c.mu.Unlock()
-	if err != nil {
-		return n, err
-	}
-	<-c.closed
-	return n, net.ErrClosed
-}
-
-func (c *stallingConn) Close() error {
-	c.once.Do(func() { close(c.closed) })
-	return c.Conn.Close()
 }
 
 // bodyFlood sends n OTLP/HTTP requests at once, each announcing size bytes

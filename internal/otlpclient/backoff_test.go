@@ -5,11 +5,11 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/tailsift/tailsift/internal/otlptest"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -61,29 +61,6 @@ func TestBackoffFullJitter(t *testing.T) {
 	}
 }
 
-// attempts records when a server was called, on the bubble's clock.
-type attempts struct {
-	mu    sync.Mutex
-	times []time.Time
-}
-
-// failing records an attempt and reports whether it falls in the first
-// window after the first attempt. A tight loop would never let fake time
-// pass: after limit attempts it is let through, so the test ends and fails.
-func (a *attempts) failing(window time.Duration, limit int) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	now := time.Now()
-	a.times = append(a.times, now)
-	return now.Sub(a.times[0]) < window && len(a.times) < limit
-}
-
-func (a *attempts) all() []time.Time {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return append([]time.Time(nil), a.times...)
-}
-
 // TestRetryLoopOnFakeClock runs the loop every caller writes (Export,
 // Classify, wait Backoff.Next(hint)) against real gRPC and HTTP servers
 // that throttle for 30s, on synctest's clock. The servers listen on
@@ -100,15 +77,15 @@ func TestRetryLoopOnFakeClock(t *testing.T) {
 		// summing under 30s where their mean is 82s: odds below 1e-11.
 		maxAttempts = 40
 	)
-	type server func(t *testing.T, lis *bufconn.Listener, a *attempts) string // returns the endpoint
+	type server func(t *testing.T, lis *bufconn.Listener, a *otlptest.Attempts) string // returns the endpoint
 	grpcServer := func(code codes.Code, hint time.Duration) server {
-		return func(t *testing.T, lis *bufconn.Listener, a *attempts) string {
+		return func(t *testing.T, lis *bufconn.Listener, a *otlptest.Attempts) string {
 			st, err := status.New(code, "slow down").WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(hint)})
 			if err != nil {
 				t.Fatal(err)
 			}
 			serveGRPC(t, lis, func(context.Context, []byte) ([]byte, error) {
-				if a.failing(window, limit) {
+				if a.Failing(window, limit) {
 					return nil, st.Err()
 				}
 				return nil, nil
@@ -117,9 +94,9 @@ func TestRetryLoopOnFakeClock(t *testing.T) {
 		}
 	}
 	httpServer := func(code int, retryAfter string) server {
-		return func(t *testing.T, lis *bufconn.Listener, a *attempts) string {
+		return func(t *testing.T, lis *bufconn.Listener, a *otlptest.Attempts) string {
 			srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if a.failing(window, limit) {
+				if a.Failing(window, limit) {
 					w.Header().Set("Retry-After", retryAfter)
 					w.WriteHeader(code)
 				}
@@ -151,7 +128,7 @@ func TestRetryLoopOnFakeClock(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				lis := bufconn.Listen(1 << 20)
-				a := &attempts{}
+				a := &otlptest.Attempts{}
 				endpoint := tc.serve(t, lis, a)
 				c := newClient(t, Config{Endpoint: endpoint, Dialer: func(ctx context.Context, _ string) (net.Conn, error) {
 					return lis.DialContext(ctx)
@@ -164,12 +141,12 @@ func TestRetryLoopOnFakeClock(t *testing.T) {
 					}
 					retry, hint := Classify(err)
 					if !retry {
-						t.Fatalf("attempt %d: %v is not retryable", len(a.all()), err)
+						t.Fatalf("attempt %d: %v is not retryable", len(a.All()), err)
 					}
 					time.Sleep(b.Next(hint))
 				}
 
-				at := a.all()
+				at := a.All()
 				if n := len(at); n > maxAttempts || n < 2 {
 					t.Errorf("%d attempts in %v, want 2 to %d (backoff, not a tight loop)", n, at[len(at)-1].Sub(at[0]), maxAttempts)
 				}
