@@ -81,8 +81,17 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate reports every problem with the configuration.
+// EnsureDefaults returns c with its zero fields set to their defaults, for
+// New; the caller's Config is not changed. No field of this Config has
+// one: a zero wait or cache size is reported by Validate rather than
+// quietly replaced, and the zero of the others means something (no explain
+// ring, no stress relief).
+func (c Config) EnsureDefaults() Config { return c }
+
+// Validate reports every problem of c.EnsureDefaults(), the configuration
+// New would run with.
 func (c Config) Validate() error {
+	c = c.EnsureDefaults()
 	var errs []error
 	positive := func(d time.Duration, name string) {
 		if d <= 0 {
