@@ -109,10 +109,10 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("recent decisions must be >= 0, got %d", c.RecentDecisions))
 	}
 	if c.KeptCacheSize < 1 {
-		errs = append(errs, fmt.Errorf("kept_cache_size must be at least 1, got %d", c.KeptCacheSize))
+		errs = append(errs, fmt.Errorf("decision kept cache size must be at least 1, got %d", c.KeptCacheSize))
 	}
 	if c.DroppedCacheSize < 1 {
-		errs = append(errs, fmt.Errorf("dropped_cache_size must be at least 1, got %d", c.DroppedCacheSize))
+		errs = append(errs, fmt.Errorf("decision dropped cache size must be at least 1, got %d", c.DroppedCacheSize))
 	}
 	return errors.Join(errs...)
 }
