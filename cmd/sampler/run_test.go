@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -118,5 +119,63 @@ func TestRunConfigPrecedence(t *testing.T) {
 	want.OTLPHTTP, want.DecisionWait, want.MemoryLimit, want.Join = "", 100*time.Millisecond, 64<<20, []string{"c:3"}
 	if !reflect.DeepEqual(got, want) || timeout != 5*time.Second {
 		t.Fatalf("got %+v, %v\nwant %+v, 5s", got, timeout, want)
+	}
+}
+
+// TestREADMERunExamples: the README's "sampler run" command lines parse
+// (every flag exists and takes its value), and its sampler.yaml example
+// loads.
+func TestREADMERunExamples(t *testing.T) {
+	data, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(data), "\n")
+	var commands int
+	for i, line := range lines {
+		_, rest, ok := strings.Cut(line, "sampler run")
+		if !ok || !(strings.HasPrefix(line, "sampler run") || strings.HasPrefix(line, "go run ./cmd/sampler run")) {
+			continue
+		}
+		rest, _, _ = strings.Cut(rest, "#")
+		var args []string
+		for _, f := range strings.Fields(rest) {
+			switch f {
+			case "...": // the reader's other flags
+			case `""`:
+				args = append(args, "")
+			default:
+				args = append(args, f)
+			}
+		}
+		var stderr bytes.Buffer
+		if _, _, ok := runConfig(args, &stderr); !ok {
+			first, _, _ := strings.Cut(stderr.String(), "\n")
+			t.Errorf("README.md:%d: %q: %s", i+1, line, first)
+		}
+		commands++
+	}
+	if commands < 5 {
+		t.Errorf("found %d sampler run lines in README.md, want more", commands)
+	}
+
+	start := slices.Index(lines, "# sampler.yaml")
+	if start < 0 {
+		t.Fatal("README.md has no sampler.yaml example (a code block starting with \"# sampler.yaml\")")
+	}
+	end := start + 1 + slices.Index(lines[start+1:], "```")
+	if end <= start {
+		t.Fatal("README.md's sampler.yaml example has no end")
+	}
+	path := filepath.Join(t.TempDir(), "sampler.yaml")
+	if err := os.WriteFile(path, []byte(strings.Join(lines[start:end], "\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := node.DefaultConfig()
+	if err := cfg.LoadFile(path); err != nil {
+		t.Fatalf("README.md's sampler.yaml example: %v", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("README.md's sampler.yaml example: %v", err)
 	}
 }
