@@ -83,9 +83,9 @@ func DefaultConfig() Config {
 
 // EnsureDefaults returns c with its zero fields set to their defaults, for
 // New; the caller's Config is not changed. No field of this Config has
-// one: a zero wait or cache size is reported by Validate rather than
+// one: a zero duration or cache size is reported by Validate rather than
 // quietly replaced, and the zero of the others means something (no explain
-// ring, no stress relief).
+// ring, no stress relief, no decision store).
 func (c Config) EnsureDefaults() Config { return c }
 
 // Validate reports every problem of c.EnsureDefaults(), the configuration

@@ -8,12 +8,10 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"slices"
 	"strings"
 	"syscall"
 
 	"github.com/tailsift/tailsift/bench"
-	"github.com/tailsift/tailsift/node"
 )
 
 // runBench implements "sampler bench".
@@ -53,19 +51,12 @@ drives a running deployment whose --forward points at --sink-listen.
 	fs.DurationVar(&sc.KillAt, "kill-at", 0, "in-process cluster: crash the last node this long into the load (it gets no load directly)")
 	// The node settings a benchmark varies, with the flags and help of
 	// "sampler run".
-	nodeKeys := []string{"policies", "decision_wait", "root_wait", "memory_limit", "durability", "disk_limit"}
-	for _, s := range node.Settings() {
-		if !slices.Contains(nodeKeys, s.Key) {
-			continue
-		}
-		nodeKeys = slices.DeleteFunc(nodeKeys, func(k string) bool { return k == s.Key })
+	for _, key := range []string{"policies", "decision_wait", "root_wait", "memory_limit", "durability", "disk_limit"} {
+		s := lookupSetting(key)
 		bindFlag(fs, s, &sc.Node, "in-process nodes' --"+s.Flag+": "+s.Help())
-		if fl := fs.Lookup(s.Flag); fl.DefValue == "" && s.Default() != "" { // a derived default flag cannot print
+		if fl := fs.Lookup(s.Flag); fl.DefValue == "" && s.Default() != "" { // flag prints no default for "": say what it means
 			fl.Usage += " (default: " + s.Default() + ")"
 		}
-	}
-	if len(nodeKeys) > 0 {
-		panic(fmt.Sprintf("BUG: sampler bench binds node settings %q, which node.Settings lacks", nodeKeys))
 	}
 	fs.StringVar(&sc.DataDir, "data-dir", "", "in-process nodes' data directory, for spill (past 62.5% of --memory-limit) and the write-ahead log:\n"+
 		"node N uses `DIR`/node-N, made for the run and removed after it (DIR is made if missing and kept; an existing\n"+

@@ -142,6 +142,17 @@ func bindFlag(fs *flag.FlagSet, s node.Setting, c *node.Config, usage string) {
 	}
 }
 
+// lookupSetting returns the setting of key; a key the table lacks is a
+// bug of the caller.
+func lookupSetting(key string) node.Setting {
+	for _, s := range node.Settings() {
+		if s.Key == key {
+			return s
+		}
+	}
+	panic("BUG: node.Settings has no setting " + key)
+}
+
 // runUsage prints "sampler run -h": --config, the settings in the table's
 // order, then --shutdown-timeout, laid out as flag.PrintDefaults lays out
 // flags (the deploy test reads the "  -name type" lines).
