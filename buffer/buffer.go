@@ -65,10 +65,10 @@ type shard struct {
 
 // New returns an empty buffer.
 func New(cfg Config) (*Buffer, error) {
+	cfg = cfg.EnsureDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg = cfg.withDefaults()
 	b := &Buffer{cfg: cfg, shards: make([]shard, cfg.Shards), mask: uint64(cfg.Shards - 1)}
 	for i := range b.shards {
 		b.shards[i].traces = make(map[[16]byte]*Trace)

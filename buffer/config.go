@@ -36,9 +36,11 @@ func DefaultConfig() Config {
 	return Config{MemoryLimit: 512 << 20, Shards: 64, MaxTraceSpans: 100_000, MaxTraceBytes: 64 << 20}
 }
 
-// withDefaults returns c with the trace limits' zero values set to their
-// defaults.
-func (c Config) withDefaults() Config {
+// EnsureDefaults returns c with its zero fields set to their defaults, for
+// New; the caller's Config is not changed. Only the trace limits have one:
+// a zero MemoryLimit or Shards is reported by Validate, and a nil Disk
+// means no spilling.
+func (c Config) EnsureDefaults() Config {
 	d := DefaultConfig()
 	if c.MaxTraceSpans == 0 {
 		c.MaxTraceSpans = d.MaxTraceSpans
@@ -49,8 +51,10 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Validate reports every problem with the configuration.
+// Validate reports every problem of c.EnsureDefaults(), the configuration
+// New would run with.
 func (c Config) Validate() error {
+	c = c.EnsureDefaults()
 	var errs []error
 	if c.MemoryLimit <= 0 {
 		errs = append(errs, fmt.Errorf("memory_limit (--memory-limit) must be positive, got %d", c.MemoryLimit))

@@ -70,7 +70,7 @@ func New(cfg Config, engine Engine, reg prometheus.Registerer, log *slog.Logger)
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg = cfg.withDefaults()
+	cfg = cfg.EnsureDefaults()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}

@@ -108,8 +108,10 @@ func DefaultConfig() Config {
 	}
 }
 
-// withDefaults fills zero fields.
-func (c Config) withDefaults() Config {
+// EnsureDefaults returns c with its zero durations and sizes set to their
+// defaults, for New; the caller's Config is not changed. An empty Bind or
+// Advertise, no Join and no SecretKey mean what their fields say.
+func (c Config) EnsureDefaults() Config {
 	d := DefaultConfig()
 	setDur := func(v *time.Duration, def time.Duration) {
 		if *v == 0 {
@@ -137,8 +139,10 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Validate reports every problem, naming the flag that fixes it.
+// Validate reports every problem of c.EnsureDefaults(), the configuration
+// New would run with, naming the flag that fixes it.
 func (c Config) Validate() error {
+	c = c.EnsureDefaults()
 	var errs []error
 	if c.Bind == "" {
 		return nil // clustering off: nothing else is used
@@ -159,7 +163,7 @@ func (c Config) Validate() error {
 	switch len(c.SecretKey) {
 	case 0, 16, 24, 32:
 	default:
-		errs = append(errs, fmt.Errorf("cluster key (--cluster-key-file) must be 16, 24 or 32 bytes, got %d", len(c.SecretKey)))
+		errs = append(errs, fmt.Errorf("cluster_key_file (--cluster-key-file): the key must be 16, 24 or 32 bytes, got %d", len(c.SecretKey)))
 	}
 	for _, v := range []struct {
 		name string
@@ -180,21 +184,23 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// ReadKeyFile reads a gossip encryption key: 16, 24 or 32 bytes, base64
-// encoded (as made by `head -c 32 /dev/urandom | base64`). Only base64:
-// accepting raw bytes too would make some files mean two different keys
-// (32 ASCII characters are also the base64 of 24 bytes).
+// ReadKeyFile reads an encryption key: 16, 24 or 32 bytes, base64 encoded
+// (as made by `head -c 32 /dev/urandom | base64`). Only base64: accepting
+// raw bytes too would make some files mean two different keys (32 ASCII
+// characters are also the base64 of 24 bytes). The node reads both the
+// gossip key and the data directory's key with it, so its errors say "key
+// file" and the caller names the setting.
 func ReadKeyFile(path string) ([]byte, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("cluster key file: %w", err)
+		return nil, fmt.Errorf("key file: %w", err)
 	}
 	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(data)))
 	if err != nil {
-		return nil, fmt.Errorf("cluster key file %s: not base64 (make one with: head -c 32 /dev/urandom | base64): %v", path, err)
+		return nil, fmt.Errorf("key file %s: not base64 (make one with: head -c 32 /dev/urandom | base64): %v", path, err)
 	}
 	if n := len(key); n != 16 && n != 24 && n != 32 {
-		return nil, fmt.Errorf("cluster key file %s: the key must be 16, 24 or 32 bytes, got %d", path, n)
+		return nil, fmt.Errorf("key file %s: the key must be 16, 24 or 32 bytes, got %d", path, n)
 	}
 	return key, nil
 }

@@ -81,8 +81,17 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate reports every problem with the configuration.
+// EnsureDefaults returns c with its zero fields set to their defaults, for
+// New; the caller's Config is not changed. No field of this Config has
+// one: a zero duration or cache size is reported by Validate rather than
+// quietly replaced, and the zero of the others means something (no explain
+// ring, no stress relief, no decision store).
+func (c Config) EnsureDefaults() Config { return c }
+
+// Validate reports every problem of c.EnsureDefaults(), the configuration
+// New would run with.
 func (c Config) Validate() error {
+	c = c.EnsureDefaults()
 	var errs []error
 	positive := func(d time.Duration, name string) {
 		if d <= 0 {
@@ -100,10 +109,10 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("recent decisions must be >= 0, got %d", c.RecentDecisions))
 	}
 	if c.KeptCacheSize < 1 {
-		errs = append(errs, fmt.Errorf("kept_cache_size must be at least 1, got %d", c.KeptCacheSize))
+		errs = append(errs, fmt.Errorf("decision kept cache size must be at least 1, got %d", c.KeptCacheSize))
 	}
 	if c.DroppedCacheSize < 1 {
-		errs = append(errs, fmt.Errorf("dropped_cache_size must be at least 1, got %d", c.DroppedCacheSize))
+		errs = append(errs, fmt.Errorf("decision dropped cache size must be at least 1, got %d", c.DroppedCacheSize))
 	}
 	return errors.Join(errs...)
 }

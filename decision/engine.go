@@ -101,6 +101,7 @@ type ruleOutputs struct {
 // New returns a running engine over buf that sends kept traces to exp.
 // Stop it with Shutdown.
 func New(cfg Config, buf *buffer.Buffer, set *policy.Set, exp Exporter, reg prometheus.Registerer) (*Engine, error) {
+	cfg = cfg.EnsureDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

@@ -50,7 +50,7 @@ func BenchmarkExportTrace(b *testing.B) {
 	f := newFixture(b, 21, otlptest.DefaultBatch())
 	cfg := DefaultConfig()
 	cfg.QueueSize = 1024
-	e, err := newExporter(cfg.withDefaults(), nil, nil, discardSender{})
+	e, err := newExporter(cfg.EnsureDefaults(), nil, nil, discardSender{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -83,7 +83,7 @@ func TestExportTraceAllocs(t *testing.T) {
 		t.Run(fmt.Sprintf("delivered=%v", delivered), func(t *testing.T) {
 			cfg := DefaultConfig()
 			cfg.QueueSize = 1024
-			e, err := newExporter(cfg.withDefaults(), nil, nil, discardSender{})
+			e, err := newExporter(cfg.EnsureDefaults(), nil, nil, discardSender{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -146,7 +146,7 @@ func BenchmarkExportTraceDelivered(b *testing.B) {
 				cfg := DefaultConfig()
 				cfg.QueueSize = 1024
 				cfg.BatchMaxBytes = fc.max
-				e, err := newExporter(cfg.withDefaults(), nil, nil, discardSender{})
+				e, err := newExporter(cfg.EnsureDefaults(), nil, nil, discardSender{})
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -104,8 +104,9 @@ func DefaultConfig() Config {
 	}
 }
 
-// withDefaults returns c with every zero field set to its default.
-func (c Config) withDefaults() Config {
+// EnsureDefaults returns c with every zero field set to its default, for
+// New; the caller's Config is not changed.
+func (c Config) EnsureDefaults() Config {
 	d := DefaultConfig()
 	if c.Endpoint == "" {
 		c.Endpoint = d.Endpoint
@@ -130,10 +131,10 @@ func setDefault[T int | time.Duration](v *T, def T) {
 	}
 }
 
-// Validate reports every problem of c (after defaults for zero fields), each
-// naming the Config field to fix.
+// Validate reports every problem of c.EnsureDefaults(), the configuration
+// New would run with, each naming the Config field to fix.
 func (c Config) Validate() error {
-	c = c.withDefaults()
+	c = c.EnsureDefaults()
 	var errs []error
 	if _, err := parseEndpoint(c.Endpoint); err != nil {
 		errs = append(errs, err)

@@ -88,7 +88,7 @@ func TestBatchMaxBytesDefault(t *testing.T) {
 		{64 << 10, 16 << 10, 16 << 10},
 		{16 << 20, 0, DefaultBatchMaxBytes},
 	} {
-		c := Config{MaxRequestBytes: tc.maxRequest, BatchMaxBytes: tc.batch}.withDefaults()
+		c := Config{MaxRequestBytes: tc.maxRequest, BatchMaxBytes: tc.batch}.EnsureDefaults()
 		if c.BatchMaxBytes != tc.want {
 			t.Errorf("MaxRequestBytes %d, BatchMaxBytes %d: default BatchMaxBytes = %d, want %d",
 				tc.maxRequest, tc.batch, c.BatchMaxBytes, tc.want)

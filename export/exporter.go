@@ -94,10 +94,10 @@ type request struct {
 // registers the metrics with reg (nil: unregistered) and starts the flusher
 // and the workers. log nil discards log output.
 func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Exporter, error) {
+	cfg = cfg.EnsureDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg = cfg.withDefaults()
 	ep, err := parseEndpoint(cfg.Endpoint)
 	if err != nil {
 		return nil, err

@@ -268,7 +268,7 @@ func TestKeepBytes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				s := &recordingSender{}
-				e, err := newExporter(DefaultConfig().withDefaults(), nil, nil, s)
+				e, err := newExporter(DefaultConfig().EnsureDefaults(), nil, nil, s)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -451,7 +451,7 @@ func TestExportTraceKeepAllocs(t *testing.T) {
 		t.Run(kc.name, func(t *testing.T) {
 			cfg := DefaultConfig()
 			cfg.QueueSize = 1024
-			e, err := newExporter(cfg.withDefaults(), nil, nil, discardSender{})
+			e, err := newExporter(cfg.EnsureDefaults(), nil, nil, discardSender{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -484,7 +484,7 @@ func BenchmarkExportTraceKeep(b *testing.B) {
 		b.Run(kc.name, func(b *testing.B) {
 			cfg := DefaultConfig()
 			cfg.QueueSize = 1024
-			e, err := newExporter(cfg.withDefaults(), nil, nil, discardSender{})
+			e, err := newExporter(cfg.EnsureDefaults(), nil, nil, discardSender{})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -134,7 +134,7 @@ func TestRetryHintIsAFloor(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				cfg := DefaultConfig().withDefaults() // 100ms doubling to 5s, for 5m
+				cfg := DefaultConfig().EnsureDefaults() // 100ms doubling to 5s, for 5m
 				log := &otlptest.Attempts{}
 				s, calls := tc.start(t, cfg, log)
 				reg := prometheus.NewRegistry()

@@ -119,8 +119,16 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate reports every problem with the configuration.
+// EnsureDefaults returns c with its zero fields set to their defaults, for
+// New; the caller's Config is not changed. No field of this Config has
+// one: a zero limit is reported by Validate rather than quietly replaced,
+// and an empty address disables its receiver.
+func (c Config) EnsureDefaults() Config { return c }
+
+// Validate reports every problem of c.EnsureDefaults(), the configuration
+// New would run with.
 func (c Config) Validate() error {
+	c = c.EnsureDefaults()
 	var errs []error
 	if c.GRPCAddr == "" && c.HTTPAddr == "" {
 		errs = append(errs, errors.New("no receiver: set otlp_grpc (--otlp-grpc) or otlp_http (--otlp-http)"))

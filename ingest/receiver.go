@@ -82,6 +82,7 @@ const (
 
 // New starts the configured receivers, feeding c.
 func New(cfg Config, c Consumer, reg prometheus.Registerer, log *slog.Logger) (*Receiver, error) {
+	cfg = cfg.EnsureDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

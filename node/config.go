@@ -21,47 +21,49 @@ import (
 	"github.com/tailsift/tailsift/internal/store"
 )
 
-// Config is the sampler's configuration: the keys of sampler.yaml, each with
-// a flag of the same name (underscores become dashes) that overrides it.
+// Config is the sampler's configuration: the keys of sampler.yaml, each
+// with a flag that overrides it. Settings declares each field's key, flag,
+// default and help; the yaml tags repeat the key for the decoder, and
+// TestSettingsMatchConfig holds them to the table.
 type Config struct {
-	OTLPGRPC       string        `yaml:"otlp_grpc"`        // OTLP/gRPC listen address; "" disables
-	OTLPHTTP       string        `yaml:"otlp_http"`        // OTLP/HTTP listen address; "" disables
-	Admin          string        `yaml:"admin"`            // /metrics and /healthz; "" disables
-	Forward        string        `yaml:"forward"`          // stdout | file:PATH (OTLP JSON lines, appended) | host:port (OTLP/gRPC) | http(s)://... (OTLP/HTTP)
-	Policies       string        `yaml:"policies"`         // policy file; "" = the embedded policies.example.yaml
-	PolicyPoll     time.Duration `yaml:"policy_poll"`      // how often to check the policy file for changes; 0 = only on SIGHUP and POST /-/reload
-	DecisionWait   time.Duration `yaml:"decision_wait"`    // decide at the latest this long after a trace's first span
-	RootWait       time.Duration `yaml:"root_wait"`        // decide this long after the root span arrived
-	MaxTraceAge    time.Duration `yaml:"max_trace_age"`    // hard cap on buffering time
-	Shadow         bool          `yaml:"shadow"`           // forward every trace, root spans marked with the decision it would get
-	RuleAttribute  bool          `yaml:"rule_attribute"`   // mark kept traces' root spans with the deciding rule
-	MemoryLimit    bytesize.Size `yaml:"memory_limit"`     // buffer budget; past it, ingest answers "retry later"
-	MaxRequestSize bytesize.Size `yaml:"max_request_size"` // largest accepted OTLP request
-	MaxTraceSpans  int           `yaml:"max_trace_spans"`  // a trace reaching this many spans is decided at once
-	MaxTraceBytes  bytesize.Size `yaml:"max_trace_bytes"`  // a trace reaching this many span bytes is decided at once
-	LogLevel       string        `yaml:"log_level"`        // debug | info | warn | error
-	LogFormat      string        `yaml:"log_format"`       // text | json
+	OTLPGRPC       string        `yaml:"otlp_grpc"`
+	OTLPHTTP       string        `yaml:"otlp_http"`
+	Admin          string        `yaml:"admin"`
+	Forward        string        `yaml:"forward"`
+	Policies       string        `yaml:"policies"`
+	PolicyPoll     time.Duration `yaml:"policy_poll"`
+	DecisionWait   time.Duration `yaml:"decision_wait"`
+	RootWait       time.Duration `yaml:"root_wait"`
+	MaxTraceAge    time.Duration `yaml:"max_trace_age"`
+	Shadow         bool          `yaml:"shadow"`
+	RuleAttribute  bool          `yaml:"rule_attribute"`
+	MemoryLimit    bytesize.Size `yaml:"memory_limit"`
+	MaxRequestSize bytesize.Size `yaml:"max_request_size"`
+	MaxTraceSpans  int           `yaml:"max_trace_spans"`
+	MaxTraceBytes  bytesize.Size `yaml:"max_trace_bytes"`
+	LogLevel       string        `yaml:"log_level"`
+	LogFormat      string        `yaml:"log_format"`
 
 	// Bounds on the OTLP requests in progress (see ingest.Config).
-	MaxInflightBytes      bytesize.Size `yaml:"max_inflight_bytes"`      // their bytes; 0 = memory_limit / 4 (at least room for 4 gRPC uploads and an HTTP request)
-	MaxConcurrentRequests int           `yaml:"max_concurrent_requests"` // how many are past their upload, both receivers
-	MaxConnections        int           `yaml:"max_connections"`         // open connections per OTLP listener; more wait
-	RequestTimeout        time.Duration `yaml:"request_timeout"`         // longest a request may take to arrive
+	MaxInflightBytes      bytesize.Size `yaml:"max_inflight_bytes"` // 0: derived, see EnsureDefaults
+	MaxConcurrentRequests int           `yaml:"max_concurrent_requests"`
+	MaxConnections        int           `yaml:"max_connections"`
+	RequestTimeout        time.Duration `yaml:"request_timeout"`
 
-	NodeName         string   `yaml:"node_name"`         // unique in the cluster; "" = <host name>-<gossip port> (the port as bound)
-	ClusterBind      string   `yaml:"cluster_bind"`      // gossip listen address (TCP+UDP); "" = no clustering
-	ClusterAdvertise string   `yaml:"cluster_advertise"` // gossip address peers use; "" = derived from cluster_bind
-	Join             []string `yaml:"join"`              // host:port of peers; a name with several addresses joins them all
-	ClusterKeyFile   string   `yaml:"cluster_key_file"`  // gossip encryption key file (16/24/32 bytes, base64)
+	NodeName         string   `yaml:"node_name"` // "": cluster.New derives it
+	ClusterBind      string   `yaml:"cluster_bind"`
+	ClusterAdvertise string   `yaml:"cluster_advertise"`
+	Join             []string `yaml:"join"`
+	ClusterKeyFile   string   `yaml:"cluster_key_file"`
 
-	DataDir       string        `yaml:"data_dir"`        // Badger store for spill, write-ahead log and decisions; "" = memory only
-	DiskLimit     bytesize.Size `yaml:"disk_limit"`      // bound on data_dir; past it spilling stops and wal refuses spans
-	Durability    string        `yaml:"durability"`      // none | wal (spans synced to data_dir before the client's OK)
-	DataKeyFile   string        `yaml:"data_key_file"`   // encryption key for data_dir (16/24/32 bytes, base64)
-	StressRelief  bool          `yaml:"stress_relief"`   // decide the oldest traces early rather than refuse spans when memory (and disk) is full
-	GoMemoryLimit bytesize.Size `yaml:"go_memory_limit"` // Go runtime soft memory limit; 0 = memory_limit x 1.5 + 256MiB (unless GOMEMLIMIT is set)
+	DataDir       string        `yaml:"data_dir"`
+	DiskLimit     bytesize.Size `yaml:"disk_limit"`
+	Durability    string        `yaml:"durability"`
+	DataKeyFile   string        `yaml:"data_key_file"`
+	StressRelief  bool          `yaml:"stress_relief"`
+	GoMemoryLimit bytesize.Size `yaml:"go_memory_limit"` // 0: derived, see EnsureDefaults
 
-	MaxExportRequestSize bytesize.Size `yaml:"max_export_request_size"` // largest request sent to forward; a span too big for one alone is dropped (oversize)
+	MaxExportRequestSize bytesize.Size `yaml:"max_export_request_size"`
 }
 
 // Durability modes.
@@ -70,36 +72,32 @@ const (
 	DurabilityWAL  = "wal"
 )
 
-// DefaultConfig returns the defaults: local-only listeners, kept traces to
-// stdout, the embedded example policies.
+// DefaultConfig returns the defaults of Settings: local-only listeners,
+// kept traces to stdout, the embedded example policies.
 func DefaultConfig() Config {
-	ic, dc, bc, cc := ingest.DefaultConfig(), decision.DefaultConfig(), buffer.DefaultConfig(), cluster.DefaultConfig()
-	return Config{
-		OTLPGRPC:       ic.GRPCAddr,
-		OTLPHTTP:       ic.HTTPAddr,
-		Admin:          "127.0.0.1:8888",
-		Forward:        export.DefaultEndpoint,
-		PolicyPoll:     5 * time.Second,
-		DecisionWait:   dc.DecisionWait,
-		RootWait:       dc.RootWait,
-		MaxTraceAge:    dc.MaxTraceAge,
-		MemoryLimit:    bytesize.Size(bc.MemoryLimit),
-		MaxRequestSize: bytesize.Size(ic.MaxRequestBytes),
-		MaxTraceSpans:  bc.MaxTraceSpans,
-		MaxTraceBytes:  bytesize.Size(bc.MaxTraceBytes),
-		LogLevel:       "info",
-		LogFormat:      "text",
-		NodeName:       cc.NodeName,
-		ClusterBind:    cc.Bind,
-		DiskLimit:      bytesize.Size(store.DefaultConfig().DiskLimit),
-		Durability:     DurabilityNone,
-		StressRelief:   dc.StressRelief,
-
-		MaxExportRequestSize:  export.DefaultMaxRequestBytes,
-		MaxConcurrentRequests: ic.MaxConcurrentRequests,
-		MaxConnections:        ic.MaxConnections,
-		RequestTimeout:        ic.RequestTimeout,
+	var c Config
+	for _, s := range Settings() {
+		s.setDefault(&c)
 	}
+	return c
+}
+
+// EnsureDefaults returns c with the settings whose zero means "derived from
+// the others" filled in: max_inflight_bytes (see
+// ingest.Config.DefaultInflightBytes) and go_memory_limit (room for the
+// buffer, its bookkeeping in the heap, queues and the store). The other
+// zeros are either errors or mean what they say, and DefaultConfig holds
+// their defaults.
+func (c Config) EnsureDefaults() Config {
+	if c.MaxInflightBytes == 0 {
+		ic := ingest.DefaultConfig()
+		ic.GRPCAddr, ic.HTTPAddr, ic.MaxRequestBytes = c.OTLPGRPC, c.OTLPHTTP, int(c.MaxRequestSize)
+		c.MaxInflightBytes = bytesize.Size(ic.DefaultInflightBytes(int64(c.MemoryLimit)))
+	}
+	if c.GoMemoryLimit == 0 {
+		c.GoMemoryLimit = c.MemoryLimit*3/2 + 256<<20
+	}
+	return c
 }
 
 // LoadFile applies the keys set in a sampler.yaml file to c. Unknown keys
@@ -117,8 +115,10 @@ func (c *Config) LoadFile(path string) error {
 	return nil
 }
 
-// Validate reports every problem, naming the key or flag that fixes it.
+// Validate reports every problem of c.EnsureDefaults(), the configuration
+// New runs with, naming the key and flag that fix it.
 func (c Config) Validate() error {
+	c = c.EnsureDefaults()
 	var errs []error
 	if c.LogLevel != "debug" && c.LogLevel != "info" && c.LogLevel != "warn" && c.LogLevel != "error" {
 		errs = append(errs, fmt.Errorf("log_level (--log-level) must be debug, info, warn or error, got %q", c.LogLevel))
@@ -129,7 +129,11 @@ func (c Config) Validate() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("log_format (--log-format) must be text or json, got %q", c.LogFormat))
 	}
-	ic, bc, dc, ec := c.components()
+	// A negative max_inflight_bytes is reported below, once: judge the
+	// receivers as if it were unset.
+	rc := c
+	rc.MaxInflightBytes = max(rc.MaxInflightBytes, 0)
+	ic, bc, dc, ec := rc.components()
 	errs = append(errs, ic.Validate(), bc.Validate(), dc.Validate())
 	if err := ec.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("forward (--forward): %w", err))
@@ -167,9 +171,10 @@ func (c Config) Validate() error {
 
 // components maps the user-facing keys onto the components' configs.
 func (c Config) components() (ingest.Config, buffer.Config, decision.Config, export.Config) {
+	c = c.EnsureDefaults()
 	ic := ingest.DefaultConfig()
 	ic.GRPCAddr, ic.HTTPAddr, ic.MaxRequestBytes = c.OTLPGRPC, c.OTLPHTTP, int(c.MaxRequestSize)
-	ic.MaxInflightBytes, ic.MaxConcurrentRequests = c.inflightBytes(), c.MaxConcurrentRequests
+	ic.MaxInflightBytes, ic.MaxConcurrentRequests = int64(c.MaxInflightBytes), c.MaxConcurrentRequests
 	ic.MaxConnections, ic.RequestTimeout = c.MaxConnections, c.RequestTimeout
 	bc := buffer.DefaultConfig()
 	bc.MemoryLimit, bc.MaxTraceSpans, bc.MaxTraceBytes = int64(c.MemoryLimit), c.MaxTraceSpans, int64(c.MaxTraceBytes)
@@ -193,25 +198,8 @@ func (c Config) storeConfig(key []byte) store.Config {
 }
 
 // RuntimeMemoryLimit is the Go runtime's soft memory limit for this
-// configuration: GoMemoryLimit, or room for the buffer, its bookkeeping in
-// the heap, queues and the store.
-func (c Config) RuntimeMemoryLimit() int64 {
-	if c.GoMemoryLimit > 0 {
-		return int64(c.GoMemoryLimit)
-	}
-	return int64(c.MemoryLimit)*3/2 + 256<<20
-}
-
-// inflightBytes is max_inflight_bytes, or its default (see
-// ingest.Config.DefaultInflightBytes).
-func (c Config) inflightBytes() int64 {
-	if c.MaxInflightBytes > 0 {
-		return int64(c.MaxInflightBytes)
-	}
-	ic := ingest.DefaultConfig()
-	ic.GRPCAddr, ic.HTTPAddr, ic.MaxRequestBytes = c.OTLPGRPC, c.OTLPHTTP, int(c.MaxRequestSize)
-	return ic.DefaultInflightBytes(int64(c.MemoryLimit))
-}
+// configuration: go_memory_limit, or its default (see EnsureDefaults).
+func (c Config) RuntimeMemoryLimit() int64 { return int64(c.EnsureDefaults().GoMemoryLimit) }
 
 // clusterConfig maps the cluster keys; key is the gossip key read from
 // ClusterKeyFile.

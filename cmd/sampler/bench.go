@@ -49,17 +49,19 @@ drives a running deployment whose --forward points at --sink-listen.
 	fs.DurationVar(&sc.JoinAt, "join-at", 0, "in-process cluster: start one more node this long into the load")
 	fs.DurationVar(&sc.LeaveAt, "leave-at", 0, "in-process cluster: shut the second node down gracefully this long into the load")
 	fs.DurationVar(&sc.KillAt, "kill-at", 0, "in-process cluster: crash the last node this long into the load (it gets no load directly)")
-	n := &sc.Node
-	fs.StringVar(&n.Policies, "policies", n.Policies, "policy file for in-process nodes (default: the embedded example)")
-	fs.DurationVar(&n.DecisionWait, "decision-wait", n.DecisionWait, "in-process nodes' --decision-wait")
-	fs.DurationVar(&n.RootWait, "root-wait", n.RootWait, "in-process nodes' --root-wait")
-	fs.Var(&n.MemoryLimit, "memory-limit", "in-process nodes' --memory-limit")
+	// The node settings a benchmark varies, with the flags and help of
+	// "sampler run".
+	for _, key := range []string{"policies", "decision_wait", "root_wait", "memory_limit", "durability", "disk_limit"} {
+		s := lookupSetting(key)
+		bindFlag(fs, s, &sc.Node, "in-process nodes' --"+s.Flag+": "+s.Help())
+		if fl := fs.Lookup(s.Flag); fl.DefValue == "" && s.Default() != "" { // flag prints no default for "": say what it means
+			fl.Usage += " (default: " + s.Default() + ")"
+		}
+	}
 	fs.StringVar(&sc.DataDir, "data-dir", "", "in-process nodes' data directory, for spill (past 62.5% of --memory-limit) and the write-ahead log:\n"+
 		"node N uses `DIR`/node-N, made for the run and removed after it (DIR is made if missing and kept; an existing\n"+
 		"DIR/node-N is refused, never reused or deleted). \"temp\": a new directory under $TMPDIR, removed after the run\n"+
 		"(for a directory named temp, say ./temp). Put DIR on the disk to measure: on tmpfs, fsyncs cost nothing. Default: memory only")
-	fs.StringVar(&n.Durability, "durability", n.Durability, "in-process nodes' --durability: none, or wal (every request synced to --data-dir before its OK)")
-	fs.Var(&n.DiskLimit, "disk-limit", "in-process nodes' --disk-limit, per node")
 
 	targets := fs.String("target", "", "external mode: comma-separated OTLP addresses (host:port) of running samplers")
 	admins := fs.String("target-admin", "", "external mode: comma-separated admin addresses of those samplers, for their CPU, RSS and buffer figures")

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tailsift/tailsift/internal/bytesize"
 	"github.com/tailsift/tailsift/internal/redact"
 	"github.com/tailsift/tailsift/node"
 )
@@ -20,69 +21,10 @@ import (
 // runNode implements "sampler run": flags override --config, which
 // overrides the defaults.
 func runNode(args []string, stdout, stderr io.Writer) int {
-	cfg := node.DefaultConfig()
-	fs := flag.NewFlagSet("sampler run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "sampler.yaml `file`; flags override its keys")
-	shutdownTimeout := fs.Duration("shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long to finish deciding and exporting before exiting")
-	// Flags write into a separate Config so that only those given override
-	// the file; flag.Visit below copies them.
-	var f node.Config = cfg
-	fs.StringVar(&f.OTLPGRPC, "otlp-grpc", cfg.OTLPGRPC, "OTLP/gRPC listen `address` (empty disables)")
-	fs.StringVar(&f.OTLPHTTP, "otlp-http", cfg.OTLPHTTP, "OTLP/HTTP listen `address` (empty disables)")
-	fs.StringVar(&f.Admin, "admin", cfg.Admin, "admin listen `address` for /metrics and /healthz (empty disables)")
-	fs.StringVar(&f.Forward, "forward", cfg.Forward, "where kept traces go: stdout (OTLP JSON lines), host:port (OTLP/gRPC) or http(s)://[user:password@]host:port[/path] (OTLP/HTTP); its user, password and secret query values are redacted in logs and /debug/pprof/cmdline")
-	fs.StringVar(&f.Policies, "policies", cfg.Policies, "policy `file` (default: the embedded policies.example.yaml); reloaded on change, SIGHUP and POST /-/reload")
-	fs.DurationVar(&f.PolicyPoll, "policy-poll", cfg.PolicyPoll, "how often to check the policy file for changes (0: only on SIGHUP and POST /-/reload)")
-	fs.DurationVar(&f.DecisionWait, "decision-wait", cfg.DecisionWait, "decide a trace at the latest this long after its first span")
-	fs.DurationVar(&f.RootWait, "root-wait", cfg.RootWait, "decide a trace this long after its root span arrived")
-	fs.DurationVar(&f.MaxTraceAge, "max-trace-age", cfg.MaxTraceAge, "never buffer a trace longer than this after its first span")
-	fs.BoolVar(&f.Shadow, "shadow", cfg.Shadow, "forward every trace, marking each root span with the decision the policies took (tailsift.sampling.decision, tailsift.sampling.rule)")
-	fs.BoolVar(&f.RuleAttribute, "rule-attribute", cfg.RuleAttribute, "mark the root span of kept traces with the deciding rule (tailsift.sampling.rule)")
-	fs.Var(&f.MemoryLimit, "memory-limit", "buffer memory `size` (e.g. 512MiB, 2GiB); past it ingest answers retry-later")
-	fs.Var(&f.MaxRequestSize, "max-request-size", "largest accepted OTLP request `size`")
-	fs.Var(&f.MaxExportRequestSize, "max-export-request-size", "largest OTLP request `size` sent to --forward; a span too big for one alone is dropped and counted (reason oversize)")
-	fs.IntVar(&f.MaxTraceSpans, "max-trace-spans", cfg.MaxTraceSpans, "a trace reaching this many spans is decided at once; its later spans follow the decision")
-	fs.Var(&f.MaxTraceBytes, "max-trace-bytes", "a trace reaching this `size` of span bytes is decided at once; its later spans follow the decision")
-	fs.Var(&f.MaxInflightBytes, "max-inflight-bytes", "`size` of the OTLP request bytes in progress on both receivers (received, decompressed, transcoded, indexed; a gRPC request counts --max-request-size until it has arrived); past it clients are told to retry (default: --memory-limit / 4, at least room for 4 gRPC uploads and an HTTP request of --max-request-size)")
-	fs.IntVar(&f.MaxConcurrentRequests, "max-concurrent-requests", cfg.MaxConcurrentRequests, "OTLP requests past their upload (scanned, handed to the buffer) on both receivers; past it clients are told to retry")
-	fs.IntVar(&f.MaxConnections, "max-connections", cfg.MaxConnections, "open connections per OTLP listener; further connections wait until one closes")
-	fs.DurationVar(&f.RequestTimeout, "request-timeout", cfg.RequestTimeout, "longest an OTLP request may take to arrive; a stalled client gives back its share of --max-inflight-bytes after this")
-	fs.StringVar(&f.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
-	fs.StringVar(&f.LogFormat, "log-format", cfg.LogFormat, "text or json (logs go to stderr)")
-	fs.StringVar(&f.NodeName, "node-name", cfg.NodeName, "this node's `name`, unique in the cluster (default: the host name and the gossip port, <host>-<port>)")
-	fs.StringVar(&f.ClusterBind, "cluster-bind", cfg.ClusterBind, "gossip listen `address` (TCP and UDP) for cluster membership; empty runs a single node without gossip")
-	fs.StringVar(&f.ClusterAdvertise, "cluster-advertise", cfg.ClusterAdvertise, "gossip `address` peers reach this node on (default: from --cluster-bind); peers forward spans to its host at the --otlp-grpc port")
-	fs.Func("join", "`host:port`[,host:port...] of cluster nodes to join; a name resolving to several addresses (a Kubernetes headless service) joins them all, and is resolved again periodically", func(v string) error {
-		f.Join = nil
-		for _, j := range strings.Split(v, ",") {
-			if j = strings.TrimSpace(j); j != "" {
-				f.Join = append(f.Join, j)
-			}
-		}
-		return nil
-	})
-	fs.StringVar(&f.ClusterKeyFile, "cluster-key-file", cfg.ClusterKeyFile, "`file` with the gossip encryption key: 16, 24 or 32 bytes, base64 (head -c 32 /dev/urandom | base64)")
-	fs.StringVar(&f.DataDir, "data-dir", cfg.DataDir, "`directory` for the embedded store: span bytes past --memory-limit spill there, and the write-ahead log and recent decisions live there (empty: memory only)")
-	fs.Var(&f.DiskLimit, "disk-limit", "bound on --data-dir `size`; past it spilling stops, and with --durability wal ingest answers retry-later")
-	fs.StringVar(&f.Durability, "durability", cfg.Durability, "none: a crash loses buffered spans; wal: spans are synced to --data-dir before the client's OK (one fsync per group of concurrent requests), and a restart recovers them")
-	fs.StringVar(&f.DataKeyFile, "data-key-file", cfg.DataKeyFile, "`file` with the key that encrypts --data-dir: 16, 24 or 32 bytes, base64 (head -c 32 /dev/urandom | base64)")
-	fs.BoolVar(&f.StressRelief, "stress-relief", cfg.StressRelief, "when memory (and disk) is full, decide the oldest traces early rather than refuse spans")
-	fs.Var(&f.GoMemoryLimit, "go-memory-limit", "Go runtime soft memory limit `size` (default: --memory-limit x 1.5 + 256MiB; the GOMEMLIMIT variable wins)")
-	if err := fs.Parse(args); err != nil {
+	cfg, shutdownTimeout, ok := runConfig(args, stderr)
+	if !ok {
 		return 2
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "sampler run: unexpected arguments %q\n", fs.Args())
-		return 2
-	}
-	if *configPath != "" {
-		if err := cfg.LoadFile(*configPath); err != nil {
-			fmt.Fprintf(stderr, "sampler run: %v\n", redact.Text(err.Error()))
-			return 2
-		}
-	}
-	fs.Visit(func(fl *flag.Flag) { applyFlag(&cfg, &f, fl.Name) })
 	// Errors may quote the forward URL; the node redacts its own logs.
 	red := cfg.Redactor()
 	if err := cfg.Validate(); err != nil {
@@ -116,8 +58,8 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	stop() // a second signal kills the process the default way
-	log.Info("shutting down: deciding buffered traces and flushing exports", "timeout", *shutdownTimeout)
-	sctx, cancel := context.WithTimeout(context.Background(), *shutdownTimeout)
+	log.Info("shutting down: deciding buffered traces and flushing exports", "timeout", shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	if err := n.Shutdown(sctx); err != nil {
 		log.Error("shutdown incomplete", "err", red.Text(err.Error()))
@@ -130,76 +72,143 @@ func runNode(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// applyFlag copies the flag name from f (the flag values) to cfg.
-func applyFlag(cfg, f *node.Config, name string) {
-	switch name {
-	case "otlp-grpc":
-		cfg.OTLPGRPC = f.OTLPGRPC
-	case "otlp-http":
-		cfg.OTLPHTTP = f.OTLPHTTP
-	case "admin":
-		cfg.Admin = f.Admin
-	case "forward":
-		cfg.Forward = f.Forward
-	case "policies":
-		cfg.Policies = f.Policies
-	case "policy-poll":
-		cfg.PolicyPoll = f.PolicyPoll
-	case "decision-wait":
-		cfg.DecisionWait = f.DecisionWait
-	case "root-wait":
-		cfg.RootWait = f.RootWait
-	case "max-trace-age":
-		cfg.MaxTraceAge = f.MaxTraceAge
-	case "shadow":
-		cfg.Shadow = f.Shadow
-	case "rule-attribute":
-		cfg.RuleAttribute = f.RuleAttribute
-	case "memory-limit":
-		cfg.MemoryLimit = f.MemoryLimit
-	case "max-request-size":
-		cfg.MaxRequestSize = f.MaxRequestSize
-	case "max-export-request-size":
-		cfg.MaxExportRequestSize = f.MaxExportRequestSize
-	case "max-trace-spans":
-		cfg.MaxTraceSpans = f.MaxTraceSpans
-	case "max-trace-bytes":
-		cfg.MaxTraceBytes = f.MaxTraceBytes
-	case "max-inflight-bytes":
-		cfg.MaxInflightBytes = f.MaxInflightBytes
-	case "max-concurrent-requests":
-		cfg.MaxConcurrentRequests = f.MaxConcurrentRequests
-	case "max-connections":
-		cfg.MaxConnections = f.MaxConnections
-	case "request-timeout":
-		cfg.RequestTimeout = f.RequestTimeout
-	case "log-level":
-		cfg.LogLevel = f.LogLevel
-	case "log-format":
-		cfg.LogFormat = f.LogFormat
-	case "node-name":
-		cfg.NodeName = f.NodeName
-	case "cluster-bind":
-		cfg.ClusterBind = f.ClusterBind
-	case "cluster-advertise":
-		cfg.ClusterAdvertise = f.ClusterAdvertise
-	case "join":
-		cfg.Join = f.Join
-	case "cluster-key-file":
-		cfg.ClusterKeyFile = f.ClusterKeyFile
-	case "data-dir":
-		cfg.DataDir = f.DataDir
-	case "disk-limit":
-		cfg.DiskLimit = f.DiskLimit
-	case "durability":
-		cfg.Durability = f.Durability
-	case "data-key-file":
-		cfg.DataKeyFile = f.DataKeyFile
-	case "stress-relief":
-		cfg.StressRelief = f.StressRelief
-	case "go-memory-limit":
-		cfg.GoMemoryLimit = f.GoMemoryLimit
+// runConfig reads the configuration of "sampler run" from args: the
+// defaults, then the --config file's keys, then the flags given. ok false
+// means it printed why (or the help) to stderr.
+func runConfig(args []string, stderr io.Writer) (cfg node.Config, shutdownTimeout time.Duration, ok bool) {
+	cfg = node.DefaultConfig()
+	fs := flag.NewFlagSet("sampler run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "sampler.yaml `file`; flags override its keys")
+	fs.DurationVar(&shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long to finish deciding and exporting before exiting")
+	// Flags write into a separate Config so that only those given override
+	// the file: fs.Visit below copies them.
+	settings := node.Settings()
+	f := cfg
+	for _, s := range settings {
+		bindFlag(fs, s, &f, s.Help())
 	}
+	fs.Usage = func() { runUsage(fs, settings) }
+	if err := fs.Parse(args); err != nil {
+		return cfg, 0, false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "sampler run: unexpected arguments %q\n", fs.Args())
+		return cfg, 0, false
+	}
+	if *configPath != "" {
+		if err := cfg.LoadFile(*configPath); err != nil {
+			fmt.Fprintf(stderr, "sampler run: %v\n", redact.Text(err.Error()))
+			return cfg, 0, false
+		}
+	}
+	given := map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { given[fl.Name] = true })
+	for _, s := range settings {
+		if given[s.Flag] {
+			s.Copy(&cfg, &f)
+		}
+	}
+	return cfg, shutdownTimeout, true
+}
+
+// bindFlag defines the flag of setting s on fs, writing into c's field,
+// with c's value as the default. Each kind of setting parses as the flag
+// package's flag of its type does; a list takes comma-separated values.
+func bindFlag(fs *flag.FlagSet, s node.Setting, c *node.Config, usage string) {
+	switch p := s.Field(c).(type) {
+	case *string:
+		fs.StringVar(p, s.Flag, *p, usage)
+	case *time.Duration:
+		fs.DurationVar(p, s.Flag, *p, usage)
+	case *bool:
+		fs.BoolVar(p, s.Flag, *p, usage)
+	case *int:
+		fs.IntVar(p, s.Flag, *p, usage)
+	case *bytesize.Size:
+		fs.Var(p, s.Flag, usage)
+	case *[]string:
+		fs.Func(s.Flag, usage, func(v string) error {
+			*p = nil // the last --flag wins, as for the others
+			for _, e := range strings.Split(v, ",") {
+				if e = strings.TrimSpace(e); e != "" {
+					*p = append(*p, e)
+				}
+			}
+			return nil
+		})
+	default:
+		panic(fmt.Sprintf("BUG: setting %s has a field of type %T, which no flag parses", s.Key, p))
+	}
+}
+
+// lookupSetting returns the setting of key; a key the table lacks is a
+// bug of the caller.
+func lookupSetting(key string) node.Setting {
+	for _, s := range node.Settings() {
+		if s.Key == key {
+			return s
+		}
+	}
+	panic("BUG: node.Settings has no setting " + key)
+}
+
+// runUsage prints "sampler run -h": --config, the settings in the table's
+// order, then --shutdown-timeout, laid out as flag.PrintDefaults lays out
+// flags (the deploy test reads the "  -name type" lines).
+func runUsage(fs *flag.FlagSet, settings []node.Setting) {
+	w := fs.Output()
+	// The first line is flag's own: the deploy test looks for it.
+	fmt.Fprint(w, `Usage of sampler run:
+
+Runs a sampler node. Every flag but --config and --shutdown-timeout is also a
+key of sampler.yaml, with underscores for dashes (--memory-limit is
+memory_limit); flags override the file, the file overrides the defaults.
+Sizes take units: 16MiB, 2GiB, 500MB.
+
+`)
+	printFlag := func(name, arg, usage, def string) {
+		fmt.Fprintf(w, "  -%s", name)
+		if arg != "" {
+			fmt.Fprintf(w, " %s", arg)
+		}
+		if def != "" {
+			usage += " (default " + def + ")"
+		}
+		for _, line := range wrap(usage, 72) {
+			fmt.Fprintf(w, "\n    \t%s", line)
+		}
+		fmt.Fprintln(w)
+	}
+	flagOnly := func(name string) {
+		fl := fs.Lookup(name)
+		arg, usage := flag.UnquoteUsage(fl)
+		printFlag(name, arg, usage, fl.DefValue)
+	}
+	flagOnly("config")
+	for _, s := range settings {
+		printFlag(s.Flag, s.Arg, s.Help(), s.Default())
+	}
+	flagOnly("shutdown-timeout")
+}
+
+// wrap breaks text into lines of at most width bytes, at spaces (a longer
+// word gets a line of its own).
+func wrap(text string, width int) []string {
+	var lines []string
+	line := ""
+	for _, word := range strings.Fields(text) {
+		switch {
+		case line == "":
+			line = word
+		case len(line)+1+len(word) <= width:
+			line += " " + word
+		default:
+			lines = append(lines, line)
+			line = word
+		}
+	}
+	return append(lines, line)
 }
 
 func newLogger(w io.Writer, level, format string) *slog.Logger {

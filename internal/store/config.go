@@ -65,8 +65,16 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate reports every problem with the configuration.
+// EnsureDefaults returns c with its zero fields set to their defaults, for
+// Open; the caller's Config is not changed. No field of this Config has
+// one: a zero size or interval is reported by Validate rather than quietly
+// replaced, and no EncryptionKey means no encryption.
+func (c Config) EnsureDefaults() Config { return c }
+
+// Validate reports every problem of c.EnsureDefaults(), the configuration
+// Open would run with.
 func (c Config) Validate() error {
+	c = c.EnsureDefaults()
 	var errs []error
 	if c.Dir == "" {
 		errs = append(errs, errors.New("data_dir (--data-dir) is empty"))

@@ -77,6 +77,7 @@ var commitPool = sync.Pool{New: func() any { return &commit{done: make(chan erro
 // Open opens (or creates) the database in cfg.Dir and starts its loops.
 // log nil discards Badger's log output.
 func Open(cfg Config, log *slog.Logger) (*Store, error) {
+	cfg = cfg.EnsureDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
