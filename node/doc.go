@@ -12,9 +12,10 @@
 //
 // node owns the user-facing configuration (sampler.yaml and the flags that
 // override it: Config), maps it onto each component's own Config, adapts
-// the components to the small interfaces their callers define (the engine
-// is ingest's Consumer and cluster's engine; the exporter is the engine's
-// Exporter), serves the admin endpoint, and stops everything in data-path
+// the components to the small interfaces their callers define
+// (adapters.go: the engine is ingest's Consumer and cluster's Engine, a
+// buffered trace is cluster's MovedTrace and export's Trace, the exporter
+// is the engine's Exporter), serves the admin endpoint, and stops everything in data-path
 // order (see Shutdown): leave the cluster, stop ingest, hand off and drain
 // the forward queues, decide what is buffered, flush the exports, close
 // the store and the admin endpoint. It keeps the
@@ -27,8 +28,10 @@
 //     requests into otlpwire.Request values for the same Consumer;
 //   - a new destination: a sender in export (or internal/otlpclient for
 //     another OTLP transport); export's batching and retry stay as they are;
-//   - a new setting: its entry in Config (key, default, help) and its use
-//     in the component's Config, mapped in config.go;
+//   - a new setting: a field of Config (its YAML key as the tag), one
+//     entry in Settings (settings.go: default, help; the flag, -h and the
+//     README table follow from it, and tests say what is missing), and its
+//     use, mapped onto the component's Config in config.go;
 //   - a new policy rule type: a row of policy's rule table and a compile
 //     function (see policy/rules.go); nothing outside policy changes.
 //
