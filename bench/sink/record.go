@@ -43,6 +43,7 @@ type measurement struct {
 	spans       atomic.Int64
 	requests    atomic.Int64
 	malformed   atomic.Int64
+	abandoned   atomic.Int64
 	lastArrival atomic.Int64 // UnixNano of the latest request, 0 before any
 
 	mu      sync.Mutex
@@ -142,6 +143,7 @@ func (ms *measurement) progress() Progress {
 		Spans:             ms.spans.Load(),
 		Requests:          ms.requests.Load(),
 		MalformedRequests: ms.malformed.Load(),
+		AbandonedRequests: ms.abandoned.Load(),
 	}
 	if ns := ms.lastArrival.Load(); ns != 0 {
 		p.LastArrival = time.Unix(0, ns)

@@ -12,9 +12,13 @@ import (
 
 // Progress is what arrived since Expect, for a live display.
 type Progress struct {
-	Spans             int64     // spans in well-formed requests
-	Requests          int64     // well-formed requests
-	MalformedRequests int64     // requests refused as unreadable
+	Spans             int64 // spans in well-formed requests
+	Requests          int64 // well-formed requests
+	MalformedRequests int64 // requests refused as unreadable
+	// AbandonedRequests counts gRPC uploads the client cut short (it
+	// cancelled, or its connection closed) before the body arrived: not
+	// malformed, only never sent. A killed exporter leaves these.
+	AbandonedRequests int64
 	LastArrival       time.Time // zero before the first request
 }
 
@@ -111,6 +115,7 @@ type Report struct {
 	SpansReceived     int64 `json:"spans_received"`
 	Requests          int64 `json:"requests"`
 	MalformedRequests int64 `json:"malformed_requests"`
+	AbandonedRequests int64 `json:"abandoned_requests"`
 
 	// Delay is over complete traces.
 	Delay DelayStats `json:"delay"`
@@ -177,6 +182,7 @@ func classify(m *workload.Manifest, recs map[[16]byte]*traceRecord, slow time.Du
 		SpansReceived:     p.Spans,
 		Requests:          p.Requests,
 		MalformedRequests: p.MalformedRequests,
+		AbandonedRequests: p.AbandonedRequests,
 	}
 	for c := range r.Classes {
 		r.Classes[c].Class = workload.Class(c).String()

@@ -94,7 +94,7 @@ func Start(cfg Config) (*Sink, error) {
 			grpc.ForceServerCodecV2(rawcodec.Codec{}),
 			grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),
 		)
-		otlpserver.RegisterTraceService(s.grpcSrv, s.exportGRPC, func(error) { s.cur.Load().malformed.Add(1) }, s.bufs)
+		otlpserver.RegisterTraceService(s.grpcSrv, s.exportGRPC, s.countUnread, s.bufs)
 	}
 	if cfg.HTTPAddr != "" {
 		lis, err := net.Listen("tcp", cfg.HTTPAddr)
@@ -198,6 +198,18 @@ func (s *Sink) Shutdown(ctx context.Context) error {
 		s.stopErr = errors.Join(errs...)
 	})
 	return s.stopErr
+}
+
+// countUnread counts a gRPC request whose body could not be read. When
+// the client cancelled or its connection closed mid-upload (an exporter
+// killed while sending) the request was abandoned, never malformed.
+func (s *Sink) countUnread(err error) {
+	switch status.Code(err) {
+	case codes.Canceled, codes.DeadlineExceeded, codes.Unavailable:
+		s.cur.Load().abandoned.Add(1)
+	default:
+		s.cur.Load().malformed.Add(1)
+	}
 }
 
 // consume scans body and records its spans. The only error is a malformed

@@ -2,6 +2,7 @@ package sink
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"reflect"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -18,6 +20,7 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
 	"github.com/tailsift/tailsift/bench/workload"
+	"github.com/tailsift/tailsift/internal/otlptest"
 	"github.com/tailsift/tailsift/internal/otlpwire"
 	"github.com/tailsift/tailsift/internal/rawcodec"
 )
@@ -397,5 +400,61 @@ func TestConcurrent(t *testing.T) {
 	if r.Complete != senders*traces || r.Kept != r.Complete || r.SpansReceived != senders*traces*spansPer ||
 		r.Requests != senders*traces*2 || r.Problems() != nil || r.Delay.Count != senders*traces {
 		t.Errorf("report = %+v, problems %q", r, r.Problems())
+	}
+}
+
+// TestAbandonedUpload: a gRPC client that dies mid-upload (its connection
+// closes with part of the body sent, as when an exporter is killed) left
+// a request that is not malformed: the sink must not report it as one.
+func TestAbandonedUpload(t *testing.T) {
+	s := startSink(t)
+	dialed := make(chan *otlptest.StallingConn, 1)
+	conn, err := grpc.NewClient(s.GRPCAddr().String(),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+			if err != nil {
+				return nil, err
+			}
+			sc := otlptest.NewStallingConn(c, 32<<10) // the preface, the headers and part of the body
+			dialed <- sc
+			return sc, nil
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	body := make([]byte, 1<<20)
+	done := make(chan error, 1)
+	go func() {
+		var reply []byte
+		done <- conn.Invoke(context.Background(), exportMethod, &body, &reply, grpc.ForceCodecV2(rawcodec.Codec{}))
+	}()
+	var sc *otlptest.StallingConn
+	select {
+	case sc = <-dialed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the client did not dial within 10s")
+	}
+	select {
+	case <-sc.Stalled():
+	case err := <-done:
+		t.Fatalf("the upload finished before it stalled: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the upload did not stall within 10s")
+	}
+	sc.Close()
+	if err := <-done; err == nil {
+		t.Fatal("an upload cut short succeeded")
+	}
+
+	// Shutdown waits for the server's handlers: the cut request is counted.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if p := s.Progress(); p.MalformedRequests != 0 || p.AbandonedRequests != 1 {
+		t.Errorf("Progress = %+v, want 1 abandoned request and none malformed", p)
 	}
 }

@@ -11,15 +11,17 @@ import (
 // and stalls, or (closed) leaves mid-upload.
 type StallingConn struct {
 	net.Conn
-	mu     sync.Mutex
-	left   int
-	closed chan struct{}
-	once   sync.Once
+	mu      sync.Mutex
+	left    int
+	closed  chan struct{}
+	stalled chan struct{}
+	once    sync.Once
+	stall   sync.Once
 }
 
 // NewStallingConn wraps c to stall after left bytes.
 func NewStallingConn(c net.Conn, left int) *StallingConn {
-	return &StallingConn{Conn: c, left: left, closed: make(chan struct{})}
+	return &StallingConn{Conn: c, left: left, closed: make(chan struct{}), stalled: make(chan struct{})}
 }
 
 func (c *StallingConn) Write(p []byte) (int, error) {
@@ -35,9 +37,13 @@ func (c *StallingConn) Write(p []byte) (int, error) {
 	if err != nil {
 		return n, err
 	}
+	c.stall.Do(func() { close(c.stalled) })
 	<-c.closed
 	return n, net.ErrClosed
 }
+
+// Stalled is closed when a write first stalls.
+func (c *StallingConn) Stalled() <-chan struct{} { return c.stalled }
 
 // StallAfter sets how many more bytes pass before writes stall.
 func (c *StallingConn) StallAfter(n int) {
