@@ -25,12 +25,23 @@ type Builder struct {
 
 	byResource keyIndex         // resource part -> index into resources
 	byGroup    map[uint64]int32 // hash of (resource index, scope part) -> index into groups
-	// groupAt finds a group by its scope part's address: spans of interned
-	// groups share the slices, so most lookups need no hashing.
-	groupAt   map[*byte]int32
+	// groupAt finds a group by the addresses of its parts: spans of
+	// interned groups share the slices, so most lookups need no hashing.
+	// Both addresses: one scope part is often shared by several resources.
+	groupAt   map[groupAddr]int32
 	lastRes   []byte // fast path: consecutive spans usually share a group
 	lastScope []byte
 	lastIdx   int32
+}
+
+// fewGroups is how many groups a linear search by address handles faster
+// than groupAt (a two-pointer key hashes slowly).
+const fewGroups = 8
+
+type groupAddr struct{ resource, scope *byte }
+
+func addrOf(g Group) groupAddr {
+	return groupAddr{unsafe.SliceData(g.Resource), unsafe.SliceData(g.Scope)}
 }
 
 type builderResource struct {
@@ -92,7 +103,14 @@ func (b *Builder) groupIndex(g Group) int32 {
 	if len(b.groups) > 0 && sameSlice(g.Scope, b.lastScope) && sameSlice(g.Resource, b.lastRes) {
 		return b.lastIdx
 	}
-	if i, ok := b.groupAt[unsafe.SliceData(g.Scope)]; ok {
+	if len(b.groups) <= fewGroups {
+		for i := range b.groups {
+			if grp := &b.groups[i]; sameSlice(grp.scope, g.Scope) && sameSlice(b.resources[grp.res].part, g.Resource) {
+				b.lastRes, b.lastScope, b.lastIdx = g.Resource, g.Scope, int32(i)
+				return int32(i)
+			}
+		}
+	} else if i, ok := b.groupAt[addrOf(g)]; ok {
 		if grp := &b.groups[i]; sameSlice(grp.scope, g.Scope) && sameSlice(b.resources[grp.res].part, g.Resource) {
 			b.lastRes, b.lastScope, b.lastIdx = g.Resource, g.Scope, i
 			return i
@@ -131,12 +149,10 @@ func (b *Builder) groupIndex(g Group) int32 {
 		}
 		b.size += len(g.Scope) + frameSlack
 	}
-	if len(g.Scope) > 0 {
-		if b.groupAt == nil {
-			b.groupAt = make(map[*byte]int32)
-		}
-		b.groupAt[unsafe.SliceData(g.Scope)] = idx
+	if b.groupAt == nil {
+		b.groupAt = make(map[groupAddr]int32)
 	}
+	b.groupAt[addrOf(g)] = idx
 	b.lastRes, b.lastScope, b.lastIdx = g.Resource, g.Scope, idx
 	return idx
 }
