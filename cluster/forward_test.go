@@ -49,24 +49,12 @@ func TestRetiredPeerFinishesCallInFlight(t *testing.T) {
 	var rerouted atomic.Int32
 	f.reinject = func(_ []byte, _, _ int, _ bool) { rerouted.Add(1) }
 
-	body, err := proto.Marshal(otlptest.RandomRequest(rand.New(rand.NewPCG(1, 1))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var req otlpwire.Request
-	if err := req.Scan(body); err != nil {
-		t.Fatal(err)
-	}
-	req.GroupByTrace()
-	all := make([]int32, len(req.Traces))
-	for i := range all {
-		all[i] = int32(i)
-	}
-	if !f.reserve(tracesBytes(&req, all)) {
+	req, all := randomGroupedRequest(t, 1)
+	if !f.reserve(tracesBytes(req, all)) {
 		t.Fatal("budget")
 	}
 	peer := Member{Name: "peer", Addr: lis.Addr().String()}
-	f.enqueue(peer, &req, all, 1)
+	f.enqueue(peer, req, all, 1)
 	for inFlight.Load() == 0 {
 		time.Sleep(time.Millisecond)
 	}
@@ -96,6 +84,26 @@ func (a *peerAnswer) answer() error {
 		return a.err
 	}
 	return nil
+}
+
+// randomGroupedRequest is a scanned, grouped random request, and the
+// indexes of all its traces.
+func randomGroupedRequest(t *testing.T, seed uint64) (*otlpwire.Request, []int32) {
+	t.Helper()
+	body, err := proto.Marshal(otlptest.RandomRequest(rand.New(rand.NewPCG(seed, seed))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var req otlpwire.Request
+	if err := req.Scan(body); err != nil {
+		t.Fatal(err)
+	}
+	req.GroupByTrace()
+	all := make([]int32, len(req.Traces))
+	for i := range all {
+		all[i] = int32(i)
+	}
+	return &req, all
 }
 
 // startPeer serves the OTLP trace service and the peer service on
@@ -136,19 +144,7 @@ func TestPeerRefusalsFollowOTLP(t *testing.T) {
 		}
 		return st.Err()
 	}
-	body, err := proto.Marshal(otlptest.RandomRequest(rand.New(rand.NewPCG(2, 2))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var req otlpwire.Request
-	if err := req.Scan(body); err != nil {
-		t.Fatal(err)
-	}
-	req.GroupByTrace()
-	all := make([]int32, len(req.Traces))
-	for i := range all {
-		all[i] = int32(i)
-	}
+	req, all := randomGroupedRequest(t, 2)
 	cfg := DefaultConfig()
 	cfg.ForwardBatchTimeout = 5 * time.Millisecond
 	cfg.ForwardRetryInitial, cfg.ForwardRetryMax = time.Millisecond, 5*time.Millisecond
@@ -178,10 +174,10 @@ func TestPeerRefusalsFollowOTLP(t *testing.T) {
 					keptLocal.Add(1)
 				}
 			}
-			if !f.reserve(tracesBytes(&req, all)) {
+			if !f.reserve(tracesBytes(req, all)) {
 				t.Fatal("budget")
 			}
-			f.enqueue(Member{Name: "peer", Addr: addr}, &req, all, 1)
+			f.enqueue(Member{Name: "peer", Addr: addr}, req, all, 1)
 			for f.pendingBytes() != 0 {
 				time.Sleep(time.Millisecond)
 			}

@@ -1,14 +1,12 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net"
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/tailsift/tailsift/internal/metricstest"
+	"github.com/tailsift/tailsift/internal/otlptest"
 	"github.com/tailsift/tailsift/internal/otlpwire"
 )
 
@@ -31,40 +30,11 @@ func (idleEngine) AdoptDecisions([][]byte) error                               {
 func (idleEngine) SetShare(float64)                                            {}
 func (idleEngine) Explain([16]byte, string) []byte                             { return []byte("{}") }
 
-// logBuffer collects a node's log lines; safe while the node writes.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// lines returns the log lines that contain s.
-func (l *logBuffer) lines(s string) []string {
-	var out []string
-	for line := range strings.Lines(l.String()) {
-		if strings.Contains(line, s) {
-			out = append(out, line)
-		}
-	}
-	return out
-}
-
 type testNode struct {
 	*Cluster
 	t    *testing.T
 	reg  *prometheus.Registry
-	logs *logBuffer
+	logs *otlptest.SyncBuffer
 }
 
 func (n *testNode) counter(name string) float64 {
@@ -82,7 +52,7 @@ func startNode(t *testing.T, name, bind string, join []string, adjust ...func(*C
 	for _, f := range adjust {
 		f(&cfg)
 	}
-	n := &testNode{t: t, reg: prometheus.NewRegistry(), logs: &logBuffer{}}
+	n := &testNode{t: t, reg: prometheus.NewRegistry(), logs: &otlptest.SyncBuffer{}}
 	c, err := New(cfg, idleEngine{}, n.reg, slog.New(slog.NewTextHandler(n.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)
@@ -170,7 +140,7 @@ func TestNameConflictNotReady(t *testing.T) {
 		if v := c.n.counter("tailsift_cluster_name_conflicts_total"); v < 1 {
 			t.Errorf("%s: tailsift_cluster_name_conflicts_total = %v, want >= 1", c.n.GossipAddr(), v)
 		}
-		lines := c.n.logs.lines(`level=ERROR msg="another node uses this node's name`)
+		lines := c.n.logs.Lines(`level=ERROR msg="another node uses this node's name`)
 		if len(lines) == 0 || !strings.Contains(lines[0], "other_node="+c.other.GossipAddr()) ||
 			!strings.Contains(lines[0], "node_name (--node-name)") {
 			t.Errorf("%s: error lines %q; want one naming the other node and node_name", c.n.GossipAddr(), lines)
@@ -187,7 +157,7 @@ func TestNameConflictNotReady(t *testing.T) {
 		t.Fatal(err)
 	}
 	second.Close(context.Background())
-	if len(second.logs.lines("leaving without a leave message")) != 1 {
+	if len(second.logs.Lines("leaving without a leave message")) != 1 {
 		t.Errorf("the second node left without saying it sent no leave message")
 	}
 	if len(third.Members()) != 2 || len(first.Members()) != 2 {
@@ -217,14 +187,14 @@ func TestJoinUnreachableNotReady(t *testing.T) {
 		t.Fatalf("after failed joins: ready %v, reason %q; want not ready, naming %s on one line", n.Ready(), reason, peerAddr)
 	}
 	// One line per 10s, however often the node retries.
-	lines := n.logs.lines("cannot join the cluster yet")
+	lines := n.logs.Lines("cannot join the cluster yet")
 	if limit := 1 + int(time.Since(start)/(10*time.Second)); len(lines) == 0 || len(lines) > limit {
 		t.Fatalf("%d 'cannot join' lines in %v, want 1 to %d:\n%s", len(lines), time.Since(start), limit, strings.Join(lines, ""))
 	}
 
 	peer := startNode(t, "peer", peerAddr, nil)
 	waitUntil(t, "the node to join the peer", func() bool { return n.Ready() && len(n.Members()) == 2 && len(peer.Members()) == 2 })
-	if len(n.logs.lines(`msg="joined the cluster"`)) != 1 {
+	if len(n.logs.Lines(`msg="joined the cluster"`)) != 1 {
 		t.Errorf("no 'joined the cluster' line after the failures")
 	}
 }

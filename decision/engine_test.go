@@ -28,24 +28,13 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // lockedBuffer is the exporter's stdout: JSON lines, one per request.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
+type lockedBuffer struct{ otlptest.SyncBuffer }
 
 // spanIDs parses what the exporter wrote: the span IDs received, by trace.
 func (l *lockedBuffer) spanIDs(t *testing.T) map[[16]byte][][8]byte {
 	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	out := map[[16]byte][][8]byte{}
-	sc := bufio.NewScanner(bytes.NewReader(l.b.Bytes()))
+	sc := bufio.NewScanner(bytes.NewReader(l.Bytes()))
 	sc.Buffer(nil, 64<<20)
 	for sc.Scan() {
 		pb, err := otlpjson.Decode(nil, sc.Bytes())

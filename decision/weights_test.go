@@ -20,10 +20,8 @@ import (
 // exported decodes what the exporter wrote into spans.
 func (l *lockedBuffer) exported(t *testing.T) []*tracepb.Span {
 	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var out []*tracepb.Span
-	sc := bufio.NewScanner(bytes.NewReader(l.b.Bytes()))
+	sc := bufio.NewScanner(bytes.NewReader(l.Bytes()))
 	sc.Buffer(nil, 64<<20)
 	for sc.Scan() {
 		pb, err := otlpjson.Decode(nil, sc.Bytes())

@@ -18,24 +18,9 @@ import (
 // reports the trace pending since it first arrived at the old one, and
 // late spans follow the decisions the old owner made.
 func TestHandoffOnLeave(t *testing.T) {
-	sk := startSink(t)
-	policies := errorsOnlyConfig(t, sk).Policies
-	nodes := startCluster(t, 2, sk.addr, func(c *node.Config) {
-		c.Policies, c.RootWait, c.DecisionWait = policies, 200*time.Millisecond, time.Hour
-	})
-	ring := nodes[0].Cluster().Router().Ring()
-	var ids [][16]byte // owned by node-1
-	for x := 0; len(ids) < 3; x++ {
-		id := [16]byte{5, byte(x >> 8), byte(x)}
-		if ring.Members()[ring.Owner(&id)].Name == "node-1" {
-			ids = append(ids, id)
-		}
-	}
-	kept, dropped, pending := ids[0], ids[1], ids[2]
-	sent := time.Now()
-	exportSpans(t, nodes[0], span(kept, 1, true, false), span(kept, 2, false, true), span(dropped, 1, true, false),
-		span(pending, 2, false, false)) // no root: waits an hour
-	waitFor(t, func() bool { s := nodes[1].Stats(); return s.TracesKept == 1 && s.TracesDropped == 1 }, "two traces decided")
+	tt := startThreeTraces(t, 5)
+	sk, nodes, sent := tt.sink, tt.nodes, tt.sent
+	kept, dropped, pending := tt.kept, tt.dropped, tt.pending
 	time.Sleep(time.Second) // the pending trace's age, which the hand-off must carry
 
 	leaving := time.Now()

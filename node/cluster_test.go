@@ -354,3 +354,38 @@ func TestClusterGossipKey(t *testing.T) {
 		}
 	}
 }
+
+// threeTraces is a two-node cluster (errors-only policies, an hour's
+// decision wait) that node-0 was sent three traces node-1 owns: kept (an
+// error), dropped, and pending (no root). node-1 has decided the first two.
+type threeTraces struct {
+	sink                   *sink
+	nodes                  []*node.Node
+	kept, dropped, pending [16]byte
+	sent                   time.Time // just before the first span was sent
+}
+
+// startThreeTraces builds a threeTraces with trace IDs that begin with
+// idPrefix.
+func startThreeTraces(t *testing.T, idPrefix byte) threeTraces {
+	t.Helper()
+	sk := startSink(t)
+	policies := errorsOnlyConfig(t, sk).Policies
+	tt := threeTraces{sink: sk, nodes: startCluster(t, 2, sk.addr, func(c *node.Config) {
+		c.Policies, c.RootWait, c.DecisionWait = policies, 200*time.Millisecond, time.Hour
+	})}
+	ring := tt.nodes[0].Cluster().Router().Ring()
+	var ids [][16]byte // owned by node-1
+	for x := 0; len(ids) < 3; x++ {
+		id := [16]byte{idPrefix, byte(x >> 8), byte(x)}
+		if ring.Members()[ring.Owner(&id)].Name == "node-1" {
+			ids = append(ids, id)
+		}
+	}
+	tt.kept, tt.dropped, tt.pending = ids[0], ids[1], ids[2]
+	tt.sent = time.Now()
+	exportSpans(t, tt.nodes[0], span(tt.kept, 1, true, false), span(tt.kept, 2, false, true), span(tt.dropped, 1, true, false),
+		span(tt.pending, 2, false, false)) // no root: waits an hour
+	waitFor(t, func() bool { s := tt.nodes[1].Stats(); return s.TracesKept == 1 && s.TracesDropped == 1 }, "two traces decided")
+	return tt
+}

@@ -161,23 +161,8 @@ func TestReadyzOverloaded(t *testing.T) {
 // the node that does not own them, a pending, a kept and a dropped trace
 // are described by their owner, with rule, probability and summary.
 func TestExplainAcrossNodes(t *testing.T) {
-	sk := startSink(t)
-	policies := errorsOnlyConfig(t, sk).Policies
-	nodes := startCluster(t, 2, sk.addr, func(c *node.Config) {
-		c.Policies, c.RootWait, c.DecisionWait = policies, 200*time.Millisecond, time.Hour
-	})
-	ring := nodes[0].Cluster().Router().Ring()
-	var ids [][16]byte // owned by node-1
-	for x := 0; len(ids) < 3; x++ {
-		id := [16]byte{4, byte(x >> 8), byte(x)}
-		if ring.Members()[ring.Owner(&id)].Name == "node-1" {
-			ids = append(ids, id)
-		}
-	}
-	kept, dropped, pending := ids[0], ids[1], ids[2]
-	exportSpans(t, nodes[0], span(kept, 1, true, false), span(kept, 2, false, true), span(dropped, 1, true, false),
-		span(pending, 2, false, false)) // no root: waits an hour
-	waitFor(t, func() bool { s := nodes[1].Stats(); return s.TracesKept == 1 && s.TracesDropped == 1 }, "two traces decided")
+	tt := startThreeTraces(t, 4)
+	nodes, kept, dropped, pending := tt.nodes, tt.kept, tt.dropped, tt.pending
 
 	ask := func(id [16]byte) (int, decision.Explanation) {
 		resp, err := http.Get(fmt.Sprintf("http://%s/api/v1/traces/%x", nodes[0].AdminAddr(), id))

@@ -21,6 +21,7 @@ import (
 	"github.com/tailsift/tailsift/bench"
 	"github.com/tailsift/tailsift/bench/workload"
 	"github.com/tailsift/tailsift/internal/metricstest"
+	"github.com/tailsift/tailsift/internal/otlptest"
 )
 
 // clusterProc is one "sampler run" process of TestClusterProcess.
@@ -28,7 +29,7 @@ type clusterProc struct {
 	name                string
 	grpc, admin, gossip string
 	cmd                 *exec.Cmd
-	stderr              syncBuffer
+	stderr              otlptest.SyncBuffer
 	done                chan struct{} // closed when the process exited
 	err                 error         // its exit status, set before done closes
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/tailsift/tailsift/bench/workload"
 	"github.com/tailsift/tailsift/internal/metricstest"
 	"github.com/tailsift/tailsift/internal/otlpserver"
+	"github.com/tailsift/tailsift/internal/otlptest"
 	"github.com/tailsift/tailsift/internal/otlpwire"
 	"github.com/tailsift/tailsift/internal/rawcodec"
 	"github.com/tailsift/tailsift/policy"
@@ -261,7 +262,7 @@ func runCrash(t *testing.T, bin string, v crashVariant) *crashOutcome {
 		"--rate", "4000", "--duration", "12s", "--seed", "11",
 		"--quiet", "6s", "--drain", "60s", "--no-progress", "--json"}, v.benchArgs...)
 	benchCmd := exec.CommandContext(ctx, bin, benchArgs...)
-	var benchOut, benchErr syncBuffer
+	var benchOut, benchErr otlptest.SyncBuffer
 	benchCmd.Stdout, benchCmd.Stderr = &benchOut, &benchErr
 	if err := benchCmd.Start(); err != nil {
 		t.Fatal(err)

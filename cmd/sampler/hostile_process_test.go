@@ -190,7 +190,7 @@ type hostileRun struct {
 	grpcAddr, httpAddr, admin   string
 	sinkAddr                    string
 	cmd                         *exec.Cmd
-	stderr                      syncBuffer
+	stderr                      otlptest.SyncBuffer
 	exited                      chan struct{}
 	hc                          *http.Client
 	mu                          sync.Mutex

@@ -12,10 +12,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tailsift/tailsift/internal/otlptest"
 )
 
 // freePort returns a loopback address that was free a moment ago.
@@ -136,7 +137,7 @@ func TestConfigFileWithFlagOverride(t *testing.T) {
 	os.WriteFile(path, []byte(fmt.Sprintf("otlp_grpc: %s\notlp_http: \"\"\nadmin: \"\"\ncluster_bind: 127.0.0.1:0\nmemory_limit: 64MiB\ndecision_wait: 1m\n", grpcAddr)), 0o644)
 	// The flag wins over the file: with the file's 1m wait the trace would
 	// not be decided before the check below.
-	var out, errb syncBuffer
+	var out, errb otlptest.SyncBuffer
 	done := make(chan int)
 	go func() {
 		done <- run([]string{"run", "--config", path, "--decision-wait", "100ms", "--otlp-grpc", grpcAddr}, &out, &errb)
@@ -160,24 +161,6 @@ func TestConfigFileWithFlagOverride(t *testing.T) {
 	if code := <-done; code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe to read while the sampler writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestBenchCommand(t *testing.T) {
@@ -227,7 +210,7 @@ func TestSIGHUPReloadsPolicies(t *testing.T) {
 	os.WriteFile(path, []byte("rules:\n  - name: errors\n    type: error\ndefault: drop\n"), 0o644)
 	cmd := exec.Command(bin, "run", "--otlp-grpc", freePort(t), "--otlp-http", "", "--admin", "",
 		"--cluster-bind", "", "--policies", path, "--policy-poll", "0")
-	var stderr syncBuffer
+	var stderr otlptest.SyncBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

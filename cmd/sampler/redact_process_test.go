@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tailsift/tailsift/internal/metricstest"
+	"github.com/tailsift/tailsift/internal/otlptest"
 )
 
 // The secrets of a --forward URL (issue 11, item 8).
@@ -44,7 +45,7 @@ func TestForwardSecretsRedacted(t *testing.T) {
 	httpAddr, adminAddr := freePort(t), freePort(t)
 	cmd := exec.Command(bin, "run", "--otlp-grpc", freePort(t), "--otlp-http", httpAddr, "--admin", adminAddr,
 		"--cluster-bind", "", "--forward", forward, "--root-wait", "100ms", "--shutdown-timeout", "2s")
-	var stderr syncBuffer
+	var stderr otlptest.SyncBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"github.com/tailsift/tailsift/bench"
 	"github.com/tailsift/tailsift/bench/workload"
 	"github.com/tailsift/tailsift/internal/metricstest"
+	"github.com/tailsift/tailsift/internal/otlptest"
 )
 
 // The resident-memory bound TestSpillProcess holds a 16 MiB buffer to
@@ -155,7 +156,7 @@ type memProc struct {
 	cmd    *exec.Cmd
 	admin  string
 	hc     *http.Client
-	stderr syncBuffer
+	stderr otlptest.SyncBuffer
 	exited chan struct{}
 }
 

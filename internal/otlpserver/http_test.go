@@ -10,13 +10,6 @@ import (
 )
 
 func TestReadBodyLimits(t *testing.T) {
-	gz := func(b []byte) []byte {
-		var out bytes.Buffer
-		zw := gzip.NewWriter(&out)
-		zw.Write(b)
-		zw.Close()
-		return out.Bytes()
-	}
 	cases := []struct {
 		name     string
 		body     []byte
@@ -55,17 +48,19 @@ func TestReadBodyLimits(t *testing.T) {
 
 var errBad = errors.New("bad")
 
+// gz is b gzipped.
+func gz(b []byte) []byte {
+	var out bytes.Buffer
+	zw := gzip.NewWriter(&out)
+	zw.Write(b)
+	zw.Close()
+	return out.Bytes()
+}
+
 // TestReadBodyBudget checks that ReadBodyBudget reads no byte it has not
 // reserved, reserves in doubling steps as bytes arrive (never past the
 // Content-Length), and stops when refused.
 func TestReadBodyBudget(t *testing.T) {
-	gz := func(b []byte) []byte {
-		var out bytes.Buffer
-		zw := gzip.NewWriter(&out)
-		zw.Write(b)
-		zw.Close()
-		return out.Bytes()
-	}
 	cases := []struct {
 		name        string
 		body        []byte

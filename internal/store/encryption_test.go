@@ -7,9 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/tailsift/tailsift/internal/otlptest"
 	"github.com/tailsift/tailsift/internal/store"
 )
 
@@ -119,25 +119,6 @@ func TestEncryption(t *testing.T) {
 	}
 }
 
-// lockedBuffer is an io.Writer for a slog handler that Badger's
-// goroutines write to.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestBadgerLogsToSlog: Badger's own error lines go to the logger given
 // to Open (here, the one Badger writes when the key does not match), not
 // to stderr.
@@ -148,7 +129,7 @@ func TestBadgerLogsToSlog(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	var out lockedBuffer
+	var out otlptest.SyncBuffer
 	log := slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	cfg.EncryptionKey = []byte("fedcba9876543210")
 	if s, err := store.Open(cfg, log); err == nil {
