@@ -53,6 +53,7 @@ type builderResource struct {
 type builderGroup struct {
 	res   int32
 	next  int32 // the resource's next group, -1 for none
+	size  int // encoded size of the ScopeSpans body, set by AppendRequest
 	scope []byte
 	spans [][]byte
 }
@@ -171,8 +172,8 @@ func (b *Builder) AppendRequest(dst []byte) []byte {
 	}
 	for i := range b.groups {
 		g := &b.groups[i]
-		ss := scopeSpansSize(g.scope, g.spans)
-		b.resources[g.res].size += 1 + protowire.SizeVarint(uint64(ss)) + ss
+		g.size = scopeSpansSize(g.scope, g.spans)
+		b.resources[g.res].size += 1 + protowire.SizeVarint(uint64(g.size)) + g.size
 	}
 	total := 0
 	for _, r := range b.resources {
@@ -188,7 +189,7 @@ func (b *Builder) AppendRequest(dst []byte) []byte {
 		for i := res.first; i >= 0; i = b.groups[i].next {
 			g := &b.groups[i]
 			dst = protowire.AppendTag(dst, fieldResourceSpansScopeSpans, protowire.BytesType)
-			dst = protowire.AppendVarint(dst, uint64(scopeSpansSize(g.scope, g.spans)))
+			dst = protowire.AppendVarint(dst, uint64(g.size))
 			dst = append(dst, g.scope...)
 			for _, s := range g.spans {
 				dst = protowire.AppendTag(dst, fieldScopeSpansSpans, protowire.BytesType)
