@@ -29,6 +29,8 @@ var importRules = []struct {
 	{"internal/bytesize", nil, "a helper"},
 	{"internal/lograte", nil, "a helper"},
 	{"internal/redact", nil, "a helper"},
+	{"internal/tlsconfig", nil, "TLS files to configs, reloaded on change"},
+	{"internal/testpki", nil, "a test helper"},
 	{"internal/metricstest", nil, "a test helper"},
 	{"internal/otlptest", nil, "a test helper"},
 	{"internal/store", nil, "the store knows keys and values, not what they mean"},
