@@ -53,7 +53,7 @@ type builderResource struct {
 type builderGroup struct {
 	res   int32
 	next  int32 // the resource's next group, -1 for none
-	size  int // encoded size of the ScopeSpans body, set by AppendRequest
+	size  int   // encoded size of the ScopeSpans body, set by AppendRequest
 	scope []byte
 	spans [][]byte
 }
