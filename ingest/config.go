@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"time"
@@ -68,6 +69,10 @@ type Config struct {
 	// messages with rawcodec: handlers receive *[]byte. Their calls count
 	// against the limits above like Export calls.
 	RegisterGRPC func(*grpc.Server)
+	// TLS, if set, is the config both listeners serve TLS with (it may ask
+	// for client certificates); nil is plaintext. Its handshake counts
+	// against neither limit above but MaxConnections.
+	TLS *tls.Config
 }
 
 // StreamOverhead is what a gRPC stream may hold beyond its message: the

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -86,25 +87,28 @@ func (c *limitConn) CloseWrite() error {
 	return nil
 }
 
-// connCreds is gRPC's insecure transport with the connection attached to
-// the peer's AuthInfo, so that the tap handle knows a stream's
-// connection (peer.FromContext). TLS, when it comes, wraps the same way.
+// connCreds is gRPC's transport (plaintext or TLS) with the connection
+// attached to the peer's AuthInfo, so that the tap handle knows a stream's
+// connection (peer.FromContext).
 type connCreds struct {
 	credentials.TransportCredentials
 }
 
-// connInfo is the AuthInfo of a connection accepted by a limitListener.
+// connInfo is the AuthInfo of a connection accepted by a limitListener:
+// the transport's own (credentials.TLSInfo names a client's certificate)
+// and the connection.
 type connInfo struct {
-	credentials.CommonAuthInfo
+	credentials.AuthInfo
 	conn *limitConn
 }
 
-func (connInfo) AuthType() string { return "insecure" }
-
 func (c connCreds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	conn, _, err := c.TransportCredentials.ServerHandshake(raw)
+	conn, info, err := c.TransportCredentials.ServerHandshake(raw)
+	if err != nil {
+		return nil, nil, err
+	}
 	lc, _ := raw.(*limitConn)
-	return conn, connInfo{CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.NoSecurity}, conn: lc}, err
+	return conn, connInfo{AuthInfo: info, conn: lc}, nil
 }
 
 func (c connCreds) Clone() credentials.TransportCredentials {
@@ -126,6 +130,9 @@ type connKey struct{}
 // httpConnContext is http.Server.ConnContext: it puts the connection in
 // its requests' contexts.
 func httpConnContext(ctx context.Context, c net.Conn) context.Context {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
 	if lc, ok := c.(*limitConn); ok {
 		return context.WithValue(ctx, connKey{}, lc)
 	}

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 
@@ -38,12 +40,13 @@ type Receiver struct {
 	log      *slog.Logger
 	metrics  *metrics
 
-	grpcLis  net.Listener
-	grpcSrv  *grpc.Server
-	httpLis  net.Listener
-	httpSrv  *http.Server
-	wg       sync.WaitGroup
-	shutdown sync.Once
+	grpcLis   net.Listener
+	grpcSrv   *grpc.Server
+	httpLis   net.Listener
+	httpServe net.Listener // httpLis, or TLS over it
+	httpSrv   *http.Server
+	wg        sync.WaitGroup
+	shutdown  sync.Once
 
 	bufs *otlpserver.Buffers // request bodies
 	reqs sync.Pool           // *otlpwire.Request
@@ -110,7 +113,7 @@ func New(cfg Config, c Consumer, reg prometheus.Registerer, log *slog.Logger) (*
 			r.metrics.connections.WithLabelValues("grpc"), r.metrics.connectionsFull.WithLabelValues("grpc"))
 		r.grpcSrv = grpc.NewServer(
 			grpc.ForceServerCodecV2(rawcodec.Codec{}),
-			grpc.Creds(connCreds{insecure.NewCredentials()}),
+			grpc.Creds(connCreds{transportCredentials(cfg.TLS)}),
 			grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),
 			grpc.InTapHandle(r.tapGRPC),
 			grpc.MaxConcurrentStreams(uint32(cfg.MaxStreamsPerConnection)),
@@ -148,6 +151,14 @@ func New(cfg Config, c Consumer, reg prometheus.Registerer, log *slog.Logger) (*
 		}
 		r.httpLis = newLimitListener(lis, cfg.MaxConnections,
 			r.metrics.connections.WithLabelValues("http"), r.metrics.connectionsFull.WithLabelValues("http"))
+		r.httpServe = r.httpLis
+		if cfg.TLS != nil {
+			// net/http does the handshake (bounded by ReadHeaderTimeout)
+			// and serves HTTP/2 where the client offers it.
+			tc := cfg.TLS.Clone()
+			tc.NextProtos = []string{"h2", "http/1.1"}
+			r.httpServe = tls.NewListener(r.httpLis, tc)
+		}
 		mux := http.NewServeMux()
 		mux.HandleFunc("/v1/traces", r.handleHTTP)
 		r.httpSrv = &http.Server{
@@ -173,12 +184,20 @@ func New(cfg Config, c Consumer, reg prometheus.Registerer, log *slog.Logger) (*
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
-			if err := r.httpSrv.Serve(r.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := r.httpSrv.Serve(r.httpServe); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("otlp-http server stopped", "err", err)
 			}
 		}()
 	}
 	return r, nil
+}
+
+// transportCredentials serves TLS with cfg, or plaintext if it is nil.
+func transportCredentials(cfg *tls.Config) credentials.TransportCredentials {
+	if cfg == nil {
+		return insecure.NewCredentials()
+	}
+	return credentials.NewTLS(cfg)
 }
 
 // GRPCAddr returns the address the gRPC receiver listens on, or nil.

@@ -19,6 +19,7 @@ import (
 	"github.com/tailsift/tailsift/internal/bytesize"
 	"github.com/tailsift/tailsift/internal/redact"
 	"github.com/tailsift/tailsift/internal/store"
+	"github.com/tailsift/tailsift/internal/tlsconfig"
 )
 
 // Config is the sampler's configuration: the keys of sampler.yaml, each
@@ -64,6 +65,17 @@ type Config struct {
 	GoMemoryLimit bytesize.Size `yaml:"go_memory_limit"` // 0: derived, see EnsureDefaults
 
 	MaxExportRequestSize bytesize.Size `yaml:"max_export_request_size"`
+
+	// TLS of the client-facing listeners: OTLP gRPC and HTTP, and admin.
+	TLSCertFile     string `yaml:"tls_cert_file"`
+	TLSKeyFile      string `yaml:"tls_key_file"`
+	TLSClientCAFile string `yaml:"tls_client_ca_file"`
+	TLSMinVersion   string `yaml:"tls_min_version"`
+}
+
+// listenerTLS is the TLS of the client-facing listeners.
+func (c Config) listenerTLS() tlsconfig.Server {
+	return tlsconfig.Server{CertFile: c.TLSCertFile, KeyFile: c.TLSKeyFile, ClientCAFile: c.TLSClientCAFile, MinVersion: c.TLSMinVersion}
 }
 
 // Durability modes.
@@ -162,6 +174,9 @@ func (c Config) Validate() error {
 	}
 	if c.GoMemoryLimit < 0 {
 		errs = append(errs, fmt.Errorf("go_memory_limit (--go-memory-limit) must be >= 0, got %d", c.GoMemoryLimit))
+	}
+	if err := c.listenerTLS().Validate("tls_"); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Forward == "file:" {
 		errs = append(errs, errors.New("forward (--forward): file: needs a path, e.g. file:/var/lib/tailsift/kept.jsonl"))

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -28,6 +29,7 @@ import (
 	"github.com/tailsift/tailsift/ingest"
 	"github.com/tailsift/tailsift/internal/redact"
 	"github.com/tailsift/tailsift/internal/store"
+	"github.com/tailsift/tailsift/internal/tlsconfig"
 	"github.com/tailsift/tailsift/policy"
 )
 
@@ -60,6 +62,8 @@ type Node struct {
 	// stopping is set when Shutdown begins: /readyz answers 503.
 	stopping atomic.Bool
 
+	// tls is the client-facing listeners' TLS (nil: plaintext).
+	tls       *tls.Config
 	adminLis  net.Listener
 	admin     *http.Server
 	adminDone chan struct{}
@@ -97,6 +101,12 @@ func New(cfg Config, opts Options) (_ *Node, err error) {
 		return nil, err
 	}
 	ic, bc, dc, ec := cfg.components()
+	if cfg.listenerTLS().Enabled() {
+		if n.tls, err = n.loadListenerTLS(); err != nil {
+			return nil, err
+		}
+		ic.TLS = n.tls
+	}
 	ec.Writer = opts.Stdout
 	if path := cfg.forwardFile(); path != "" {
 		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
@@ -200,6 +210,30 @@ func policiesName(path string) string {
 	return path
 }
 
+// loadListenerTLS loads the listeners' certificate files and reports
+// their reloads in the log and in tailsift_tls_reloads_total.
+func (n *Node) loadListenerTLS() (*tls.Config, error) {
+	reloads := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tailsift_tls_reloads_total",
+		Help: "Times the listeners' TLS files (tls_cert_file, tls_key_file, tls_client_ca_file) changed, by outcome: ok (in use), failed (the previous files stay).",
+	}, []string{"outcome"})
+	ok, failed := reloads.WithLabelValues("ok"), reloads.WithLabelValues("failed")
+	n.reg.MustRegister(reloads)
+	cfg, _, err := tlsconfig.ServerConfig(n.cfg.listenerTLS(), tlsconfig.OnReload(func(err error) {
+		if err != nil {
+			failed.Inc()
+			n.log.Warn("TLS files changed but do not load; the previous ones stay in use", "err", err)
+			return
+		}
+		ok.Inc()
+		n.log.Info("TLS files reloaded", "cert", n.cfg.TLSCertFile, "client_ca", n.cfg.TLSClientCAFile)
+	}))
+	if err != nil {
+		return nil, fmt.Errorf("TLS files (tls_cert_file, tls_key_file, tls_client_ca_file): %w", err)
+	}
+	return cfg, nil
+}
+
 func (n *Node) startAdmin(addr string) error {
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	lis, err := net.Listen("tcp", addr)
@@ -231,6 +265,14 @@ func (n *Node) startAdmin(addr string) error {
 		}
 		io.WriteString(w, "policies "+n.PolicyHash()+"\n")
 	})
+	if n.tls != nil {
+		// The same certificate, but no client certificate asked for:
+		// health probes (a kubelet) have none.
+		tc := n.tls.Clone()
+		tc.ClientAuth, tc.VerifyConnection = tls.NoClientCert, nil
+		tc.NextProtos = []string{"h2", "http/1.1"}
+		lis = tls.NewListener(lis, tc)
+	}
 	n.adminLis = lis
 	n.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	n.adminDone = make(chan struct{})

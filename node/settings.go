@@ -106,6 +106,17 @@ func Settings() []Setting {
 				"`host:port` (OTLP/gRPC, plaintext) or `http(s)://[user:password@]host:port[/path]` (OTLP/HTTP protobuf, "+
 				"path `/v1/traces` if none); the user, the password and the values of secret-looking query parameters "+
 				"(`api_key`, `token`, ...) are redacted in logs, errors and `/debug/pprof/cmdline`").arg("destination"),
+		setting("tls_cert_file", func(c *Config) *string { return &c.TLSCertFile }, "",
+			"PEM certificate (chain) the OTLP listeners and {admin} serve TLS with, with {tls_key_file}; reread when "+
+				"it changes (checked at most once a second, on a handshake), so certificates rotate without a restart; "+
+				"empty: plaintext").arg("file"),
+		setting("tls_key_file", func(c *Config) *string { return &c.TLSKeyFile }, "",
+			"PEM private key of {tls_cert_file}").arg("file"),
+		setting("tls_client_ca_file", func(c *Config) *string { return &c.TLSClientCAFile }, "",
+			"PEM CAs: when set, every client of the OTLP listeners and {admin} must present a certificate they issued "+
+				"(mutual TLS); reread like {tls_cert_file}").arg("file"),
+		setting("tls_min_version", func(c *Config) *string { return &c.TLSMinVersion }, "1.2",
+			"oldest TLS version accepted: `1.2` or `1.3`").arg("version"),
 		setting("policies", func(c *Config) *string { return &c.Policies }, "",
 			"policy file; reloaded when it changes (checked every {policy_poll}), on SIGHUP and on `POST /-/reload`").
 			arg("file").defaultIs("the embedded `policies.example.yaml`"),

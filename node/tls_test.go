@@ -1,0 +1,256 @@
+package node_test
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tailsift/tailsift/internal/metricstest"
+	"github.com/tailsift/tailsift/internal/testpki"
+	"github.com/tailsift/tailsift/node"
+)
+
+// tlsNode starts a node whose OTLP listeners and admin serve TLS with a
+// certificate of ca (and, with clientCAs, require client certificates of
+// them), keeping every trace and forwarding to sk.
+func tlsNode(t *testing.T, sk *sink, ca *testpki.CA, clientCAs *testpki.CA, reg *prometheus.Registry) (*node.Node, testpki.Files) {
+	t.Helper()
+	dir := t.TempDir()
+	files := testpki.WriteFiles(t, dir, "server", ca.Server(t, "tailsift-1"), ca)
+	policies := filepath.Join(dir, "policies.yaml")
+	if err := os.WriteFile(policies, []byte("rules:\n  - name: all\n    type: always\ndefault: keep\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := node.DefaultConfig()
+	cfg.OTLPGRPC, cfg.OTLPHTTP, cfg.Admin, cfg.ClusterBind = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", ""
+	cfg.Forward, cfg.Policies, cfg.RootWait = sk.addr, policies, 100*time.Millisecond
+	cfg.TLSCertFile, cfg.TLSKeyFile = files.Cert, files.Key
+	if clientCAs != nil {
+		cfg.TLSClientCAFile = filepath.Join(dir, "clients.crt")
+		testpki.WriteFile(t, cfg.TLSClientCAFile, clientCAs.PEM, 0o644)
+	}
+	n, err := node.New(cfg, node.Options{Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Shutdown(context.Background()) })
+	return n, files
+}
+
+// sdkSend sends one two-span trace through the OpenTelemetry Go SDK over
+// OTLP/gRPC and one over OTLP/HTTP, each with its own TLS config, and
+// returns their trace IDs. Export errors (a refused handshake) are
+// returned by the providers' ForceFlush.
+func sdkSend(t *testing.T, n *node.Node, grpcTLS, httpTLS *tls.Config) ([]trace.TraceID, error) {
+	t.Helper()
+	ctx := context.Background()
+	grpcExp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(n.GRPCAddr().String()),
+		otlptracegrpc.WithTLSCredentials(credentials.NewTLS(grpcTLS)), otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{Enabled: false}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpExp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpoint(n.HTTPAddr().String()),
+		otlptracehttp.WithTLSClientConfig(httpTLS), otlptracehttp.WithRetry(otlptracehttp.RetryConfig{Enabled: false}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []trace.TraceID
+	var errs []error
+	for _, exp := range []sdktrace.SpanExporter{grpcExp, httpExp} {
+		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp))
+		rctx, root := tp.Tracer("tls").Start(ctx, "GET /checkout")
+		_, child := tp.Tracer("tls").Start(rctx, "SELECT orders")
+		child.End()
+		root.End()
+		ids = append(ids, root.SpanContext().TraceID())
+		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		errs = append(errs, tp.ForceFlush(fctx))
+		cancel()
+		tp.Shutdown(ctx)
+	}
+	return ids, errors.Join(errs...)
+}
+
+// waitReceived waits until the sink has both spans of each trace.
+func waitReceived(t *testing.T, sk *sink, ids []trace.TraceID) {
+	t.Helper()
+	waitFor(t, func() bool {
+		for _, id := range ids {
+			if len(sk.received(id)) != 2 {
+				return false
+			}
+		}
+		return true
+	}, "the traces sent over TLS at the sink")
+}
+
+// rawExport sends an empty export request with a plain gRPC client and
+// HTTP client built from the given credentials, and returns their errors.
+func rawExport(n *node.Node, creds credentials.TransportCredentials, hc *http.Client, scheme string) (grpcErr, httpErr error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, err := grpc.NewClient(n.GRPCAddr().String(), grpc.WithTransportCredentials(creds))
+	if err != nil {
+		return err, err
+	}
+	defer conn.Close()
+	_, grpcErr = coltracepb.NewTraceServiceClient(conn).Export(ctx, &coltracepb.ExportTraceServiceRequest{})
+	body, _ := proto.Marshal(&coltracepb.ExportTraceServiceRequest{})
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, scheme+"://"+n.HTTPAddr().String()+"/v1/traces", strings.NewReader(string(body)))
+	req.Header.Set("Content-Type", "application/x-protobuf")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return grpcErr, err
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return grpcErr, fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	return grpcErr, nil
+}
+
+// TestSDKOverTLS: the OpenTelemetry Go SDK exports over TLS on both
+// protocols and its traces arrive whole; clients in plaintext or that do
+// not trust the node's CA get nowhere, and nothing of theirs is accepted.
+func TestSDKOverTLS(t *testing.T) {
+	ca, other := testpki.NewCA(t, "ca"), testpki.NewCA(t, "other")
+	sk := startSink(t)
+	n, _ := tlsNode(t, sk, ca, nil, nil)
+	trusting := &tls.Config{RootCAs: ca.Pool()}
+
+	ids, err := sdkSend(t, n, trusting, trusting)
+	if err != nil {
+		t.Fatalf("SDK export over TLS: %v", err)
+	}
+	waitReceived(t, sk, ids)
+	accepted := n.Stats().Accepted
+
+	hc := &http.Client{Transport: &http.Transport{}}
+	defer hc.CloseIdleConnections()
+	if g, h := rawExport(n, insecure.NewCredentials(), hc, "http"); g == nil || h == nil {
+		t.Errorf("plaintext clients: gRPC %v, HTTP %v; want both refused", g, h)
+	}
+	wrong := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: other.Pool()}}}
+	defer wrong.CloseIdleConnections()
+	if g, h := rawExport(n, credentials.NewTLS(&tls.Config{RootCAs: other.Pool()}), wrong, "https"); g == nil || h == nil {
+		t.Errorf("clients trusting another CA: gRPC %v, HTTP %v; want both refused", g, h)
+	}
+	if _, err := sdkSend(t, n, &tls.Config{RootCAs: other.Pool()}, &tls.Config{RootCAs: other.Pool()}); err == nil {
+		t.Error("the SDK trusting another CA exported")
+	}
+	if s := n.Stats(); s.Accepted != accepted {
+		t.Errorf("refused clients changed the accepted spans: %d, then %d", accepted, s.Accepted)
+	}
+
+	// The admin listener serves the same certificate.
+	admin := &http.Client{Transport: &http.Transport{TLSClientConfig: trusting}}
+	defer admin.CloseIdleConnections()
+	resp, err := admin.Get("https://" + n.AdminAddr().String() + "/healthz")
+	if err != nil {
+		t.Fatalf("admin over TLS: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("admin /healthz over TLS: %d", resp.StatusCode)
+	}
+}
+
+// TestSDKOverMutualTLS: with tls_client_ca_file, the SDK with a client
+// certificate of that CA exports; without one, or with another CA's, it
+// is refused in the handshake.
+func TestSDKOverMutualTLS(t *testing.T) {
+	ca, clients, other := testpki.NewCA(t, "ca"), testpki.NewCA(t, "clients"), testpki.NewCA(t, "other")
+	sk := startSink(t)
+	n, _ := tlsNode(t, sk, ca, clients, nil)
+	withCert := func(l *testpki.Leaf) *tls.Config {
+		c := &tls.Config{RootCAs: ca.Pool()}
+		if l != nil {
+			c.Certificates = []tls.Certificate{l.TLS(t)}
+		}
+		return c
+	}
+	good := withCert(clients.Client(t, "collector-a"))
+	ids, err := sdkSend(t, n, good, good)
+	if err != nil {
+		t.Fatalf("SDK export over mTLS: %v", err)
+	}
+	waitReceived(t, sk, ids)
+	accepted := n.Stats().Accepted
+	for name, c := range map[string]*tls.Config{
+		"no client certificate":          withCert(nil),
+		"a certificate of another CA":    withCert(other.Client(t, "intruder")),
+		"the node's own CA, not clients": withCert(ca.Client(t, "wrong-ca")),
+	} {
+		if _, err := sdkSend(t, n, c, c); err == nil {
+			t.Errorf("%s: the SDK exported", name)
+		}
+	}
+	if s := n.Stats(); s.Accepted != accepted {
+		t.Errorf("refused clients changed the accepted spans: %d, then %d", accepted, s.Accepted)
+	}
+}
+
+// TestCertificateRotation: new certificate files written over the old
+// ones, as cert-manager rotates them, are served without a restart, and
+// the reload is counted.
+func TestCertificateRotation(t *testing.T) {
+	ca, ca2 := testpki.NewCA(t, "ca"), testpki.NewCA(t, "ca-2")
+	sk := startSink(t)
+	reg := prometheus.NewRegistry()
+	n, files := tlsNode(t, sk, ca, nil, reg)
+	served := func(roots *testpki.CA) (string, error) {
+		c, err := tls.Dial("tcp", n.GRPCAddr().String(), &tls.Config{RootCAs: roots.Pool(), NextProtos: []string{"h2"}})
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].Subject.CommonName, nil
+	}
+	if name, err := served(ca); err != nil || name != "tailsift-1" {
+		t.Fatalf("before the rotation: %q, %v", name, err)
+	}
+	testpki.WriteFiles(t, filepath.Dir(files.Cert), "server", ca2.Server(t, "tailsift-2"), ca2)
+	// The files are checked at most once a second, on a handshake.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		name, err := served(ca2)
+		if err == nil && name == "tailsift-2" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the new certificate was not served within 15s: %q, %v", name, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	ids, err := sdkSend(t, n, &tls.Config{RootCAs: ca2.Pool()}, &tls.Config{RootCAs: ca2.Pool()})
+	if err != nil {
+		t.Fatalf("SDK export after the rotation: %v", err)
+	}
+	waitReceived(t, sk, ids)
+	if _, err := served(ca); err == nil {
+		t.Error("after the rotation a client trusting only the old CA still connected")
+	}
+	if v := metricstest.Value(t, reg, "tailsift_tls_reloads_total", map[string]string{"outcome": "ok"}); v != 1 {
+		t.Errorf("tailsift_tls_reloads_total{outcome=ok} = %v, want 1", v)
+	}
+}
