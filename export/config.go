@@ -1,6 +1,7 @@
 package export
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -86,6 +87,12 @@ type Config struct {
 	// RetryMaxElapsed: a request still failing this long after its first
 	// attempt is given up (retries_exhausted).
 	RetryMaxElapsed time.Duration
+
+	// TLS, Headers and Compression are the OTLP client's (see
+	// otlpclient.Config): TLS for a host:port endpoint means gRPC over TLS.
+	TLS         *tls.Config
+	Headers     map[string]string
+	Compression string
 }
 
 // DefaultConfig returns the defaults documented on the Default* constants.

@@ -106,7 +106,8 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Exporter, er
 	switch ep.kind {
 	case endpointGRPC, endpointHTTP:
 		// One idle HTTP connection per worker; gRPC multiplexes them all.
-		s, err = newOTLPSender(otlpclient.Config{Endpoint: ep.target, MaxIdleConns: cfg.Workers})
+		s, err = newOTLPSender(otlpclient.Config{Endpoint: ep.target, MaxIdleConns: cfg.Workers,
+			TLS: cfg.TLS, Headers: cfg.Headers, Compression: cfg.Compression})
 	default:
 		w := cfg.Writer
 		if w == nil {

@@ -66,6 +66,15 @@ type Config struct {
 
 	MaxExportRequestSize bytesize.Size `yaml:"max_export_request_size"`
 
+	// How kept traces are sent to forward (see forwardClient).
+	ForwardTLSCAFile     string   `yaml:"forward_tls_ca_file"`
+	ForwardTLSCertFile   string   `yaml:"forward_tls_cert_file"`
+	ForwardTLSKeyFile    string   `yaml:"forward_tls_key_file"`
+	ForwardTLSServerName string   `yaml:"forward_tls_server_name"`
+	ForwardInsecure      bool     `yaml:"forward_insecure"`
+	ForwardHeaders       []string `yaml:"forward_headers"`
+	ForwardCompression   string   `yaml:"forward_compression"`
+
 	// TLS of the client-facing listeners: OTLP gRPC and HTTP, and admin.
 	TLSCertFile     string `yaml:"tls_cert_file"`
 	TLSKeyFile      string `yaml:"tls_key_file"`
@@ -174,6 +183,9 @@ func (c Config) Validate() error {
 	}
 	if c.GoMemoryLimit < 0 {
 		errs = append(errs, fmt.Errorf("go_memory_limit (--go-memory-limit) must be >= 0, got %d", c.GoMemoryLimit))
+	}
+	if err := c.validateForwardClient(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.listenerTLS().Validate("tls_"); err != nil {
 		errs = append(errs, err)

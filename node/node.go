@@ -80,7 +80,11 @@ func New(cfg Config, opts Options) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: opts.Logger, reg: opts.Registry, red: cfg.Redactor()}
+	fwdTLS, fwdHeaders, fwdCompression, secrets, err := cfg.forwardClient()
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: opts.Logger, reg: opts.Registry, red: cfg.Redactor().With(secrets...)}
 	defer func() {
 		if err != nil && n.forwardFile != nil { // Shutdown will not run to close it
 			n.forwardFile.Close()
@@ -108,6 +112,7 @@ func New(cfg Config, opts Options) (_ *Node, err error) {
 		ic.TLS = n.tls
 	}
 	ec.Writer = opts.Stdout
+	ec.TLS, ec.Headers, ec.Compression = fwdTLS, fwdHeaders, fwdCompression
 	if path := cfg.forwardFile(); path != "" {
 		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 		if err != nil {

@@ -106,6 +106,24 @@ func Settings() []Setting {
 				"`host:port` (OTLP/gRPC, plaintext) or `http(s)://[user:password@]host:port[/path]` (OTLP/HTTP protobuf, "+
 				"path `/v1/traces` if none); the user, the password and the values of secret-looking query parameters "+
 				"(`api_key`, `token`, ...) are redacted in logs, errors and `/debug/pprof/cmdline`").arg("destination"),
+		setting("forward_tls_ca_file", func(c *Config) *string { return &c.ForwardTLSCAFile }, "",
+			"PEM CAs that {forward}'s certificate must chain to; empty: the system's. gRPC {forward} destinations use TLS "+
+				"unless on loopback or {forward_insecure}; https:// always does. Reread when it changes").arg("file"),
+		setting("forward_tls_cert_file", func(c *Config) *string { return &c.ForwardTLSCertFile }, "",
+			"PEM client certificate presented to {forward} (mutual TLS), with {forward_tls_key_file}; reread when it changes").arg("file"),
+		setting("forward_tls_key_file", func(c *Config) *string { return &c.ForwardTLSKeyFile }, "",
+			"PEM private key of {forward_tls_cert_file}").arg("file"),
+		setting("forward_tls_server_name", func(c *Config) *string { return &c.ForwardTLSServerName }, "",
+			"the name {forward}'s certificate must carry, if not its host's").arg("name").defaultIs("{forward}'s host"),
+		setting("forward_insecure", func(c *Config) *bool { return &c.ForwardInsecure }, false,
+			"send to {forward} in plaintext although it is not on loopback (gRPC host:port, or an http:// URL, which is "+
+				"refused otherwise)"),
+		setting("forward_headers", func(c *Config) *[]string { return &c.ForwardHeaders }, nil,
+			"headers sent with every export to {forward}, `name=value` (flag: comma-separated; YAML: a list); a value "+
+				"`${env:VAR}` is read from the environment and `${file:/path}` from a file (keep API keys there, not in "+
+				"this file); values are redacted in logs").arg("list"),
+		setting("forward_compression", func(c *Config) *string { return &c.ForwardCompression }, CompressionAuto,
+			"`gzip`, `none`, or `auto`: gzip unless {forward} is on loopback").arg("mode"),
 		setting("tls_cert_file", func(c *Config) *string { return &c.TLSCertFile }, "",
 			"PEM certificate (chain) the OTLP listeners and {admin} serve TLS with, with {tls_key_file}; reread when "+
 				"it changes (checked at most once a second, on a handshake), so certificates rotate without a restart; "+

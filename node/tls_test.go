@@ -6,25 +6,33 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tailsift/tailsift/internal/metricstest"
+	"github.com/tailsift/tailsift/internal/otlptest"
 	"github.com/tailsift/tailsift/internal/testpki"
 	"github.com/tailsift/tailsift/node"
 )
@@ -36,10 +44,7 @@ func tlsNode(t *testing.T, sk *sink, ca *testpki.CA, clientCAs *testpki.CA, reg 
 	t.Helper()
 	dir := t.TempDir()
 	files := testpki.WriteFiles(t, dir, "server", ca.Server(t, "tailsift-1"), ca)
-	policies := filepath.Join(dir, "policies.yaml")
-	if err := os.WriteFile(policies, []byte("rules:\n  - name: all\n    type: always\ndefault: keep\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	policies := keepAllPolicies(t)
 	cfg := node.DefaultConfig()
 	cfg.OTLPGRPC, cfg.OTLPHTTP, cfg.Admin, cfg.ClusterBind = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", ""
 	cfg.Forward, cfg.Policies, cfg.RootWait = sk.addr, policies, 100*time.Millisecond
@@ -253,4 +258,191 @@ func TestCertificateRotation(t *testing.T) {
 	if v := metricstest.Value(t, reg, "tailsift_tls_reloads_total", map[string]string{"outcome": "ok"}); v != 1 {
 		t.Errorf("tailsift_tls_reloads_total{outcome=ok} = %v, want 1", v)
 	}
+}
+
+// keyedSink is a real OTLP/gRPC backend over TLS that requires an API key
+// in the x-api-key header, as SaaS backends do, and counts the bytes that
+// reach it on the wire.
+type keyedSink struct {
+	*sink
+	rejected  atomic.Int64 // calls without the right key
+	wireBytes atomic.Int64 // read from client connections, TLS included
+	bodyBytes atomic.Int64 // of the requests accepted, uncompressed
+}
+
+func (ks *keyedSink) Export(ctx context.Context, req *coltracepb.ExportTraceServiceRequest) (*coltracepb.ExportTraceServiceResponse, error) {
+	ks.bodyBytes.Add(int64(proto.Size(req)))
+	return ks.sink.Export(ctx, req)
+}
+
+func startKeyedSink(t *testing.T, ca *testpki.CA, key string) *keyedSink {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks := &keyedSink{sink: &sink{spans: map[trace.TraceID]map[trace.SpanID]int{}, addr: lis.Addr().String()}}
+	gate := func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, next grpc.UnaryHandler) (any, error) {
+		if v := metadata.ValueFromIncomingContext(ctx, "x-api-key"); len(v) != 1 || v[0] != key {
+			ks.rejected.Add(1)
+			return nil, status.Error(codes.Unauthenticated, "invalid API key")
+		}
+		return next(ctx, req)
+	}
+	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{ca.Server(t, "backend").TLS(t)}})),
+		grpc.UnaryInterceptor(gate))
+	coltracepb.RegisterTraceServiceServer(srv, ks)
+	go srv.Serve(countingListener{lis, &ks.wireBytes})
+	t.Cleanup(srv.Stop)
+	return ks
+}
+
+type countingListener struct {
+	net.Listener
+	n *atomic.Int64
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return countingConn{c, l.n}, nil
+}
+
+type countingConn struct {
+	net.Conn
+	n *atomic.Int64
+}
+
+func (c countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// TestExportOverTLSWithAPIKey: kept traces go to a backend that requires
+// TLS and an API key (read from a file, never logged), gzipped; they
+// arrive whole. With a wrong key the backend's UNAUTHENTICATED is counted
+// failed (rejected) at once: no retry.
+func TestExportOverTLSWithAPIKey(t *testing.T) {
+	ca := testpki.NewCA(t, "backend-ca")
+	const key = "sk-live-7f3a9c0d1e2b"
+	backend := startKeyedSink(t, ca, key)
+	dir := t.TempDir()
+	caFile, keyFile, wrongFile := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "api-key"), filepath.Join(dir, "wrong-key")
+	testpki.WriteFile(t, caFile, ca.PEM, 0o644)
+	testpki.WriteFile(t, keyFile, []byte(key+"\n"), 0o600)
+	testpki.WriteFile(t, wrongFile, []byte("sk-live-0000000000\n"), 0o600)
+
+	start := func(keyFile string, reg *prometheus.Registry, logs io.Writer) *node.Node {
+		t.Helper()
+		cfg := node.DefaultConfig()
+		cfg.OTLPGRPC, cfg.OTLPHTTP, cfg.Admin, cfg.ClusterBind = "127.0.0.1:0", "", "", ""
+		cfg.Policies = keepAllPolicies(t)
+		cfg.RootWait = 100 * time.Millisecond
+		cfg.Forward = "localhost:" + strings.Split(backend.addr, ":")[1]
+		cfg.ForwardTLSCAFile, cfg.ForwardCompression = caFile, node.CompressionGzip
+		cfg.ForwardHeaders = []string{"x-api-key=${file:" + keyFile + "}"}
+		n, err := node.New(cfg, node.Options{Registry: reg, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Shutdown(context.Background()) })
+		return n
+	}
+
+	var logs otlptest.SyncBuffer
+	n := start(keyFile, prometheus.NewRegistry(), &logs)
+	ids := sendRepetitiveTraces(t, n, 100)
+	waitFor(t, func() bool {
+		for _, id := range ids {
+			if len(backend.received(id)) != 5 {
+				return false
+			}
+		}
+		return true
+	}, "100 kept traces at the backend")
+	for _, id := range ids {
+		for sid, copies := range backend.received(id) {
+			if copies != 1 {
+				t.Fatalf("span %s of trace %s arrived %d times", sid, id, copies)
+			}
+		}
+	}
+	wire, body := backend.wireBytes.Load(), backend.bodyBytes.Load()
+	t.Logf("%d bytes of requests arrived in %d bytes on the wire (TLS, gzip)", body, wire)
+	if body == 0 || wire*2 > body {
+		t.Errorf("%d bytes on the wire for %d bytes of requests: not gzipped", wire, body)
+	}
+	if backend.rejected.Load() != 0 {
+		t.Errorf("the backend rejected %d calls with the right key", backend.rejected.Load())
+	}
+
+	// The wrong key: rejected, counted, not retried.
+	reg := prometheus.NewRegistry()
+	wrong := start(wrongFile, reg, &logs)
+	sendRepetitiveTraces(t, wrong, 10)
+	waitFor(t, func() bool { s := wrong.Stats(); return s.Buffered == 0 && s.ExportPending == 0 }, "the wrong key's exports given up")
+	s := wrong.Stats()
+	if s.ExportFailed != 50 || s.Sent != 0 {
+		t.Errorf("with a wrong key: %d spans failed, %d sent; want 50 failed", s.ExportFailed, s.Sent)
+	}
+	if v := metricstest.Value(t, reg, "tailsift_export_spans_failed_total", map[string]string{"reason": "rejected"}); v != 50 {
+		t.Errorf("spans failed as rejected: %v, want 50", v)
+	}
+	retries := metricstest.Value(t, reg, "tailsift_export_requests_total", map[string]string{"outcome": "retry"})
+	failed := metricstest.Value(t, reg, "tailsift_export_requests_total", map[string]string{"outcome": "failed"})
+	if retries != 0 || failed == 0 || float64(backend.rejected.Load()) != failed {
+		t.Errorf("with a wrong key: %v retries, %v requests failed, %d calls rejected; want no retry, one call per failed request",
+			retries, failed, backend.rejected.Load())
+	}
+	checkAccounting(t, s)
+
+	for _, secret := range []string{key, "sk-live-0000000000"} {
+		if strings.Contains(logs.String(), secret) {
+			t.Errorf("the log shows the API key %q", secret)
+		}
+	}
+}
+
+// keepAllPolicies writes a policy file that keeps every trace.
+func keepAllPolicies(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "policies.yaml")
+	if err := os.WriteFile(path, []byte("rules:\n  - name: all\n    type: always\ndefault: keep\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// sendRepetitiveTraces sends traces of 5 spans, alike as real ones are
+// (the same names and attributes), through the OpenTelemetry Go SDK over
+// plaintext OTLP/gRPC, and returns their IDs once the node has them.
+func sendRepetitiveTraces(t *testing.T, n *node.Node, traces int) []trace.TraceID {
+	t.Helper()
+	ctx := context.Background()
+	exp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(n.GRPCAddr().String()), otlptracegrpc.WithInsecure())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp, sdktrace.WithBlocking()))
+	defer tp.Shutdown(ctx)
+	tr := tp.Tracer("checkout")
+	var ids []trace.TraceID
+	for range traces {
+		rctx, root := tr.Start(ctx, "GET /api/v1/checkout", trace.WithSpanKind(trace.SpanKindServer))
+		root.SetAttributes(attribute.String("http.route", "/api/v1/checkout"), attribute.String("http.request.method", "GET"))
+		for range 4 {
+			_, child := tr.Start(rctx, "SELECT orders", trace.WithAttributes(
+				attribute.String("db.system", "postgresql"), attribute.String("db.statement", "SELECT * FROM orders WHERE id = $1")))
+			child.End()
+		}
+		root.End()
+		ids = append(ids, root.SpanContext().TraceID())
+	}
+	if err := tp.ForceFlush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return ids
 }

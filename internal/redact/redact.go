@@ -98,6 +98,7 @@ func Text(s string) string {
 // known values (the configured --forward URL) wherever they appear. The
 // zero Redactor, and a nil one, only does what Text does.
 type Redactor struct {
+	pairs   []string          // old, new pairs of literal
 	literal *strings.Replacer // nil: no known secrets
 }
 
@@ -142,10 +143,34 @@ func New(values ...string) *Redactor {
 			}
 		}
 	}
+	return newRedactor(pairs)
+}
+
+func newRedactor(pairs []string) *Redactor {
 	if len(pairs) == 0 {
 		return &Redactor{}
 	}
-	return &Redactor{literal: strings.NewReplacer(pairs...)}
+	return &Redactor{pairs: pairs, literal: strings.NewReplacer(pairs...)}
+}
+
+// With returns a Redactor that also replaces each of secrets (API keys,
+// tokens: values that are secret whole) wherever it appears, as written
+// and escaped as by %q. Secrets shorter than 4 bytes are not replaced:
+// they would mask common text.
+func (r *Redactor) With(secrets ...string) *Redactor {
+	var pairs []string
+	if r != nil {
+		pairs = append(pairs, r.pairs...)
+	}
+	for _, s := range secrets {
+		quoted := strconv.Quote(s)
+		for _, v := range []string{s, quoted[1 : len(quoted)-1]} {
+			if len(v) >= minLiteral {
+				pairs = append(pairs, v, Mask)
+			}
+		}
+	}
+	return newRedactor(pairs)
 }
 
 // Text returns s with the known secrets and every URL's secrets redacted.

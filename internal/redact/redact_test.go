@@ -134,3 +134,23 @@ func TestHandler(t *testing.T) {
 		}
 	}
 }
+
+// TestRedactorWith: secrets known whole (an API key read from a file) are
+// replaced wherever they appear, quoted or not, besides the URL secrets
+// the Redactor already knew.
+func TestRedactorWith(t *testing.T) {
+	r := New("https://u:hunter22@collector:4318/v1/traces").With("sk-live-0123456789", "abc")
+	for in, want := range map[string]string{
+		"sending with x-api-key=sk-live-0123456789":       "sending with x-api-key=" + Mask,
+		`header "api-key": "sk-live-0123456789\n"`:        `header "api-key": "` + Mask + `\n"`,
+		"dial https://u:hunter22@collector:4318: refused": "dial https://" + Mask + "@collector:4318: refused",
+		"abc is too short to be replaced":                  "abc is too short to be replaced",
+	} {
+		if got := r.Text(in); got != want {
+			t.Errorf("Text(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if got := (*Redactor)(nil).With("sk-live-0123456789").Text("k=sk-live-0123456789"); got != "k="+Mask {
+		t.Errorf("nil Redactor With: %q", got)
+	}
+}
