@@ -1,6 +1,8 @@
 package export
 
 import (
+	"maps"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -112,14 +114,15 @@ func TestEndpointPathDefault(t *testing.T) {
 }
 
 func TestNewDoesNotModifyConfig(t *testing.T) {
-	cfg := Config{Endpoint: "127.0.0.1:4317"}
+	cfg := Config{Endpoint: "127.0.0.1:4317", Headers: map[string]string{"x-api-key": "k"}}
 	before := cfg
+	before.Headers = maps.Clone(cfg.Headers)
 	e, err := New(cfg, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	shutdown(t, e)
-	if cfg != before {
+	if !reflect.DeepEqual(cfg, before) {
 		t.Errorf("New changed the caller's config: %+v", cfg)
 	}
 }
