@@ -28,6 +28,7 @@ import (
 	"github.com/tailsift/tailsift/export"
 	"github.com/tailsift/tailsift/ingest"
 	"github.com/tailsift/tailsift/internal/redact"
+	"github.com/tailsift/tailsift/internal/reloadfile"
 	"github.com/tailsift/tailsift/internal/store"
 	"github.com/tailsift/tailsift/internal/tlsconfig"
 	"github.com/tailsift/tailsift/policy"
@@ -224,7 +225,7 @@ func (n *Node) loadListenerTLS() (*tls.Config, error) {
 	}, []string{"outcome"})
 	ok, failed := reloads.WithLabelValues("ok"), reloads.WithLabelValues("failed")
 	n.reg.MustRegister(reloads)
-	cfg, _, err := tlsconfig.ServerConfig(n.cfg.listenerTLS(), tlsconfig.OnReload(func(err error) {
+	cfg, _, err := tlsconfig.ServerConfig(n.cfg.listenerTLS(), reloadfile.OnReload(func(err error) {
 		if err != nil {
 			failed.Inc()
 			n.log.Warn("TLS files changed but do not load; the previous ones stay in use", "err", err)

@@ -1,13 +1,8 @@
 // Package tlsconfig turns TLS settings (PEM files on disk) into
 // *tls.Config values for listeners and for clients, and rereads the files
-// when they change, so that certificates rotate without a restart (as
-// cert-manager and Kubernetes secrets rotate them: a new file, or a
-// symlink swapped to one).
-//
-// The files are checked on a handshake at most once per CheckInterval; a
-// change is loaded whole (certificate, key and CA) or not at all: files
-// that do not load (half written, a key that does not match) leave the
-// last good ones serving, and the failure is reported.
+// when they change (reloadfile: checked on a handshake at most once a
+// second, loaded whole or not at all), so that certificates and CAs rotate
+// without a restart.
 package tlsconfig
 
 import (
@@ -17,13 +12,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sync"
-	"sync/atomic"
-	"time"
-)
 
-// CheckInterval is how often, at most, a handshake looks at the files.
-const CheckInterval = time.Second
+	"github.com/tailsift/tailsift/internal/reloadfile"
+)
 
 // Versions maps the accepted min_version values to their TLS versions.
 var versions = map[string]uint16{"": tls.VersionTLS12, "1.2": tls.VersionTLS12, "1.3": tls.VersionTLS13}
@@ -80,19 +71,9 @@ func (c Client) Validate(prefix string) error {
 }
 
 // Files holds the current contents of a set of TLS files and reloads them
-// when they change. Its methods are safe for concurrent use.
+// when they change (see reloadfile).
 type Files struct {
-	certFile, keyFile, caFile string
-	interval                  time.Duration
-	now                       func() time.Time
-	onReload                  func(error)
-
-	cur       atomic.Pointer[material]
-	mu        sync.Mutex // one check at a time
-	lastCheck time.Time
-	stamps    [3]stamp
-
-	reloads, failures atomic.Int64
+	*reloadfile.Value[*material]
 }
 
 // material is one consistent load of the files.
@@ -101,116 +82,42 @@ type material struct {
 	cas  *x509.CertPool   // nil without caFile
 }
 
-// stamp identifies a file's version.
-type stamp struct {
-	mod  time.Time
-	size int64
-}
-
-// Option adjusts Files.
-type Option func(*Files)
-
-// WithClock sets the clock (tests) and the check interval.
-func WithClock(now func() time.Time, interval time.Duration) Option {
-	return func(f *Files) { f.now, f.interval = now, interval }
-}
-
-// OnReload is called after each attempt to load changed files: nil for a
-// reload that took effect, else why the old files stay.
-func OnReload(fn func(error)) Option { return func(f *Files) { f.onReload = fn } }
+// Option adjusts how files are watched: reloadfile.WithClock,
+// reloadfile.OnReload.
+type Option = reloadfile.Option
 
 // loadFiles reads the files once; it fails if any does not load.
 func loadFiles(certFile, keyFile, caFile string, opts []Option) (*Files, error) {
-	f := &Files{certFile: certFile, keyFile: keyFile, caFile: caFile, interval: CheckInterval, now: time.Now}
-	for _, o := range opts {
-		o(f)
-	}
-	m, stamps, err := f.load()
+	v, err := reloadfile.New(func() (*material, error) { return load(certFile, keyFile, caFile) },
+		[]string{certFile, keyFile, caFile}, opts...)
 	if err != nil {
 		return nil, err
 	}
-	f.cur.Store(m)
-	f.stamps, f.lastCheck = stamps, f.now()
-	return f, nil
+	return &Files{v}, nil
 }
 
-func (f *Files) load() (*material, [3]stamp, error) {
-	var stamps [3]stamp
-	for i, name := range []string{f.certFile, f.keyFile, f.caFile} {
-		if name == "" {
-			continue
-		}
-		st, err := os.Stat(name)
-		if err != nil {
-			return nil, stamps, err
-		}
-		stamps[i] = stamp{st.ModTime(), st.Size()}
-	}
+func load(certFile, keyFile, caFile string) (*material, error) {
 	m := &material{}
-	if f.certFile != "" {
-		c, err := tls.LoadX509KeyPair(f.certFile, f.keyFile)
+	if certFile != "" {
+		c, err := tls.LoadX509KeyPair(certFile, keyFile)
 		if err != nil {
-			return nil, stamps, fmt.Errorf("certificate %s with key %s: %w", f.certFile, f.keyFile, err)
+			return nil, fmt.Errorf("certificate %s with key %s: %w", certFile, keyFile, err)
 		}
 		m.cert = &c
 	}
-	if f.caFile != "" {
-		pemBytes, err := os.ReadFile(f.caFile)
+	if caFile != "" {
+		pemBytes, err := os.ReadFile(caFile)
 		if err != nil {
-			return nil, stamps, err
+			return nil, err
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pemBytes) {
-			return nil, stamps, fmt.Errorf("CA file %s: no PEM certificate in it", f.caFile)
+			return nil, fmt.Errorf("CA file %s: no PEM certificate in it", caFile)
 		}
 		m.cas = pool
 	}
-	return m, stamps, nil
+	return m, nil
 }
-
-// current returns the files' contents, reloading them first if the check
-// interval has passed and a file changed.
-func (f *Files) current() *material {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	now := f.now()
-	if now.Sub(f.lastCheck) < f.interval {
-		return f.cur.Load()
-	}
-	f.lastCheck = now
-	if !f.changed() {
-		return f.cur.Load()
-	}
-	m, stamps, err := f.load()
-	if err == nil {
-		f.cur.Store(m)
-		f.stamps = stamps
-		f.reloads.Add(1)
-	} else {
-		// Try again at the next interval: a rotation may be half done.
-		f.failures.Add(1)
-	}
-	if f.onReload != nil {
-		f.onReload(err)
-	}
-	return f.cur.Load()
-}
-
-func (f *Files) changed() bool {
-	for i, name := range []string{f.certFile, f.keyFile, f.caFile} {
-		if name == "" {
-			continue
-		}
-		st, err := os.Stat(name)
-		if err != nil || (stamp{st.ModTime(), st.Size()}) != f.stamps[i] {
-			return true
-		}
-	}
-	return false
-}
-
-// Stats counts reloads that took effect and that failed.
-func (f *Files) Stats() (reloads, failures int64) { return f.reloads.Load(), f.failures.Load() }
 
 // ServerConfig loads s's files and returns a listener's config that uses
 // the current ones on each handshake, and the Files for its stats. With a
@@ -227,7 +134,7 @@ func ServerConfig(s Server, opts ...Option) (*tls.Config, *Files, error) {
 	cfg := &tls.Config{
 		MinVersion: versions[s.MinVersion],
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-			return f.current().cert, nil
+			return f.Get().cert, nil
 		},
 	}
 	if s.ClientCAFile != "" {
@@ -235,7 +142,7 @@ func ServerConfig(s Server, opts ...Option) (*tls.Config, *Files, error) {
 		// the CAs rotate too.
 		cfg.ClientAuth = tls.RequireAnyClientCert
 		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-			_, err := verify(cs.PeerCertificates, f.cur.Load().cas, "", x509.ExtKeyUsageClientAuth)
+			_, err := verify(cs.PeerCertificates, f.Current().cas, "", x509.ExtKeyUsageClientAuth)
 			return err
 		}
 	}
@@ -271,7 +178,7 @@ func (cf *ClientFiles) For(host string) *tls.Config {
 	cfg := &tls.Config{MinVersion: versions[cf.c.MinVersion], ServerName: name}
 	if cf.c.CertFile != "" {
 		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			return cf.current().cert, nil
+			return cf.Get().cert, nil
 		}
 	}
 	if cf.c.CAFile != "" {
@@ -282,7 +189,7 @@ func (cf *ClientFiles) For(host string) *tls.Config {
 			if name == "" {
 				return errors.New("tls: no server name to verify the certificate for")
 			}
-			_, err := verify(cs.PeerCertificates, cf.current().cas, name, x509.ExtKeyUsageServerAuth)
+			_, err := verify(cs.PeerCertificates, cf.Get().cas, name, x509.ExtKeyUsageServerAuth)
 			return err
 		}
 	}

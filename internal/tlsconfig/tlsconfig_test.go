@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tailsift/tailsift/internal/reloadfile"
 	"github.com/tailsift/tailsift/internal/testpki"
 )
 
@@ -159,7 +160,7 @@ func TestServerRotation(t *testing.T) {
 	var reloadErrs []error
 	var mu sync.Mutex
 	cfg, f, err := ServerConfig(Server{CertFile: files.Cert, KeyFile: files.Key, ClientCAFile: files.CA},
-		WithClock(clock.Now, time.Second), OnReload(func(err error) { mu.Lock(); reloadErrs = append(reloadErrs, err); mu.Unlock() }))
+		reloadfile.WithClock(clock.Now, time.Second), reloadfile.OnReload(func(err error) { mu.Lock(); reloadErrs = append(reloadErrs, err); mu.Unlock() }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +218,7 @@ func TestClientRotation(t *testing.T) {
 	clientCAs := dir + "/clients.crt"
 	testpki.WriteFile(t, clientCAs, append(append([]byte{}, ca.PEM...), ca2.PEM...), 0o644)
 	sclock := &fakeClock{now: time.Unix(1e9, 0)}
-	scfg, _, err := ServerConfig(Server{CertFile: serverFiles.Cert, KeyFile: serverFiles.Key, ClientCAFile: clientCAs}, WithClock(sclock.Now, time.Second))
+	scfg, _, err := ServerConfig(Server{CertFile: serverFiles.Cert, KeyFile: serverFiles.Key, ClientCAFile: clientCAs}, reloadfile.WithClock(sclock.Now, time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +226,7 @@ func TestClientRotation(t *testing.T) {
 
 	clientFiles := testpki.WriteFiles(t, dir, "client", ca.Client(t, "client-1"), ca)
 	cclock := &fakeClock{now: time.Unix(1e9, 0)}
-	cf, err := LoadClient(Client{CAFile: clientFiles.CA, CertFile: clientFiles.Cert, KeyFile: clientFiles.Key}, WithClock(cclock.Now, time.Second))
+	cf, err := LoadClient(Client{CAFile: clientFiles.CA, CertFile: clientFiles.Cert, KeyFile: clientFiles.Key}, reloadfile.WithClock(cclock.Now, time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
