@@ -38,8 +38,9 @@ import (
 var payloadCases = []hostileCase{
 	{
 		// Before the fix a 264 KiB request of this shape took 2.6 GB.
-		name:   "amplification requests",
-		attack: func(h *hostileRun) func() { return h.amplify() },
+		name:    "amplification requests",
+		prepare: func(h *hostileRun) { h.prepareAmplify() },
+		attack:  func(h *hostileRun) func() { return h.amplify() },
 		check: func(t *testing.T, h *hostileRun, g prometheus.Gatherer) {
 			t.Logf("amplification requests: %d accepted (%d spans), %d refused retryably", h.attack.ok.Load(), h.attack.spans.Load(), h.attack.refused.Load())
 			if h.attack.ok.Load() < 3 {
@@ -220,6 +221,24 @@ func droppedTraceID(n byte) [16]byte { return [16]byte{0xa7, 0x7a, 0xc4, n} }
 // max_request_size followed by empty ScopeSpans; over HTTP JSON the same
 // at a size whose JSON fits; and over gRPC one large resource with a span
 // under each of thousands of scopes.
+// prepareAmplify builds the empty-scopes requests amplify sends: half
+// max_request_size in protobuf, a quarter in JSON.
+func (h *hostileRun) prepareAmplify() {
+	empty, err := proto.Marshal(otlptest.HostileRequest(otlptest.EmptyScopes, hostileMaxRequest/2, [16]byte{}, 0))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	quarter, err := proto.Marshal(otlptest.HostileRequest(otlptest.EmptyScopes, hostileMaxRequest/4, [16]byte{}, 0))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	emptyJSON, err := otlpjson.Encode(nil, quarter)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.payloads = map[string][]byte{"empty": empty, "emptyJSON": emptyJSON}
+}
+
 func (h *hostileRun) amplify() (stop func()) {
 	marshal := func(m proto.Message) []byte {
 		b, err := proto.Marshal(m)
@@ -228,11 +247,7 @@ func (h *hostileRun) amplify() (stop func()) {
 		}
 		return b
 	}
-	empty := marshal(otlptest.HostileRequest(otlptest.EmptyScopes, hostileMaxRequest/2, [16]byte{}, 0))
-	emptyJSON, err := otlpjson.Encode(nil, marshal(otlptest.HostileRequest(otlptest.EmptyScopes, hostileMaxRequest/4, [16]byte{}, 0)))
-	if err != nil {
-		h.errorf("encode: %v", err)
-	}
+	empty, emptyJSON := h.payloads["empty"], h.payloads["emptyJSON"]
 	var base atomic.Int64
 	p := h.payloadClient()
 	stops := []func(){

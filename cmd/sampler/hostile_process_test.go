@@ -96,6 +96,10 @@ type hostileCase struct {
 	// stop ends it and releases the client side. It runs beside the
 	// ordinary traffic: report problems with h.errorf, not t.Fatal.
 	attack func(h *hostileRun) (stop func())
+	// prepare, if set, builds what the attack sends before the node and
+	// the ordinary traffic start: on a loaded machine building megabytes
+	// of requests takes seconds the hold cannot spare.
+	prepare func(h *hostileRun)
 	// check, if set, looks at the node's metrics (scraped after the
 	// drain) and at what the attack recorded.
 	check func(t *testing.T, h *hostileRun, g prometheus.Gatherer)
@@ -200,7 +204,8 @@ type hostileRun struct {
 	peak                        hostilePeaks
 	established, attemptedConns atomic.Int64 // connFlood's
 	streams                     streamOutcomes
-	attack                      attackCounts // the payload attacks' requests
+	attack                      attackCounts      // the payload attacks' requests
+	payloads                    map[string][]byte // built by the case's prepare
 	backend                     *flakyBackend
 }
 
@@ -226,6 +231,9 @@ func runHostile(t *testing.T, bin string, c hostileCase) {
 	h := &hostileRun{t: t, grpcAddr: freePort(t), httpAddr: freePort(t), admin: freePort(t), sinkAddr: freePort(t),
 		exited: make(chan struct{}), hc: &http.Client{Timeout: 2 * time.Second}}
 	h.peak.conns = map[string]float64{}
+	if c.prepare != nil {
+		c.prepare(h)
+	}
 	forward := h.sinkAddr
 	if c.backend != nil {
 		forward = c.backend(h)
