@@ -144,7 +144,7 @@ func TestRedactorWith(t *testing.T) {
 		"sending with x-api-key=sk-live-0123456789":       "sending with x-api-key=" + Mask,
 		`header "api-key": "sk-live-0123456789\n"`:        `header "api-key": "` + Mask + `\n"`,
 		"dial https://u:hunter22@collector:4318: refused": "dial https://" + Mask + "@collector:4318: refused",
-		"abc is too short to be replaced":                  "abc is too short to be replaced",
+		"abc is too short to be replaced":                 "abc is too short to be replaced",
 	} {
 		if got := r.Text(in); got != want {
 			t.Errorf("Text(%q) = %q, want %q", in, got, want)
