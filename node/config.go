@@ -75,6 +75,8 @@ type Config struct {
 	ForwardHeaders       []string `yaml:"forward_headers"`
 	ForwardCompression   string   `yaml:"forward_compression"`
 
+	AdminTokenFile string `yaml:"admin_token_file"`
+
 	// TLS of the client-facing listeners: OTLP gRPC and HTTP, and admin.
 	TLSCertFile     string `yaml:"tls_cert_file"`
 	TLSKeyFile      string `yaml:"tls_key_file"`

@@ -209,6 +209,12 @@ func New(cfg Config, opts Options) (_ *Node, err error) {
 	return n, nil
 }
 
+// isLoopback reports whether addr is a loopback address.
+func isLoopback(addr net.Addr) bool {
+	ta, ok := addr.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
+}
+
 func policiesName(path string) string {
 	if path == "" {
 		return "embedded policies.example.yaml"
@@ -279,8 +285,20 @@ func (n *Node) startAdmin(addr string) error {
 		tc.NextProtos = []string{"h2", "http/1.1"}
 		lis = tls.NewListener(lis, tc)
 	}
+	var handler http.Handler = mux
+	if n.cfg.AdminTokenFile != "" {
+		auth, err := newAdminAuth(n)
+		if err != nil {
+			lis.Close()
+			return err
+		}
+		handler = auth.wrap(mux)
+	} else if !isLoopback(lis.Addr()) {
+		n.log.Warn("the admin endpoints (reload, profiles, explain, metrics) answer anyone who reaches " + lis.Addr().String() +
+			": set admin_token_file, or bind admin to loopback")
+	}
 	n.adminLis = lis
-	n.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	n.admin = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	n.adminDone = make(chan struct{})
 	go func() {
 		defer close(n.adminDone)

@@ -101,6 +101,10 @@ func Settings() []Setting {
 			"listen address of `/metrics` (Prometheus), `/healthz` (alive), `/readyz` (joined, no other node with its name, "+
 				"not overloaded, not stopping; a 503 says why), `/debug/pprof/` (`cmdline` with secrets redacted) and "+
 				"`POST /-/reload`; empty disables").arg("address"),
+		setting("admin_token_file", func(c *Config) *string { return &c.AdminTokenFile }, "",
+			"file with a bearer token (at least 16 bytes) that every {admin} endpoint but `/healthz` and `/readyz` "+
+				"then requires (`Authorization: Bearer ...`); reread when it changes. Without it, an {admin} address "+
+				"other than loopback is logged as a warning").arg("file"),
 		setting("forward", func(c *Config) *string { return &c.Forward }, export.DefaultEndpoint,
 			"where kept traces go: `stdout` (OTLP JSON lines), `file:PATH` (the same, appended to a file), "+
 				"`host:port` (OTLP/gRPC, plaintext) or `http(s)://[user:password@]host:port[/path]` (OTLP/HTTP protobuf, "+
