@@ -561,6 +561,27 @@ func (m *deployManifests) checkWiring(t *testing.T) {
 			t.Errorf("%s holds a valid gossip key; an example must hold a placeholder that nodes reject", where)
 		}
 	}
+
+	// Admin (reload, profiles, explain) is for operators: no Service
+	// exposes its port, and its endpoints need the token of a mounted
+	// Secret that no node accepts as published.
+	adminAddr := m.setting("admin", "admin", "")
+	if _, port, err := net.SplitHostPort(adminAddr); err == nil {
+		for name, svc := range m.services {
+			for _, p := range svc.Ports {
+				if m.containerPort(fmt.Sprint(p.TargetPort), p.Protocol) == port || strconv.Itoa(p.Port) == port && p.TargetPort == nil {
+					t.Errorf("Service %s exposes the admin port %s: keep admin off the Services (port-forward, or scrape the pods)", name, port)
+				}
+			}
+		}
+	}
+	if tf := m.setting("admin-token-file", "admin_token_file", ""); tf == "" {
+		t.Errorf("admin listens on %s without admin_token_file (--admin-token-file)", adminAddr)
+	} else if text, where, err := m.mountedFile(tf); err != nil {
+		t.Errorf("admin_token_file %s: %v", tf, err)
+	} else if len(strings.TrimSpace(text)) >= 16 {
+		t.Errorf("%s holds a usable admin token; an example must hold a placeholder that nodes reject", where)
+	}
 }
 
 func deref(b *bool) bool { return b != nil && *b }
