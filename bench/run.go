@@ -173,7 +173,7 @@ func Run(ctx context.Context, sc Scenario) (*Result, error) {
 			cfg.OTLPGRPC, cfg.OTLPHTTP, cfg.Admin, cfg.ClusterBind = "127.0.0.1:0", "127.0.0.1:0", "", ""
 			cfg.Forward = snk.GRPCAddr().String()
 			if sc.Nodes > 1 { // a cluster on loopback, joined through the first node
-				cfg.ClusterBind, cfg.NodeName = "127.0.0.1:0", fmt.Sprintf("bench-%d", i)
+				cfg.ClusterBind, cfg.PeerListen, cfg.NodeName = "127.0.0.1:0", "127.0.0.1:0", fmt.Sprintf("bench-%d", i)
 				if i > 0 {
 					cfg.Join = []string{nodes[0].Cluster().GossipAddr()}
 				}
@@ -590,7 +590,7 @@ func runEvents(ctx context.Context, sc Scenario, start time.Time, nodes []*node.
 	if sc.JoinAt > 0 {
 		evs = append(evs, event{sc.JoinAt, func() string {
 			cfg := sc.Node
-			cfg.OTLPGRPC, cfg.OTLPHTTP, cfg.Admin, cfg.ClusterBind = "127.0.0.1:0", "", "", "127.0.0.1:0"
+			cfg.OTLPGRPC, cfg.OTLPHTTP, cfg.Admin, cfg.ClusterBind, cfg.PeerListen = "127.0.0.1:0", "", "", "127.0.0.1:0", "127.0.0.1:0"
 			cfg.NodeName, cfg.Forward = fmt.Sprintf("bench-%d", len(nodes)), snk.GRPCAddr().String()
 			cfg.Join = []string{nodes[0].Cluster().GossipAddr()}
 			var n *node.Node

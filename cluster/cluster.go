@@ -17,7 +17,6 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/grpc"
 
 	"github.com/tailsift/tailsift/internal/lograte"
 )
@@ -38,7 +37,7 @@ type Cluster struct {
 	ml        *memberlist.Memberlist   // nil when clustering is off, or before Start
 	view      view                     // copies of the gossip members; read these, not ml.Members()
 	gossip    string                   // this node's gossip address as advertised, set by Start
-	otlp      string                   // this node's OTLP/gRPC address, as advertised in its metadata
+	peer      *peerLink                // the peer link; nil when clustering is off
 	changed   chan struct{}            // 1 slot: membership changed
 	stop      chan struct{}
 	stopCtx   context.Context // cancelled with stop: ends a join round's DNS lookups
@@ -82,6 +81,12 @@ func New(cfg Config, engine Engine, reg prometheus.Registerer, log *slog.Logger)
 	// gossip port, and the name is fixed from here on.
 	if err := c.bind(); err != nil {
 		return nil, err
+	}
+	if c.Enabled() {
+		if err := c.listenPeer(); err != nil {
+			closeUnused(c.transport)
+			return nil, err
+		}
 	}
 	cfg = c.cfg
 	c.fwd = newForwarder(cfg, log, nil)
@@ -149,14 +154,15 @@ func (c *Cluster) Name() string { return c.cfg.NodeName }
 // Enabled reports whether clustering is on.
 func (c *Cluster) Enabled() bool { return c.cfg.Bind != "" }
 
-// Start joins the cluster, advertising otlpAddr (the OTLP/gRPC listener)
-// to peers. With clustering off it only marks the node ready.
-func (c *Cluster) Start(otlpAddr string) error {
+// Start serves the peer link and joins the cluster, advertising the peer
+// link's address to peers. With clustering off it only marks the node
+// ready.
+func (c *Cluster) Start() error {
 	if !c.Enabled() {
 		c.joined.Store(true)
 		return nil
 	}
-	c.otlp = otlpAddr
+	c.peer.serve(c)
 	mc, err := c.memberlistConfig()
 	if err != nil {
 		return err
@@ -176,7 +182,7 @@ func (c *Cluster) Start(otlpAddr string) error {
 	go c.watch()
 	go c.rejoin()
 	c.log.Info("cluster gossip started", "node", c.cfg.NodeName, "gossip", c.gossip,
-		"otlp", c.memberOf(&local).Addr, "join", c.cfg.Join, "encrypted", len(c.cfg.SecretKey) > 0)
+		"peer", c.memberOf(&local).Addr, "join", c.cfg.Join, "encrypted", len(c.cfg.SecretKey) > 0)
 	return nil
 }
 
@@ -228,23 +234,23 @@ func splitPort(addr string) (string, int, error) {
 	return host, port, nil
 }
 
-// meta is this node's metadata: its OTLP/gRPC address. An unspecified host
-// (0.0.0.0) is left out; peers use the address they gossip with.
+// meta is this node's metadata: its peer link's address. An unspecified
+// host (0.0.0.0) is left out; peers use the address they gossip with.
 func (c *Cluster) meta() []byte {
-	host, port, err := net.SplitHostPort(c.otlp)
+	host, port, err := net.SplitHostPort(c.peer.lis.Addr().String())
 	if err != nil {
 		return nil
 	}
 	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
 		host = ""
 	}
-	return []byte("otlp=" + net.JoinHostPort(host, port))
+	return []byte("peer=" + net.JoinHostPort(host, port))
 }
 
 // memberOf reads a gossip member's metadata.
 func (c *Cluster) memberOf(n *memberlist.Node) Member {
 	m := Member{Name: n.Name}
-	if addr, ok := strings.CutPrefix(string(n.Meta), "otlp="); ok {
+	if addr, ok := strings.CutPrefix(string(n.Meta), "peer="); ok {
 		host, port, err := net.SplitHostPort(addr)
 		if err == nil {
 			if host == "" {
@@ -343,7 +349,7 @@ func (c *Cluster) updateRing() {
 	for _, n := range c.view.all() {
 		m := c.memberOf(&n)
 		if m.Addr == "" {
-			c.log.Warn("cluster member without an OTLP address in its metadata, ignored", "member", n.Name)
+			c.log.Warn("cluster member without a peer link address in its metadata (another version of Tailsift?), ignored", "member", n.Name)
 			continue
 		}
 		members = append(members, m)
@@ -589,6 +595,10 @@ func (c *Cluster) close(ctx context.Context) error {
 	c.cancel()
 	close(c.stop)
 	c.wg.Wait()
+	if c.peer != nil {
+		// After the forward queues: peers may still send here meanwhile.
+		c.peer.stop(ctx)
+	}
 	switch {
 	case c.ml != nil && !c.aborted.Load():
 		errs = append(errs, c.ml.Shutdown()) // shuts the transport down too
@@ -632,10 +642,6 @@ func (c *Cluster) Abort() {
 	cancel()
 	c.Close(ctx)
 }
-
-// RegisterGRPC registers the peer service (hand-off, explain) on the
-// node's OTLP server.
-func (c *Cluster) RegisterGRPC(s *grpc.Server) { registerPeer(s, c.receiveHandoff, c.explainHere) }
 
 // Stats is the cluster layer's span accounting on this node.
 type Stats struct {

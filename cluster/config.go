@@ -80,6 +80,19 @@ type Config struct {
 	ForwardRetryMax        time.Duration
 	ForwardRetryMaxElapsed time.Duration
 
+	// PeerListen is the peer link's listen address: peers forward spans,
+	// hand off traces and ask for explanations there, never on the OTLP
+	// listeners. "" means Bind's host at DefaultPeerPort. Flag
+	// --peer-listen.
+	PeerListen string
+	// PeerMaxRequestBytes bounds one message on the peer link. Default
+	// 16 MiB.
+	PeerMaxRequestBytes int
+	// PeerConcurrentRequests bounds the peer link's requests in progress,
+	// from all peers together; past it peers are told to retry. With
+	// PeerMaxRequestBytes it bounds the peer link's memory. Default 32.
+	PeerConcurrentRequests int
+
 	// HandoffBatchBytes bounds one hand-off message. Default 1 MiB.
 	HandoffBatchBytes int
 	// HandoffRetryMaxElapsed: traces not handed off after this long stay
@@ -105,8 +118,13 @@ func DefaultConfig() Config {
 		ForwardRetryMaxElapsed: 30 * time.Second,
 		HandoffBatchBytes:      1 << 20,
 		HandoffRetryMaxElapsed: 15 * time.Second,
+		PeerMaxRequestBytes:    16 << 20,
+		PeerConcurrentRequests: 32,
 	}
 }
+
+// DefaultPeerPort is the peer link's port when PeerListen is not set.
+const DefaultPeerPort = "4319"
 
 // EnsureDefaults returns c with its zero durations and sizes set to their
 // defaults, for New; the caller's Config is not changed. An empty Bind or
@@ -136,6 +154,13 @@ func (c Config) EnsureDefaults() Config {
 	setDur(&c.ForwardRetryMaxElapsed, d.ForwardRetryMaxElapsed)
 	setInt(&c.HandoffBatchBytes, d.HandoffBatchBytes)
 	setDur(&c.HandoffRetryMaxElapsed, d.HandoffRetryMaxElapsed)
+	setInt(&c.PeerMaxRequestBytes, d.PeerMaxRequestBytes)
+	setInt(&c.PeerConcurrentRequests, d.PeerConcurrentRequests)
+	if c.PeerListen == "" && c.Bind != "" {
+		if host, _, err := net.SplitHostPort(c.Bind); err == nil {
+			c.PeerListen = net.JoinHostPort(host, DefaultPeerPort)
+		}
+	}
 	return c
 }
 
@@ -154,6 +179,9 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.Advertise); err != nil {
 			errs = append(errs, fmt.Errorf("cluster_advertise (--cluster-advertise) %q: %v", c.Advertise, err))
 		}
+	}
+	if _, _, err := net.SplitHostPort(c.PeerListen); err != nil {
+		errs = append(errs, fmt.Errorf("peer_listen (--peer-listen) %q: %v", c.PeerListen, err))
 	}
 	for _, j := range c.Join {
 		if _, _, err := net.SplitHostPort(j); err != nil {
@@ -176,6 +204,7 @@ func (c Config) Validate() error {
 		{"forward workers", c.ForwardWorkers < 0},
 		{"forward retry durations", c.ForwardRetryInitial < 0 || c.ForwardRetryMax < 0 || c.ForwardRetryMaxElapsed < 0},
 		{"hand-off settings", c.HandoffBatchBytes < 0 || c.HandoffRetryMaxElapsed < 0},
+		{"peer link bounds", c.PeerMaxRequestBytes < 0 || c.PeerConcurrentRequests < 0},
 	} {
 		if v.bad {
 			errs = append(errs, fmt.Errorf("cluster: %s must not be negative", v.name))

@@ -46,7 +46,7 @@ func (n *testNode) counter(name string) float64 {
 func startNode(t *testing.T, name, bind string, join []string, adjust ...func(*Config)) *testNode {
 	t.Helper()
 	cfg := DefaultConfig()
-	cfg.NodeName, cfg.Bind, cfg.Join = name, bind, join
+	cfg.NodeName, cfg.Bind, cfg.Join, cfg.PeerListen = name, bind, join, "127.0.0.1:0"
 	cfg.ProbeInterval, cfg.SuspicionMult = 200*time.Millisecond, 2
 	cfg.RejoinInterval, cfg.NameConflictHold = 500*time.Millisecond, 2*time.Second
 	for _, f := range adjust {
@@ -64,9 +64,7 @@ func startNode(t *testing.T, name, bind string, join []string, adjust ...func(*C
 			t.Logf("log of %s:\n%s", c.Name(), n.logs.String())
 		}
 	})
-	// The OTLP address is only gossiped (members without one are left out
-	// of the ring); nothing is sent to it here.
-	if err := c.Start("127.0.0.1:1"); err != nil {
+	if err := c.Start(); err != nil {
 		t.Fatal(err)
 	}
 	return n
@@ -219,7 +217,7 @@ func TestJoinUnresolvableNotReady(t *testing.T) {
 func TestCloseWithoutStart(t *testing.T) {
 	checkLeaks(t)
 	cfg := DefaultConfig()
-	cfg.Bind = "127.0.0.1:0"
+	cfg.Bind, cfg.PeerListen = "127.0.0.1:0", "127.0.0.1:0"
 	c, err := New(cfg, idleEngine{}, prometheus.NewRegistry(), nil)
 	if err != nil {
 		t.Fatal(err)

@@ -61,20 +61,27 @@ func (r *Router) current() *ringState { return r.state.Load() }
 // Ring returns the ring the router routes with.
 func (r *Router) Ring() *Ring { return r.current().ring }
 
-// Consume routes the spans of one scanned request (ingest.Consumer). It
-// returns an error with RetryAfter when the forward queues are full, or the
-// engine's error, and then has accepted none of the spans.
+// Consume routes the spans of one scanned request from a client
+// (ingest.Consumer). It returns an error with RetryAfter when the forward
+// queues are full, or the engine's error, and then has accepted none of
+// the spans. A hops mark on the request is ignored: only the peer link
+// takes spans as routed.
 func (r *Router) Consume(ctx context.Context, req *otlpwire.Request) error {
-	hops := hopsOf(ctx)
-	if err := r.route(ctx, req, hops, false); err != nil {
+	if err := r.route(ctx, req, 0, false); err != nil {
 		return err
 	}
-	if hops == 0 {
-		r.metrics.spansIn.client.Add(int64(len(req.Spans)))
-	} else {
-		r.metrics.spansIn.peer.Add(int64(len(req.Spans)))
-		r.metrics.bytesIn.Add(int64(req.SpanBytes()))
+	r.metrics.spansIn.client.Add(int64(len(req.Spans)))
+	return nil
+}
+
+// consumeForwarded routes spans a peer forwarded after hops hops, as
+// Consume does.
+func (r *Router) consumeForwarded(ctx context.Context, req *otlpwire.Request, hops int) error {
+	if err := r.route(ctx, req, max(hops, 1), false); err != nil {
+		return err
 	}
+	r.metrics.spansIn.peer.Add(int64(len(req.Spans)))
+	r.metrics.bytesIn.Add(int64(req.SpanBytes()))
 	return nil
 }
 

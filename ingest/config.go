@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	"google.golang.org/grpc"
 )
 
 // Config configures the receivers.
@@ -64,11 +62,6 @@ type Config struct {
 	// before).
 	// Flag --request-timeout. Default 60s.
 	RequestTimeout time.Duration
-	// RegisterGRPC, if set, registers more services on the OTLP/gRPC server
-	// before it starts (the cluster's peer service). Its server decodes
-	// messages with rawcodec: handlers receive *[]byte. Their calls count
-	// against the limits above like Export calls.
-	RegisterGRPC func(*grpc.Server)
 	// TLS, if set, is the config both listeners serve TLS with (it may ask
 	// for client certificates); nil is plaintext. Its handshake counts
 	// against neither limit above but MaxConnections.

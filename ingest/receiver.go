@@ -137,9 +137,6 @@ func New(cfg Config, c Consumer, reg prometheus.Registerer, log *slog.Logger) (*
 			}),
 		)
 		otlpserver.RegisterTraceService(r.grpcSrv, r.exportGRPC, nil, r.bufs)
-		if cfg.RegisterGRPC != nil {
-			cfg.RegisterGRPC(r.grpcSrv)
-		}
 	}
 	if cfg.HTTPAddr != "" {
 		lis, err := net.Listen("tcp", cfg.HTTPAddr)

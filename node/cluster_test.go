@@ -45,7 +45,7 @@ func startCluster(t *testing.T, n int, forward string, adjust ...func(*node.Conf
 	for i := range n {
 		cfg := node.DefaultConfig()
 		cfg.OTLPGRPC, cfg.OTLPHTTP, cfg.Admin, cfg.ClusterBind = "127.0.0.1:0", "", "127.0.0.1:0", "127.0.0.1:0"
-		cfg.NodeName, cfg.Forward = fmt.Sprintf("node-%d", i), forward
+		cfg.NodeName, cfg.Forward, cfg.PeerListen = fmt.Sprintf("node-%d", i), forward, "127.0.0.1:0"
 		cfg.DecisionWait, cfg.RootWait = 10*time.Second, 500*time.Millisecond
 		for _, f := range adjust {
 			f(&cfg)
@@ -212,6 +212,7 @@ func TestReadyzWaitsForJoin(t *testing.T) {
 
 	cfg := node.DefaultConfig()
 	cfg.OTLPGRPC, cfg.OTLPHTTP, cfg.Admin, cfg.ClusterBind = "127.0.0.1:0", "", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.PeerListen = "127.0.0.1:0"
 	cfg.NodeName, cfg.Forward, cfg.Join = "waiting", "stdout", []string{peerGossip}
 	waiting, err := node.New(cfg, node.Options{Cluster: fastFailure})
 	if err != nil {
@@ -225,7 +226,7 @@ func TestReadyzWaitsForJoin(t *testing.T) {
 
 	// The peer starts on that address: the next join round reaches it.
 	pcfg := cfg
-	pcfg.NodeName, pcfg.ClusterBind, pcfg.Join = "peer", peerGossip, nil
+	pcfg.NodeName, pcfg.ClusterBind, pcfg.Join, pcfg.PeerListen = "peer", peerGossip, nil, "127.0.0.1:0"
 	peer, err := node.New(pcfg, node.Options{Cluster: fastFailure})
 	if err != nil {
 		t.Fatal(err)
@@ -321,6 +322,7 @@ func TestClusterGossipKey(t *testing.T) {
 	start := func(name, keyFile string, join []string) *node.Node {
 		cfg := node.DefaultConfig()
 		cfg.OTLPGRPC, cfg.OTLPHTTP, cfg.Admin, cfg.ClusterBind = "127.0.0.1:0", "", "", "127.0.0.1:0"
+		cfg.PeerListen = "127.0.0.1:0"
 		cfg.NodeName, cfg.Forward, cfg.ClusterKeyFile, cfg.Join = name, "stdout", keyFile, join
 		nd, err := node.New(cfg, node.Options{Cluster: fastFailure})
 		if err != nil {
@@ -344,6 +346,7 @@ func TestClusterGossipKey(t *testing.T) {
 
 	bad := node.DefaultConfig()
 	bad.OTLPGRPC, bad.OTLPHTTP, bad.Admin, bad.ClusterBind = "127.0.0.1:0", "", "", "127.0.0.1:0"
+	bad.PeerListen = "127.0.0.1:0"
 	for file, want := range map[string]string{
 		writeKey("short", []byte(base64.StdEncoding.EncodeToString([]byte("too short")))): "16, 24 or 32 bytes, got 9",
 		writeKey("raw", []byte("0123456789abcdef0123456789abcde!")):                       "not base64",

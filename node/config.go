@@ -56,6 +56,7 @@ type Config struct {
 	ClusterAdvertise string   `yaml:"cluster_advertise"`
 	Join             []string `yaml:"join"`
 	ClusterKeyFile   string   `yaml:"cluster_key_file"`
+	PeerListen       string   `yaml:"peer_listen"` // "": cluster_bind's host at cluster.DefaultPeerPort
 
 	DataDir       string        `yaml:"data_dir"`
 	DiskLimit     bytesize.Size `yaml:"disk_limit"`
@@ -164,9 +165,6 @@ func (c Config) Validate() error {
 	if err := c.clusterConfig(nil).Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	if c.ClusterBind != "" && c.OTLPGRPC == "" {
-		errs = append(errs, errors.New("cluster_bind (--cluster-bind) needs otlp_grpc (--otlp-grpc): peers forward spans over OTLP/gRPC; set cluster_bind to \"\" to run without a cluster"))
-	}
 	if c.Durability != DurabilityNone && c.Durability != DurabilityWAL {
 		errs = append(errs, fmt.Errorf("durability (--durability) must be none or wal, got %q", c.Durability))
 	}
@@ -235,6 +233,7 @@ func (c Config) RuntimeMemoryLimit() int64 { return int64(c.EnsureDefaults().GoM
 func (c Config) clusterConfig(key []byte) cluster.Config {
 	cc := cluster.DefaultConfig()
 	cc.NodeName, cc.Bind, cc.Advertise, cc.Join, cc.SecretKey = c.NodeName, c.ClusterBind, c.ClusterAdvertise, c.Join, key
+	cc.PeerListen, cc.PeerMaxRequestBytes = c.PeerListen, int(c.MaxRequestSize)
 	cc.ForwardSync = c.Durability == DurabilityWAL
 	return cc
 }

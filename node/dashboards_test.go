@@ -288,7 +288,7 @@ func liveRegistry(t *testing.T) *metricRegistry {
 	t.Helper()
 	sk := startSink(t)
 	cfg := errorsOnlyConfig(t, sk)
-	cfg.Admin, cfg.ClusterBind = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Admin, cfg.ClusterBind, cfg.PeerListen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.DataDir = filepath.Join(t.TempDir(), "data")
 	cfg.DecisionWait, cfg.RootWait = time.Second, 100*time.Millisecond
 	reg := prometheus.NewRegistry()

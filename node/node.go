@@ -182,18 +182,13 @@ func New(cfg Config, opts Options) (_ *Node, err error) {
 		n.exp.Shutdown(context.Background())
 		return nil, err
 	}
-	ic.RegisterGRPC = n.clu.RegisterGRPC
 	if n.recv, err = ingest.New(ic, n.clu.Router(), n.reg, n.log.With("component", "ingest")); err != nil {
 		n.clu.Close(context.Background())
 		n.engine.Shutdown(context.Background())
 		n.exp.Shutdown(context.Background())
 		return nil, err
 	}
-	otlpGRPC := "" // only with clustering off: Validate checked
-	if a := n.recv.GRPCAddr(); a != nil {
-		otlpGRPC = a.String()
-	}
-	if err := n.clu.Start(otlpGRPC); err != nil {
+	if err := n.clu.Start(); err != nil {
 		n.Shutdown(context.Background())
 		return nil, err
 	}

@@ -192,11 +192,15 @@ func Settings() []Setting {
 		setting("cluster_bind", func(c *Config) *string { return &c.ClusterBind }, cc.Bind,
 			"gossip listen address (TCP and UDP); empty runs one node without gossip").arg("address"),
 		setting("cluster_advertise", func(c *Config) *string { return &c.ClusterAdvertise }, cc.Advertise,
-			"gossip address peers reach this node on; peers forward spans to its host at the {otlp_grpc} port").
+			"gossip address peers reach this node on; peers reach its peer link ({peer_listen}) at this host unless {peer_listen} names one").
 			arg("address").defaultIs("from {cluster_bind}"),
 		setting("join", func(c *Config) *[]string { return &c.Join }, cc.Join,
 			"`host:port` of nodes to join (flag: comma-separated; YAML: a list); a name with several addresses "+
 				"(a Kubernetes headless service) joins them all and is resolved again every 30 s").arg("host:port"),
+		setting("peer_listen", func(c *Config) *string { return &c.PeerListen }, "",
+			"the peer link's listen address: peers forward spans, hand off traces and ask for explanations there, "+
+				"never on the OTLP listeners (a client cannot pose as a peer there); each node on a host needs its own").
+			arg("address").defaultIs("{cluster_bind}'s host, port " + cluster.DefaultPeerPort),
 		setting("cluster_key_file", func(c *Config) *string { return &c.ClusterKeyFile }, "",
 			"file with the gossip encryption key: 16, 24 or 32 bytes, base64 (`head -c 32 /dev/urandom | base64`)").arg("file"),
 		setting("data_dir", func(c *Config) *string { return &c.DataDir }, "",

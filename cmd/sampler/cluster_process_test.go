@@ -76,7 +76,7 @@ func TestClusterProcess(t *testing.T) {
 		n.cmd = exec.Command(bin, "run",
 			"--node-name", n.name,
 			"--otlp-grpc", n.grpc, "--otlp-http", "", "--admin", n.admin,
-			"--cluster-bind", n.gossip, "--join", strings.Join(join, ","),
+			"--cluster-bind", n.gossip, "--peer-listen", "127.0.0.1:0", "--join", strings.Join(join, ","),
 			"--forward", sinkAddr,
 			"--root-wait", "500ms", "--decision-wait", "10s",
 			"--shutdown-timeout", "10s")

@@ -54,7 +54,7 @@ func TestRunProcess(t *testing.T) {
 	bin := buildSampler(t)
 	grpcAddr, httpAddr, adminAddr := freePort(t), freePort(t), freePort(t)
 	cmd := exec.Command(bin, "run", "--otlp-grpc", grpcAddr, "--otlp-http", httpAddr, "--admin", adminAddr,
-		"--cluster-bind", "127.0.0.1:0", "--decision-wait", "1m", "--root-wait", "1m")
+		"--cluster-bind", "127.0.0.1:0", "--peer-listen", "127.0.0.1:0", "--decision-wait", "1m", "--root-wait", "1m")
 	stdout, _ := cmd.StdoutPipe()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

@@ -99,7 +99,9 @@ func TestClusterProcessDefaultNames(t *testing.T) {
 	bin := buildSampler(t)
 	sinkAddr := freePort(t)
 	common := func(p *clusterProc) []string {
-		return []string{"--otlp-grpc", p.grpc, "--otlp-http", "", "--admin", p.admin, "--cluster-bind", p.gossip,
+		// Each node on a host needs its own peer link port (peer_listen's
+		// default, 4319, is for one node per host).
+		return []string{"--otlp-grpc", p.grpc, "--otlp-http", "", "--admin", p.admin, "--cluster-bind", p.gossip, "--peer-listen", "127.0.0.1:0",
 			"--forward", sinkAddr, "--root-wait", "500ms", "--decision-wait", "10s", "--shutdown-timeout", "10s"}
 	}
 	nodes := make([]*clusterProc, 3)
