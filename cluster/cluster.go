@@ -92,6 +92,9 @@ func New(cfg Config, engine Engine, reg prometheus.Registerer, log *slog.Logger)
 	c.fwd = newForwarder(cfg, log, nil)
 	c.metrics = newMetrics(reg, func() float64 { return float64(c.fwd.pendingBytes()) })
 	c.fwd.metrics = c.metrics
+	if c.peer != nil {
+		c.peer.metrics = c.metrics // before Start serves the link
+	}
 	c.router = &Router{self: cfg.NodeName, engine: engine, fwd: c.fwd, log: log, metrics: c.metrics, keptLog: lograte.Limiter{Every: 10 * time.Second}}
 	c.router.scratch.New = func() any { return &routeScratch{peers: map[int][]int32{}} }
 	c.router.state.Store(&ringState{ring: NewRing([]Member{{Name: cfg.NodeName}}, cfg.VirtualNodes), self: 0})

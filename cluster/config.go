@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -92,6 +93,14 @@ type Config struct {
 	// from all peers together; past it peers are told to retry. With
 	// PeerMaxRequestBytes it bounds the peer link's memory. Default 32.
 	PeerConcurrentRequests int
+
+	// PeerServerTLS, if set, is the peer link's TLS; it should require
+	// client certificates (mutual TLS: only nodes with a certificate of the
+	// peer CA get in). PeerDialTLS makes the config to dial a peer's host
+	// (the peer link's address as gossip gives it, without the port).
+	// Either both or neither. Flags --peer-tls-*.
+	PeerServerTLS *tls.Config
+	PeerDialTLS   func(host string) *tls.Config
 
 	// HandoffBatchBytes bounds one hand-off message. Default 1 MiB.
 	HandoffBatchBytes int

@@ -104,7 +104,7 @@ func (f *forwarder) peer(m Member) *peer {
 	if p := f.peers[m.Name]; p != nil && p.member.Addr == m.Addr && !p.gone.Load() {
 		return p
 	}
-	client, err := dialPeer(m.Addr)
+	client, err := f.cfg.dialPeer(m.Addr)
 	p := &peer{f: f, member: m, client: client, keys: map[int32]otlpwire.Group{}, resources: map[int32][]byte{}, wake: make(chan struct{}, 1)}
 	if err != nil { // only for an unusable address: deliver fails and routes again
 		f.log.Error("cannot connect to peer", "peer", m.Name, "addr", m.Addr, "err", err)
@@ -362,12 +362,6 @@ func (p *peer) send(out outbound) error {
 	ctx = metadata.AppendToOutgoingContext(ctx, HopsKey, hopsValue(out.hops))
 	_, err := p.client.Export(ctx, out.body)
 	return err
-}
-
-// dialPeer makes the client for a peer's OTLP/gRPC address (host:port).
-// It is the cluster's one way to a peer: forwarding, hand-off and explain.
-func dialPeer(addr string) (*otlpclient.Client, error) {
-	return otlpclient.New(otlpclient.Config{Endpoint: addr})
 }
 
 func hopsValue(h int) string {

@@ -104,7 +104,7 @@ func (h *handoffClient) client(addr string) (*otlpclient.Client, error) {
 	if cl := h.clients[addr]; cl != nil {
 		return cl, nil
 	}
-	cl, err := dialPeer(addr)
+	cl, err := h.c.cfg.dialPeer(addr)
 	if err != nil {
 		return nil, err
 	}

@@ -35,6 +35,8 @@ type metrics struct {
 
 	joinFailures  atomic.Int64 // join rounds that reached no peer before the node joined
 	nameConflicts atomic.Int64 // gossip claims on a member's name from another address
+
+	peerAuthFailures atomic.Int64 // peer link requests without the gossip key's token
 }
 
 func newMetrics(reg prometheus.Registerer, queueBytes func() float64) *metrics {
@@ -94,6 +96,9 @@ func newMetrics(reg prometheus.Registerer, queueBytes func() float64) *metrics {
 		counter("tailsift_cluster_ring_changes_total", ringHelp, &m.ringChanges, nil),
 		counter("tailsift_cluster_join_failures_total", joinHelp, &m.joinFailures, nil),
 		counter("tailsift_cluster_name_conflicts_total", conflictHelp, &m.nameConflicts, nil),
+		counter("tailsift_cluster_peer_auth_failures_total",
+			"Requests to the peer link (peer_listen) refused for not carrying the token of this node's gossip key (cluster_key_file).",
+			&m.peerAuthFailures, nil),
 	)
 	return m
 }

@@ -10,6 +10,8 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
@@ -32,6 +34,9 @@ type peerLink struct {
 	reqs   sync.Pool     // *otlpwire.Request
 	done   chan struct{} // closed when Serve returns
 	served bool
+
+	key     []byte // the gossip key: callers must show its token (none without a key)
+	metrics *metrics
 }
 
 // listenPeer binds the peer link; serving starts with Start.
@@ -40,9 +45,15 @@ func (c *Cluster) listenPeer() error {
 	if err != nil {
 		return fmt.Errorf("peer_listen (--peer-listen): %w (each node on a host needs its own port)", err)
 	}
-	p := &peerLink{lis: lis, slots: make(chan struct{}, c.cfg.PeerConcurrentRequests), done: make(chan struct{})}
+	p := &peerLink{lis: lis, slots: make(chan struct{}, c.cfg.PeerConcurrentRequests), done: make(chan struct{}),
+		key: c.cfg.SecretKey}
 	p.reqs.New = func() any { return new(otlpwire.Request) }
+	creds := insecure.NewCredentials()
+	if c.cfg.PeerServerTLS != nil {
+		creds = credentials.NewTLS(c.cfg.PeerServerTLS)
+	}
 	p.srv = grpc.NewServer(
+		grpc.Creds(creds),
 		grpc.ForceServerCodecV2(rawcodec.Codec{}),
 		grpc.MaxRecvMsgSize(c.cfg.PeerMaxRequestBytes),
 		grpc.MaxConcurrentStreams(uint32(c.cfg.PeerConcurrentRequests)),
@@ -65,10 +76,17 @@ var peerBusy = func() error {
 	return st.Err()
 }()
 
-// admit takes a slot for a new stream before its message is read. ctx is
-// the stream's, which gRPC cancels when the stream ends, whatever becomes
-// of it: that gives the slot back.
-func (p *peerLink) admit(ctx context.Context, _ *tap.Info) (context.Context, error) {
+// peerUnauthenticated answers a caller without the gossip key's token.
+var peerUnauthenticated = status.Error(codes.Unauthenticated, "the peer link takes calls from nodes of this cluster only (their gossip key's token)")
+
+// admit checks the caller's token and takes a slot for a new stream,
+// before its message is read. ctx is the stream's, which gRPC cancels when
+// the stream ends, whatever becomes of it: that gives the slot back.
+func (p *peerLink) admit(ctx context.Context, info *tap.Info) (context.Context, error) {
+	if !authorized(info.Header.Get("authorization"), p.key) {
+		p.metrics.peerAuthFailures.Add(1)
+		return nil, peerUnauthenticated
+	}
 	select {
 	case p.slots <- struct{}{}:
 		context.AfterFunc(ctx, p.release)

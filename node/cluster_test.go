@@ -338,10 +338,13 @@ func TestClusterGossipKey(t *testing.T) {
 		"nodes with the same key to join")
 
 	stranger := start("stranger", otherKey, []string{first.Cluster().GossipAddr()})
+	keyless := start("keyless", "", []string{first.Cluster().GossipAddr()})
 	time.Sleep(time.Second) // several join rounds
-	if stranger.Cluster().Ready() || len(stranger.Cluster().Members()) != 1 || len(first.Cluster().Members()) != 2 {
-		t.Fatalf("a node with another key joined: stranger sees %d members, first sees %d",
-			len(stranger.Cluster().Members()), len(first.Cluster().Members()))
+	for _, n := range []*node.Node{stranger, keyless} {
+		if n.Cluster().Ready() || len(n.Cluster().Members()) != 1 || len(first.Cluster().Members()) != 2 {
+			t.Fatalf("node %s (another key, or none) joined: it sees %d members, first sees %d",
+				n.Cluster().Name(), len(n.Cluster().Members()), len(first.Cluster().Members()))
+		}
 	}
 
 	bad := node.DefaultConfig()

@@ -51,12 +51,17 @@ type Config struct {
 	MaxConnections        int           `yaml:"max_connections"`
 	RequestTimeout        time.Duration `yaml:"request_timeout"`
 
-	NodeName         string   `yaml:"node_name"` // "": cluster.New derives it
-	ClusterBind      string   `yaml:"cluster_bind"`
-	ClusterAdvertise string   `yaml:"cluster_advertise"`
-	Join             []string `yaml:"join"`
-	ClusterKeyFile   string   `yaml:"cluster_key_file"`
-	PeerListen       string   `yaml:"peer_listen"` // "": cluster_bind's host at cluster.DefaultPeerPort
+	NodeName          string   `yaml:"node_name"` // "": cluster.New derives it
+	ClusterBind       string   `yaml:"cluster_bind"`
+	ClusterAdvertise  string   `yaml:"cluster_advertise"`
+	Join              []string `yaml:"join"`
+	ClusterKeyFile    string   `yaml:"cluster_key_file"`
+	PeerListen        string   `yaml:"peer_listen"` // "": cluster_bind's host at cluster.DefaultPeerPort
+	PeerTLSCertFile   string   `yaml:"peer_tls_cert_file"`
+	PeerTLSKeyFile    string   `yaml:"peer_tls_key_file"`
+	PeerTLSCAFile     string   `yaml:"peer_tls_ca_file"`
+	PeerTLSServerName string   `yaml:"peer_tls_server_name"`
+	InsecureCluster   bool     `yaml:"insecure_cluster"`
 
 	DataDir       string        `yaml:"data_dir"`
 	DiskLimit     bytesize.Size `yaml:"disk_limit"`
@@ -185,6 +190,9 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("go_memory_limit (--go-memory-limit) must be >= 0, got %d", c.GoMemoryLimit))
 	}
 	if err := c.validateForwardClient(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.validateClusterSecurity(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.listenerTLS().Validate("tls_"); err != nil {

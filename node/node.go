@@ -174,6 +174,14 @@ func New(cfg Config, opts Options) (_ *Node, err error) {
 		}
 	}
 	cc := cfg.clusterConfig(key)
+	if cc.PeerServerTLS, cc.PeerDialTLS, err = cfg.peerTLS(); err != nil {
+		n.engine.Shutdown(context.Background())
+		n.exp.Shutdown(context.Background())
+		return nil, err
+	}
+	if addr, exposed := cfg.clusterExposed(); exposed && len(key) == 0 {
+		n.log.Warn("insecure_cluster: gossip and the peer link on " + addr + " have no key; anyone who reaches them can join and be handed traces")
+	}
 	if opts.Cluster != nil {
 		opts.Cluster(&cc)
 	}

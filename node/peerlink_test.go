@@ -2,21 +2,28 @@ package node_test
 
 import (
 	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/tailsift/tailsift/cluster"
 	"github.com/tailsift/tailsift/internal/rawcodec"
+	"github.com/tailsift/tailsift/internal/testpki"
 	"github.com/tailsift/tailsift/node"
 )
 
@@ -90,4 +97,99 @@ func TestPublicPortIsNotThePeerLink(t *testing.T) {
 			t.Errorf("node-%d's decisions changed: kept %d→%d, dropped %d→%d", i, before[i].TracesKept, s.TracesKept, before[i].TracesDropped, s.TracesDropped)
 		}
 	}
+}
+
+// TestPeerLinkAuthentication: with a gossip key and peer certificates,
+// nodes forward to each other over mutual TLS with the key's token; a
+// caller with a certificate of another CA, or none, is refused in the
+// handshake, and one with the right certificate but without the token (or
+// another key's) is refused Unauthenticated. Nothing of theirs is taken.
+func TestPeerLinkAuthentication(t *testing.T) {
+	peers, other := testpki.NewCA(t, "peers"), testpki.NewCA(t, "other")
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "gossip.key")
+	testpki.WriteFile(t, keyFile, []byte(base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))), 0o600)
+	files := testpki.WriteFiles(t, dir, "peer", peers.Peer(t, "tailsift-peer"), peers)
+	sk := startSink(t)
+	nodes := startCluster(t, 2, sk.addr, func(c *node.Config) {
+		c.Policies = keepAllPolicies(t)
+		c.ClusterKeyFile = keyFile
+		c.PeerTLSCertFile, c.PeerTLSKeyFile, c.PeerTLSCAFile = files.Cert, files.Key, files.CA
+		c.PeerTLSServerName = "tailsift-peer"
+	})
+	waitFor(t, func() bool { return len(nodes[0].Cluster().Members()) == 2 && len(nodes[1].Cluster().Members()) == 2 }, "two members")
+
+	// Real peers forward over the authenticated link: traces sent to one
+	// node arrive whole, from whichever owns them.
+	ids := sendRepetitiveTraces(t, nodes[0], 40)
+	waitReceived5(t, sk, ids)
+	if fw := nodes[1].Cluster().Stats().ReceivedPeer; fw == 0 {
+		t.Fatal("node-1 received no forwarded spans: the test did not test the peer link")
+	}
+
+	target := nodes[1].Cluster().PeerAddr().String()
+	before := nodes[1].Cluster().Stats()
+	export := func(tc *tls.Config, token string) error {
+		creds := insecure.NewCredentials()
+		if tc != nil {
+			creds = credentials.NewTLS(tc)
+		}
+		conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(creds))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if token != "" {
+			ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+		}
+		_, err = coltracepb.NewTraceServiceClient(conn).Export(ctx, &coltracepb.ExportTraceServiceRequest{ResourceSpans: []*tracepb.ResourceSpans{{
+			ScopeSpans: []*tracepb.ScopeSpans{{Spans: []*tracepb.Span{span([16]byte{9, 9, 9}, 1, true, true)}}},
+		}}})
+		return err
+	}
+	withCert := func(ca *testpki.CA) *tls.Config {
+		return &tls.Config{RootCAs: peers.Pool(), ServerName: "tailsift-peer", Certificates: []tls.Certificate{ca.Peer(t, "intruder").TLS(t)}}
+	}
+	key, err := cluster.ReadKeyFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := cluster.PeerToken(key)
+	for name, err := range map[string]error{
+		"plaintext":                   export(nil, ""),
+		"no client certificate":       export(&tls.Config{RootCAs: peers.Pool(), ServerName: "tailsift-peer"}, ""),
+		"a certificate of another CA": export(withCert(other), ""),
+	} {
+		if err == nil || status.Code(err) == codes.Unauthenticated {
+			t.Errorf("%s: %v, want the handshake refused", name, err)
+		}
+	}
+	if err := export(withCert(peers), ""); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("the right certificate without the token: %v, want Unauthenticated", err)
+	}
+	if err := export(withCert(peers), strings.Repeat("0", len(token))); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("the right certificate with a wrong token: %v, want Unauthenticated", err)
+	}
+	after := nodes[1].Cluster().Stats()
+	if after.ReceivedPeer != before.ReceivedPeer || after.HandoffIn != before.HandoffIn {
+		t.Errorf("refused callers changed node-1's peer spans: %d→%d", before.ReceivedPeer, after.ReceivedPeer)
+	}
+	if err := export(withCert(peers), token); err != nil {
+		t.Errorf("the right certificate and token: %v (the checks above would pass for a link that takes nothing)", err)
+	}
+}
+
+// waitReceived5 waits until the sink has the 5 spans of each trace.
+func waitReceived5(t *testing.T, sk *sink, ids []trace.TraceID) {
+	t.Helper()
+	waitFor(t, func() bool {
+		for _, id := range ids {
+			if len(sk.received(id)) != 5 {
+				return false
+			}
+		}
+		return true
+	}, "every trace whole at the sink")
 }

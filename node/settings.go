@@ -201,6 +201,20 @@ func Settings() []Setting {
 			"the peer link's listen address: peers forward spans, hand off traces and ask for explanations there, "+
 				"never on the OTLP listeners (a client cannot pose as a peer there); each node on a host needs its own").
 			arg("address").defaultIs("{cluster_bind}'s host, port " + cluster.DefaultPeerPort),
+		setting("peer_tls_cert_file", func(c *Config) *string { return &c.PeerTLSCertFile }, "",
+			"PEM certificate this node serves its peer link with and presents to peers (mutual TLS), with "+
+				"{peer_tls_key_file} and {peer_tls_ca_file}; reread when it changes").arg("file"),
+		setting("peer_tls_key_file", func(c *Config) *string { return &c.PeerTLSKeyFile }, "",
+			"PEM private key of {peer_tls_cert_file}").arg("file"),
+		setting("peer_tls_ca_file", func(c *Config) *string { return &c.PeerTLSCAFile }, "",
+			"PEM CAs of the cluster's peer certificates: a peer without a certificate they issued cannot call "+
+				"this node, and this node trusts no other").arg("file"),
+		setting("peer_tls_server_name", func(c *Config) *string { return &c.PeerTLSServerName }, "",
+			"the name peers' certificates carry, if not their peer link's host (one name for all, e.g. "+
+				"`tailsift-peer`)").arg("name").defaultIs("the peer's host"),
+		setting("insecure_cluster", func(c *Config) *bool { return &c.InsecureCluster }, false,
+			"allow gossip and the peer link on addresses other than loopback without {cluster_key_file} "+
+				"(anyone who reaches them can join, and be handed traces); logged as a warning"),
 		setting("cluster_key_file", func(c *Config) *string { return &c.ClusterKeyFile }, "",
 			"file with the gossip encryption key: 16, 24 or 32 bytes, base64 (`head -c 32 /dev/urandom | base64`)").arg("file"),
 		setting("data_dir", func(c *Config) *string { return &c.DataDir }, "",

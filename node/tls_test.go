@@ -355,14 +355,7 @@ func TestExportOverTLSWithAPIKey(t *testing.T) {
 	var logs otlptest.SyncBuffer
 	n := start(keyFile, prometheus.NewRegistry(), &logs)
 	ids := sendRepetitiveTraces(t, n, 100)
-	waitFor(t, func() bool {
-		for _, id := range ids {
-			if len(backend.received(id)) != 5 {
-				return false
-			}
-		}
-		return true
-	}, "100 kept traces at the backend")
+	waitReceived5(t, backend.sink, ids)
 	for _, id := range ids {
 		for sid, copies := range backend.received(id) {
 			if copies != 1 {
