@@ -29,6 +29,7 @@ var importRules = []struct {
 	{"internal/bytesize", nil, "a helper"},
 	{"internal/lograte", nil, "a helper"},
 	{"internal/redact", nil, "a helper"},
+	{"internal/audit", []string{"internal/lograte"}, "security events as JSON lines"},
 	{"internal/reloadfile", nil, "values loaded from files, reloaded on change"},
 	{"internal/tlsconfig", []string{"internal/reloadfile"}, "TLS files to configs, reloaded on change"},
 	{"internal/testpki", nil, "a test helper"},

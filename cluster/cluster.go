@@ -215,7 +215,7 @@ func (c *Cluster) memberlistConfig() (*memberlist.Config, error) {
 	}
 	mc.SecretKey = c.cfg.SecretKey
 	mc.Delegate = delegate{meta: c.meta}
-	mc.Events = events{changed: c.changed, view: &c.view}
+	mc.Events = events{changed: c.changed, view: &c.view, notify: c.cfg.SecurityEvent}
 	mc.Conflict = conflicts{c}
 	mc.Logger = nil
 	mc.LogOutput = logWriter{c.log.With("component", "memberlist")}

@@ -102,6 +102,12 @@ type Config struct {
 	PeerServerTLS *tls.Config
 	PeerDialTLS   func(host string) *tls.Config
 
+	// SecurityEvent, if set, is told of members joining and leaving and of
+	// calls refused on the peer link (the node's audit log). It is called
+	// from memberlist's and gRPC's goroutines, some holding locks: it must
+	// not block or call back into the cluster.
+	SecurityEvent func(event string, args ...any)
+
 	// HandoffBatchBytes bounds one hand-off message. Default 1 MiB.
 	HandoffBatchBytes int
 	// HandoffRetryMaxElapsed: traces not handed off after this long stay

@@ -58,10 +58,25 @@ func (v *view) all() []memberlist.Node {
 type events struct {
 	changed chan struct{}
 	view    *view
+	notify  func(event string, args ...any) // Config.SecurityEvent, or nil
 }
 
-func (e events) NotifyJoin(n *memberlist.Node)   { e.view.set(n); e.signal() }
-func (e events) NotifyLeave(n *memberlist.Node)  { e.view.remove(n.Name); e.signal() }
+func (e events) NotifyJoin(n *memberlist.Node) {
+	e.view.set(n)
+	e.signal()
+	if e.notify != nil {
+		e.notify("member_joined", "member", n.Name, "gossip", n.Address())
+	}
+}
+
+func (e events) NotifyLeave(n *memberlist.Node) {
+	e.view.remove(n.Name)
+	e.signal()
+	if e.notify != nil {
+		e.notify("member_left", "member", n.Name, "gossip", n.Address())
+	}
+}
+
 func (e events) NotifyUpdate(n *memberlist.Node) { e.view.set(n); e.signal() }
 func (e events) signal() {
 	select {

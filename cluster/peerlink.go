@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+	grpcpeer "google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -37,6 +38,7 @@ type peerLink struct {
 
 	key     []byte // the gossip key: callers must show its token (none without a key)
 	metrics *metrics
+	notify  func(event string, args ...any) // Config.SecurityEvent, or nil
 }
 
 // listenPeer binds the peer link; serving starts with Start.
@@ -46,7 +48,7 @@ func (c *Cluster) listenPeer() error {
 		return fmt.Errorf("peer_listen (--peer-listen): %w (each node on a host needs its own port)", err)
 	}
 	p := &peerLink{lis: lis, slots: make(chan struct{}, c.cfg.PeerConcurrentRequests), done: make(chan struct{}),
-		key: c.cfg.SecretKey}
+		key: c.cfg.SecretKey, notify: c.cfg.SecurityEvent}
 	p.reqs.New = func() any { return new(otlpwire.Request) }
 	creds := insecure.NewCredentials()
 	if c.cfg.PeerServerTLS != nil {
@@ -85,6 +87,13 @@ var peerUnauthenticated = status.Error(codes.Unauthenticated, "the peer link tak
 func (p *peerLink) admit(ctx context.Context, info *tap.Info) (context.Context, error) {
 	if !authorized(info.Header.Get("authorization"), p.key) {
 		p.metrics.peerAuthFailures.Add(1)
+		if p.notify != nil {
+			remote := ""
+			if pr, ok := grpcpeer.FromContext(ctx); ok {
+				remote = pr.Addr.String()
+			}
+			p.notify("peer_auth_failure", "remote", remote, "method", info.FullMethodName)
+		}
 		return nil, peerUnauthenticated
 	}
 	select {

@@ -54,6 +54,7 @@ func newAdminAuth(n *Node) (*adminAuth, error) {
 	path := n.cfg.AdminTokenFile
 	v, err := reloadfile.New(func() ([32]byte, error) { return readAdminToken(path) }, []string{path},
 		reloadfile.OnReload(func(err error) {
+			n.audit.Event("secret_reload", "what", "admin token", "file", path, "error", errString(err))
 			if err != nil {
 				n.log.Warn("admin_token_file changed but does not load; the previous token stays", "err", err)
 				return
@@ -77,6 +78,7 @@ func (a *adminAuth) wrap(next http.Handler) http.Handler {
 		}
 		if err := a.check(r); err != nil {
 			a.failures.WithLabelValues(err.Error()).Inc()
+			a.n.audit.Limited("admin_auth_failure", "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path, "reason", err.Error())
 			if ok, suppressed := a.logEvery.Allow(); ok {
 				a.n.log.Warn("admin request refused", "reason", err.Error(), "remote", r.RemoteAddr,
 					"method", r.Method, "path", r.URL.Path, "similar_lines_suppressed", suppressed)

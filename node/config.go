@@ -82,6 +82,7 @@ type Config struct {
 	ForwardCompression   string   `yaml:"forward_compression"`
 
 	AdminTokenFile string `yaml:"admin_token_file"`
+	AuditLog       string `yaml:"audit_log"`
 
 	// TLS of the client-facing listeners: OTLP gRPC and HTTP, and admin.
 	TLSCertFile     string `yaml:"tls_cert_file"`

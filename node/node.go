@@ -27,6 +27,7 @@ import (
 	"github.com/tailsift/tailsift/decision"
 	"github.com/tailsift/tailsift/export"
 	"github.com/tailsift/tailsift/ingest"
+	"github.com/tailsift/tailsift/internal/audit"
 	"github.com/tailsift/tailsift/internal/redact"
 	"github.com/tailsift/tailsift/internal/reloadfile"
 	"github.com/tailsift/tailsift/internal/store"
@@ -71,6 +72,8 @@ type Node struct {
 	policies  *policies
 	// forwardFile is the file of a file:PATH forward, closed last.
 	forwardFile *os.File
+	audit       *audit.Log // nil: no audit_log
+	auditFile   *os.File   // closed after forwardFile
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -90,6 +93,9 @@ func New(cfg Config, opts Options) (_ *Node, err error) {
 		if err != nil && n.forwardFile != nil { // Shutdown will not run to close it
 			n.forwardFile.Close()
 		}
+		if err != nil && n.auditFile != nil {
+			n.auditFile.Close()
+		}
 	}()
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
@@ -97,6 +103,9 @@ func New(cfg Config, opts Options) (_ *Node, err error) {
 	// Every component logs through this: the start-up line below shows the
 	// forward URL, and export's errors quote it.
 	n.log = slog.New(n.red.Handler(n.log.Handler()))
+	if err := n.openAudit(); err != nil {
+		return nil, err
+	}
 	if n.reg == nil {
 		n.reg = prometheus.NewRegistry()
 	}
@@ -174,6 +183,9 @@ func New(cfg Config, opts Options) (_ *Node, err error) {
 		}
 	}
 	cc := cfg.clusterConfig(key)
+	if n.audit != nil {
+		cc.SecurityEvent = n.clusterEvent
+	}
 	if cc.PeerServerTLS, cc.PeerDialTLS, err = cfg.peerTLS(); err != nil {
 		n.engine.Shutdown(context.Background())
 		n.exp.Shutdown(context.Background())
@@ -207,6 +219,7 @@ func New(cfg Config, opts Options) (_ *Node, err error) {
 		}
 	}
 	n.policies.watch(cfg.PolicyPoll)
+	n.auditStart()
 	n.log.Info("sampler started", "otlp_grpc", n.recv.GRPCAddr(), "otlp_http", n.recv.HTTPAddr(),
 		"admin", n.AdminAddr(), "forward", cfg.Forward, "policies", policiesName(cfg.Policies), "rules", set.RuleNames())
 	return n, nil
@@ -235,6 +248,8 @@ func (n *Node) loadListenerTLS() (*tls.Config, error) {
 	ok, failed := reloads.WithLabelValues("ok"), reloads.WithLabelValues("failed")
 	n.reg.MustRegister(reloads)
 	cfg, _, err := tlsconfig.ServerConfig(n.cfg.listenerTLS(), reloadfile.OnReload(func(err error) {
+		n.audit.Event("secret_reload", "what", "listener TLS", "cert", n.cfg.TLSCertFile, "client_ca", n.cfg.TLSClientCAFile,
+			"error", errString(err))
 		if err != nil {
 			failed.Inc()
 			n.log.Warn("TLS files changed but do not load; the previous ones stay in use", "err", err)
@@ -273,8 +288,8 @@ func (n *Node) startAdmin(addr string) error {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("GET /api/v1/traces/{id}", n.explain)
-	mux.HandleFunc("POST /-/reload", func(w http.ResponseWriter, _ *http.Request) {
-		if err := n.ReloadPolicies("POST /-/reload"); err != nil {
+	mux.HandleFunc("POST /-/reload", func(w http.ResponseWriter, r *http.Request) {
+		if err := n.ReloadPolicies("POST /-/reload from " + r.RemoteAddr); err != nil {
 			http.Error(w, "policies not reloaded, the previous ones keep running:\n"+err.Error(), http.StatusBadRequest)
 			return
 		}
@@ -288,14 +303,14 @@ func (n *Node) startAdmin(addr string) error {
 		tc.NextProtos = []string{"h2", "http/1.1"}
 		lis = tls.NewListener(lis, tc)
 	}
-	var handler http.Handler = mux
+	var handler http.Handler = n.auditAdmin(mux)
 	if n.cfg.AdminTokenFile != "" {
 		auth, err := newAdminAuth(n)
 		if err != nil {
 			lis.Close()
 			return err
 		}
-		handler = auth.wrap(mux)
+		handler = auth.wrap(handler)
 	} else if !isLoopback(lis.Addr()) {
 		n.log.Warn("the admin endpoints (reload, profiles, explain, metrics) answer anyone who reaches " + lis.Addr().String() +
 			": set admin_token_file, or bind admin to loopback")
@@ -492,6 +507,12 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		}
 		if n.forwardFile != nil {
 			errs = append(errs, n.forwardFile.Close())
+		}
+		if n.audit != nil {
+			n.audit.Event("stop", "node", n.clu.Name(), "error", errString(errors.Join(errs...)))
+		}
+		if n.auditFile != nil {
+			errs = append(errs, n.auditFile.Close())
 		}
 		n.shutdownErr = errors.Join(errs...)
 	})

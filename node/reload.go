@@ -90,23 +90,35 @@ func (p *policies) accept(src []byte) {
 }
 
 // reload reads and validates the file and swaps it in if it changed. It
-// returns the validation error of a rejected file.
-func (p *policies) reload(trigger string) error {
+// returns the validation error of a rejected file. Every outcome but an
+// unchanged file found by polling goes to the audit log.
+func (p *policies) reload(trigger string) (err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	before, outcome := p.hash, "success"
+	defer func() {
+		if outcome == "unchanged" && trigger == triggerFileChange {
+			return
+		}
+		p.n.audit.Event("policy_reload", "trigger", trigger, "outcome", outcome, "hash_before", before, "hash_after", p.hash,
+			"file", p.path, "error", errString(err))
+	}()
 	src, name, err := p.read()
 	if err != nil {
+		outcome = "failure"
 		p.reloads.WithLabelValues("failure").Inc()
 		p.n.log.Error("policy reload failed: cannot read the file; the previous policies keep running",
 			"trigger", trigger, "err", err)
 		return err
 	}
 	if bytes.Equal(src, p.loaded) {
+		outcome = "unchanged"
 		p.reloads.WithLabelValues("unchanged").Inc()
 		return nil
 	}
 	set, err := policy.Parse(name, src)
 	if err != nil {
+		outcome = "failure"
 		p.reloads.WithLabelValues("failure").Inc()
 		p.n.log.Error("policy reload rejected: the previous policies keep running",
 			"trigger", trigger, "err", err)
@@ -117,6 +129,16 @@ func (p *policies) reload(trigger string) error {
 	p.reloads.WithLabelValues("success").Inc()
 	p.n.log.Info("policies reloaded", "trigger", trigger, "file", name, "hash", p.hash, "rules", set.RuleNames())
 	return nil
+}
+
+// triggerFileChange is the reload trigger of the file poll.
+const triggerFileChange = "file change"
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
 // watch polls the file every interval until stopped.
@@ -135,7 +157,7 @@ func (p *policies) watch(interval time.Duration) {
 			case <-p.stop:
 				return
 			case <-t.C:
-				p.reload("file change")
+				p.reload(triggerFileChange)
 			}
 		}
 	}()

@@ -105,6 +105,11 @@ func Settings() []Setting {
 			"file with a bearer token (at least 16 bytes) that every {admin} endpoint but `/healthz` and `/readyz` "+
 				"then requires (`Authorization: Bearer ...`); reread when it changes. Without it, an {admin} address "+
 				"other than loopback is logged as a warning").arg("file"),
+		setting("audit_log", func(c *Config) *string { return &c.AuditLog }, "",
+			"where security events go, as JSON lines: `stderr` or a file (appended to, 0600); empty: nowhere. "+
+				"The effective configuration at start (secrets redacted), policy reloads (hashes before and after, "+
+				"who asked), admin requests and refusals, reloads of certificates and tokens, members joining and "+
+				"leaving, refused peer calls").arg("destination"),
 		setting("forward", func(c *Config) *string { return &c.Forward }, export.DefaultEndpoint,
 			"where kept traces go: `stdout` (OTLP JSON lines), `file:PATH` (the same, appended to a file), "+
 				"`host:port` (OTLP/gRPC, plaintext) or `http(s)://[user:password@]host:port[/path]` (OTLP/HTTP protobuf, "+
