@@ -30,6 +30,7 @@ var importRules = []struct {
 	{"internal/lograte", nil, "a helper"},
 	{"internal/redact", nil, "a helper"},
 	{"internal/audit", []string{"internal/lograte"}, "security events as JSON lines"},
+	{"internal/auth", []string{"internal/reloadfile"}, "who a client is: API keys, JWT, certificates"},
 	{"internal/reloadfile", nil, "values loaded from files, reloaded on change"},
 	{"internal/tlsconfig", []string{"internal/reloadfile"}, "TLS files to configs, reloaded on change"},
 	{"internal/testpki", nil, "a test helper"},
@@ -47,7 +48,7 @@ var importRules = []struct {
 	{"internal/traceview", []string{"buffer", "policy", "internal/otlpwire"}, "policy's view of a buffered trace"},
 	{"decision", []string{"buffer", "policy", "internal/otlpwire", "internal/traceview"}, "decides buffered traces; knows no network"},
 	{"ingest", []string{"internal/otlpwire", "internal/otlpjson", "internal/otlpserver", "internal/rawcodec"}, "receivers: hand scanned requests to a Consumer they define"},
-	{"cluster", []string{"internal/otlpwire", "internal/otlpclient", "internal/rawcodec", "internal/lograte"}, "moves bytes and trace IDs; knows neither decision nor buffer"},
+	{"cluster", []string{"internal/otlpwire", "internal/otlpclient", "internal/otlpserver", "internal/rawcodec", "internal/lograte"}, "moves bytes and trace IDs; knows neither decision nor buffer"},
 	{"export", []string{"internal/otlpwire", "internal/otlpjson", "internal/otlpclient", "internal/rawcodec", "internal/tracestate", "internal/lograte"}, "destinations; takes traces through interfaces it defines"},
 	{"internal/replay", []string{"buffer", "policy", "internal/otlpwire", "internal/traceview", "internal/capture"}, "the policy dry run"},
 

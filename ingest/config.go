@@ -62,6 +62,13 @@ type Config struct {
 	// before).
 	// Flag --request-timeout. Default 60s.
 	RequestTimeout time.Duration
+	// Authenticate, if set, names each request's tenant or refuses it:
+	// UNAUTHENTICATED / 401, before the body is read (a gRPC stream before
+	// it takes room in MaxInflightBytes). nil admits every request, tenant
+	// "". OnAuthFailure, if set, is told of each refusal (the audit log);
+	// it must not block.
+	Authenticate  Authenticator
+	OnAuthFailure func(protocol, remote, reason string)
 	// TLS, if set, is the config both listeners serve TLS with (it may ask
 	// for client certificates); nil is plaintext. Its handshake counts
 	// against neither limit above but MaxConnections.

@@ -28,6 +28,13 @@ func (r *Receiver) handleHTTP(w http.ResponseWriter, req *http.Request) {
 			fmt.Sprintf("unsupported Content-Type %q: use %s or %s", req.Header.Get("Content-Type"), otlpserver.ContentProtobuf, otlpserver.ContentJSON))
 		return
 	}
+	if r.cfg.Authenticate != nil {
+		ctx, ok := r.authHTTP(w, req, mediaType)
+		if !ok {
+			return
+		}
+		req = req.WithContext(ctx)
+	}
 	r.limits.enter()
 	conn := httpConn(req.Context())
 	h := hold{l: &r.limits, max: r.limits.httpMaxBytes, fresh: !conn.isProven()}

@@ -218,6 +218,12 @@ func (t *ticket) end() {
 // retry. It runs on the connection's reader goroutine with the transport
 // locked: no waiting here.
 func (r *Receiver) tapGRPC(ctx context.Context, info *tap.Info) (context.Context, error) {
+	if r.cfg.Authenticate != nil {
+		var err error
+		if ctx, err = r.authGRPC(ctx, info); err != nil {
+			return nil, err
+		}
+	}
 	n := int64(r.cfg.MaxRequestBytes) + StreamOverhead
 	now := time.Now()
 	conn := grpcConn(ctx)

@@ -19,6 +19,8 @@ type metrics struct {
 	refused         *prometheus.CounterVec // protocol, reason
 	connections     *prometheus.GaugeVec   // protocol
 	connectionsFull *prometheus.CounterVec // protocol
+	authFailures    *prometheus.CounterVec // protocol, reason
+	tenants         tenantSpans
 }
 
 func newMetrics(reg prometheus.Registerer, l *limits) *metrics {
@@ -26,6 +28,10 @@ func newMetrics(reg prometheus.Registerer, l *limits) *metrics {
 		reg = prometheus.NewRegistry()
 	}
 	m := &metrics{
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tailsift_ingest_auth_failures_total",
+			Help: "Requests refused as unauthenticated, by protocol and reason (missing, invalid, expired, no_cert, no_claim).",
+		}, []string{"protocol", "reason"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tailsift_ingest_requests_total",
 			Help: "OTLP export requests received, by protocol and outcome.",
@@ -51,6 +57,11 @@ func newMetrics(reg prometheus.Registerer, l *limits) *metrics {
 			Help: "Times a listener reached max_connections: further connections wait in the kernel's accept queue.",
 		}, []string{"protocol"}),
 	}
+	m.tenants = tenantSpans{vec: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tailsift_ingest_tenant_spans_total",
+		Help: "Spans accepted per authenticated tenant (the first 1,000 tenants seen; the rest as \"other\").",
+	}, []string{"tenant"}), seen: map[string]prometheus.Counter{}}
+	reg.MustRegister(m.authFailures, m.tenants.vec)
 	reg.MustRegister(m.requests, m.spansReceived, m.spansRefused, m.refused, m.connections, m.connectionsFull,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tailsift_ingest_inflight_bytes",

@@ -273,6 +273,9 @@ func (r *Receiver) consume(ctx context.Context, body []byte, h *hold) (int, erro
 	if err := r.consumer.Consume(ctx, req); err != nil {
 		return len(req.Spans), err
 	}
+	if r.cfg.Authenticate != nil {
+		r.metrics.tenants.add(TenantOf(ctx), len(req.Spans))
+	}
 	return len(req.Spans), nil
 }
 

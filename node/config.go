@@ -84,6 +84,16 @@ type Config struct {
 	AdminTokenFile string `yaml:"admin_token_file"`
 	AuditLog       string `yaml:"audit_log"`
 
+	// Client authentication on the OTLP listeners (see authConfig).
+	AuthAPIKeysFile    string `yaml:"auth_api_keys_file"`
+	AuthHeader         string `yaml:"auth_header"`
+	AuthJWTJWKSFile    string `yaml:"auth_jwt_jwks_file"`
+	AuthJWTJWKSURL     string `yaml:"auth_jwt_jwks_url"`
+	AuthJWTIssuer      string `yaml:"auth_jwt_issuer"`
+	AuthJWTAudience    string `yaml:"auth_jwt_audience"`
+	AuthJWTTenantClaim string `yaml:"auth_jwt_tenant_claim"`
+	AuthCertTenant     string `yaml:"auth_cert_tenant"`
+
 	// TLS of the client-facing listeners: OTLP gRPC and HTTP, and admin.
 	TLSCertFile     string `yaml:"tls_cert_file"`
 	TLSKeyFile      string `yaml:"tls_key_file"`
@@ -195,6 +205,12 @@ func (c Config) Validate() error {
 	}
 	if err := c.validateClusterSecurity(); err != nil {
 		errs = append(errs, err)
+	}
+	if err := c.authConfig().Validate("auth_"); err != nil {
+		errs = append(errs, err)
+	}
+	if c.AuthCertTenant != "" && c.TLSClientCAFile == "" {
+		errs = append(errs, errors.New("auth_cert_tenant (--auth-cert-tenant) needs tls_client_ca_file (--tls-client-ca-file): the tenant is read from a verified client certificate"))
 	}
 	if err := c.listenerTLS().Validate("tls_"); err != nil {
 		errs = append(errs, err)

@@ -28,6 +28,7 @@ import (
 	"github.com/tailsift/tailsift/export"
 	"github.com/tailsift/tailsift/ingest"
 	"github.com/tailsift/tailsift/internal/audit"
+	"github.com/tailsift/tailsift/internal/auth"
 	"github.com/tailsift/tailsift/internal/redact"
 	"github.com/tailsift/tailsift/internal/reloadfile"
 	"github.com/tailsift/tailsift/internal/store"
@@ -66,6 +67,7 @@ type Node struct {
 
 	// tls is the client-facing listeners' TLS (nil: plaintext).
 	tls       *tls.Config
+	auth      *auth.Authenticator // nil: no client authentication
 	adminLis  net.Listener
 	admin     *http.Server
 	adminDone chan struct{}
@@ -120,6 +122,20 @@ func New(cfg Config, opts Options) (_ *Node, err error) {
 			return nil, err
 		}
 		ic.TLS = n.tls
+	}
+	if ac := cfg.authConfig(); ac.Enabled() {
+		if n.auth, err = auth.New(ac); err != nil {
+			return nil, fmt.Errorf("client authentication (auth_api_keys_file, auth_jwt_jwks_file, auth_jwt_jwks_url): %w", err)
+		}
+		defer func() {
+			if err != nil {
+				n.auth.Close()
+			}
+		}()
+		ic.Authenticate = ingestAuthenticator(n.auth)
+		ic.OnAuthFailure = func(protocol, remote, reason string) {
+			n.audit.Limited("ingest_auth_failure", "protocol", protocol, "remote", remote, "reason", reason)
+		}
 	}
 	ec.Writer = opts.Stdout
 	ec.TLS, ec.Headers, ec.Compression = fwdTLS, fwdHeaders, fwdCompression
@@ -497,6 +513,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		errs = append(errs, n.clu.Close(ctx))
 		errs = append(errs, n.engine.Shutdown(ctx))
 		errs = append(errs, n.exp.Shutdown(ctx))
+		if n.auth != nil {
+			n.auth.Close()
+		}
 		n.buf.Close()
 		if n.store != nil {
 			errs = append(errs, n.store.Close())

@@ -133,6 +133,27 @@ func Settings() []Setting {
 				"this file); values are redacted in logs").arg("list"),
 		setting("forward_compression", func(c *Config) *string { return &c.ForwardCompression }, CompressionAuto,
 			"`gzip`, `none`, or `auto`: gzip unless {forward} is on loopback").arg("mode"),
+		setting("auth_api_keys_file", func(c *Config) *string { return &c.AuthAPIKeysFile }, "",
+			"file of `tenant key` lines (keys of 16 bytes or more): an OTLP request must carry one (see {auth_header}) "+
+				"unless another auth_ method admits it; refused requests get UNAUTHENTICATED / 401 before their body is "+
+				"read. Reread when it changes").arg("file"),
+		setting("auth_header", func(c *Config) *string { return &c.AuthHeader }, "authorization",
+			"the header that carries the API key: `authorization` reads `Bearer <key>`, any other header's value is the "+
+				"key (e.g. `x-api-key`)").arg("name"),
+		setting("auth_jwt_jwks_file", func(c *Config) *string { return &c.AuthJWTJWKSFile }, "",
+			"JWKS whose keys sign the bearer tokens (RS256, ES256 or EdDSA, with an expiry) that admit OTLP requests; "+
+				"reread when it changes").arg("file"),
+		setting("auth_jwt_jwks_url", func(c *Config) *string { return &c.AuthJWTJWKSURL }, "",
+			"the JWKS fetched from a URL instead, again every 5 minutes").arg("url"),
+		setting("auth_jwt_issuer", func(c *Config) *string { return &c.AuthJWTIssuer }, "",
+			"the `iss` tokens must carry; empty: any").arg("issuer"),
+		setting("auth_jwt_audience", func(c *Config) *string { return &c.AuthJWTAudience }, "",
+			"an `aud` tokens must carry; empty: any").arg("audience"),
+		setting("auth_jwt_tenant_claim", func(c *Config) *string { return &c.AuthJWTTenantClaim }, "tenant",
+			"the claim that names a token's tenant; a token without it is refused").arg("claim"),
+		setting("auth_cert_tenant", func(c *Config) *string { return &c.AuthCertTenant }, "",
+			"with {tls_client_ca_file}, admit clients by their certificate, the tenant being its `subject` (common "+
+				"name) or `san` (first DNS name)").arg("field"),
 		setting("tls_cert_file", func(c *Config) *string { return &c.TLSCertFile }, "",
 			"PEM certificate (chain) the OTLP listeners and {admin} serve TLS with, with {tls_key_file}; reread when "+
 				"it changes (checked at most once a second, on a handshake), so certificates rotate without a restart; "+

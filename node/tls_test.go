@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -40,7 +41,7 @@ import (
 // tlsNode starts a node whose OTLP listeners and admin serve TLS with a
 // certificate of ca (and, with clientCAs, require client certificates of
 // them), keeping every trace and forwarding to sk.
-func tlsNode(t *testing.T, sk *sink, ca *testpki.CA, clientCAs *testpki.CA, reg *prometheus.Registry) (*node.Node, testpki.Files) {
+func tlsNode(t *testing.T, sk *sink, ca *testpki.CA, clientCAs *testpki.CA, reg *prometheus.Registry, adjust ...func(*node.Config)) (*node.Node, testpki.Files) {
 	t.Helper()
 	dir := t.TempDir()
 	files := testpki.WriteFiles(t, dir, "server", ca.Server(t, "tailsift-1"), ca)
@@ -52,6 +53,9 @@ func tlsNode(t *testing.T, sk *sink, ca *testpki.CA, clientCAs *testpki.CA, reg 
 	if clientCAs != nil {
 		cfg.TLSClientCAFile = filepath.Join(dir, "clients.crt")
 		testpki.WriteFile(t, cfg.TLSClientCAFile, clientCAs.PEM, 0o644)
+	}
+	for _, f := range adjust {
+		f(&cfg)
 	}
 	n, err := node.New(cfg, node.Options{Registry: reg})
 	if err != nil {
@@ -65,15 +69,19 @@ func tlsNode(t *testing.T, sk *sink, ca *testpki.CA, clientCAs *testpki.CA, reg 
 // OTLP/gRPC and one over OTLP/HTTP, each with its own TLS config, and
 // returns their trace IDs. Export errors (a refused handshake) are
 // returned by the providers' ForceFlush.
-func sdkSend(t *testing.T, n *node.Node, grpcTLS, httpTLS *tls.Config) ([]trace.TraceID, error) {
+func sdkSend(t *testing.T, n *node.Node, grpcTLS, httpTLS *tls.Config, headers ...map[string]string) ([]trace.TraceID, error) {
 	t.Helper()
 	ctx := context.Background()
-	grpcExp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(n.GRPCAddr().String()),
+	h := map[string]string{}
+	for _, m := range headers {
+		maps.Copy(h, m)
+	}
+	grpcExp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(n.GRPCAddr().String()), otlptracegrpc.WithHeaders(h),
 		otlptracegrpc.WithTLSCredentials(credentials.NewTLS(grpcTLS)), otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{Enabled: false}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	httpExp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpoint(n.HTTPAddr().String()),
+	httpExp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpoint(n.HTTPAddr().String()), otlptracehttp.WithHeaders(h),
 		otlptracehttp.WithTLSClientConfig(httpTLS), otlptracehttp.WithRetry(otlptracehttp.RetryConfig{Enabled: false}))
 	if err != nil {
 		t.Fatal(err)
@@ -438,4 +446,44 @@ func sendRepetitiveTraces(t *testing.T, n *node.Node, traces int) []trace.TraceI
 		t.Fatal(err)
 	}
 	return ids
+}
+
+// TestSDKOverMutualTLSWithAPIKey: clients authenticate with a certificate
+// (mTLS) and an API key; the key names their tenant, whose spans are
+// counted. Without the key, or with a wrong one, the SDK's export is
+// refused as unauthenticated on both protocols and nothing is accepted.
+func TestSDKOverMutualTLSWithAPIKey(t *testing.T) {
+	ca, clients := testpki.NewCA(t, "ca"), testpki.NewCA(t, "clients")
+	keys := filepath.Join(t.TempDir(), "api-keys")
+	testpki.WriteFile(t, keys, []byte("team-a team-a-key-0123456789\nteam-b team-b-key-0123456789\n"), 0o600)
+	sk := startSink(t)
+	reg := prometheus.NewRegistry()
+	n, _ := tlsNode(t, sk, ca, clients, reg, func(c *node.Config) { c.AuthAPIKeysFile = keys })
+	tc := &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{clients.Client(t, "collector-a").TLS(t)}}
+
+	ids, err := sdkSend(t, n, tc, tc, map[string]string{"authorization": "Bearer team-a-key-0123456789"})
+	if err != nil {
+		t.Fatalf("SDK export over mTLS with an API key: %v", err)
+	}
+	waitReceived(t, sk, ids)
+	if v := metricstest.Value(t, reg, "tailsift_ingest_tenant_spans_total", map[string]string{"tenant": "team-a"}); v != 4 {
+		t.Errorf("team-a's spans: %v, want 4 (two traces of two spans)", v)
+	}
+	accepted := n.Stats().Accepted
+	for name, h := range map[string]map[string]string{
+		"no key":      nil,
+		"a wrong key": {"authorization": "Bearer team-c-key-0123456789"},
+	} {
+		if _, err := sdkSend(t, n, tc, tc, h); err == nil {
+			t.Errorf("%s: the SDK exported", name)
+		}
+	}
+	if s := n.Stats(); s.Accepted != accepted {
+		t.Errorf("unauthenticated exports changed the accepted spans: %d, then %d", accepted, s.Accepted)
+	}
+	missing := metricstest.Value(t, reg, "tailsift_ingest_auth_failures_total", map[string]string{"protocol": "grpc", "reason": "missing"})
+	invalid := metricstest.Value(t, reg, "tailsift_ingest_auth_failures_total", map[string]string{"protocol": "http", "reason": "invalid"})
+	if missing == 0 || invalid == 0 {
+		t.Errorf("auth failures counted: gRPC missing %v, HTTP invalid %v; want both", missing, invalid)
+	}
 }
