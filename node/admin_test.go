@@ -38,21 +38,7 @@ func TestAdminToken(t *testing.T) {
 	}
 	t.Cleanup(func() { n.Shutdown(context.Background()) })
 
-	hc := &http.Client{Timeout: 5 * time.Second}
-	call := func(method, path, token string) int {
-		t.Helper()
-		req, _ := http.NewRequest(method, "http://"+n.AdminAddr().String()+path, nil)
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := hc.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		io.Copy(io.Discard, resp.Body)
-		return resp.StatusCode
-	}
+	call := func(method, path, token string) int { t.Helper(); return adminCall(t, n, method, path, token) }
 	for _, p := range []string{"/healthz", "/readyz"} {
 		if code := call("GET", p, ""); code != http.StatusOK {
 			t.Errorf("GET %s without a token: %d, want 200 (probes carry none)", p, code)
@@ -109,4 +95,21 @@ func TestAdminToken(t *testing.T) {
 	if _, err := node.New(cfg, node.Options{}); err == nil || !strings.Contains(err.Error(), "admin_token_file") {
 		t.Errorf("a 5-byte token: %v, want an error naming admin_token_file", err)
 	}
+}
+
+// adminCall makes a request of n's admin listener, with token as bearer
+// if set, and returns the status.
+func adminCall(t *testing.T, n *node.Node, method, path, token string) int {
+	t.Helper()
+	req, _ := http.NewRequest(method, "http://"+n.AdminAddr().String()+path, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode
 }

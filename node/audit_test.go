@@ -6,14 +6,12 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/tailsift/tailsift/internal/otlptest"
 	"github.com/tailsift/tailsift/internal/testpki"
@@ -54,21 +52,7 @@ func TestAuditLog(t *testing.T) {
 	}
 	defer n.Shutdown(context.Background())
 
-	hc := &http.Client{Timeout: 5 * time.Second}
-	admin := func(method, path, token string) int {
-		t.Helper()
-		req, _ := http.NewRequest(method, "http://"+n.AdminAddr().String()+path, nil)
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := hc.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode
-	}
+	admin := func(method, path, token string) int { t.Helper(); return adminCall(t, n, method, path, token) }
 	write("policies.yaml", "rules:\n  - name: errors\n    type: error\ndefault: drop\n")
 	if code := admin("POST", "/-/reload", adminToken); code != http.StatusOK {
 		t.Fatalf("reload: %d", code)

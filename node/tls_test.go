@@ -103,17 +103,18 @@ func sdkSend(t *testing.T, n *node.Node, grpcTLS, httpTLS *tls.Config, headers .
 	return ids, errors.Join(errs...)
 }
 
-// waitReceived waits until the sink has both spans of each trace.
-func waitReceived(t *testing.T, sk *sink, ids []trace.TraceID) {
+// waitReceived waits until the sink has the spans of each trace, spans
+// per trace.
+func waitReceived(t *testing.T, sk *sink, ids []trace.TraceID, spans int) {
 	t.Helper()
 	waitFor(t, func() bool {
 		for _, id := range ids {
-			if len(sk.received(id)) != 2 {
+			if len(sk.received(id)) != spans {
 				return false
 			}
 		}
 		return true
-	}, "the traces sent over TLS at the sink")
+	}, "every trace whole at the sink")
 }
 
 // rawExport sends an empty export request with a plain gRPC client and
@@ -155,7 +156,7 @@ func TestSDKOverTLS(t *testing.T) {
 	if err != nil {
 		t.Fatalf("SDK export over TLS: %v", err)
 	}
-	waitReceived(t, sk, ids)
+	waitReceived(t, sk, ids, 2)
 	accepted := n.Stats().Accepted
 
 	hc := &http.Client{Transport: &http.Transport{}}
@@ -207,7 +208,7 @@ func TestSDKOverMutualTLS(t *testing.T) {
 	if err != nil {
 		t.Fatalf("SDK export over mTLS: %v", err)
 	}
-	waitReceived(t, sk, ids)
+	waitReceived(t, sk, ids, 2)
 	accepted := n.Stats().Accepted
 	for name, c := range map[string]*tls.Config{
 		"no client certificate":          withCert(nil),
@@ -259,7 +260,7 @@ func TestCertificateRotation(t *testing.T) {
 	if err != nil {
 		t.Fatalf("SDK export after the rotation: %v", err)
 	}
-	waitReceived(t, sk, ids)
+	waitReceived(t, sk, ids, 2)
 	if _, err := served(ca); err == nil {
 		t.Error("after the rotation a client trusting only the old CA still connected")
 	}
@@ -300,33 +301,9 @@ func startKeyedSink(t *testing.T, ca *testpki.CA, key string) *keyedSink {
 	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{ca.Server(t, "backend").TLS(t)}})),
 		grpc.UnaryInterceptor(gate))
 	coltracepb.RegisterTraceServiceServer(srv, ks)
-	go srv.Serve(countingListener{lis, &ks.wireBytes})
+	go srv.Serve(otlptest.CountingListener{Listener: lis, N: &ks.wireBytes})
 	t.Cleanup(srv.Stop)
 	return ks
-}
-
-type countingListener struct {
-	net.Listener
-	n *atomic.Int64
-}
-
-func (l countingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return countingConn{c, l.n}, nil
-}
-
-type countingConn struct {
-	net.Conn
-	n *atomic.Int64
-}
-
-func (c countingConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	c.n.Add(int64(n))
-	return n, err
 }
 
 // TestExportOverTLSWithAPIKey: kept traces go to a backend that requires
@@ -363,7 +340,7 @@ func TestExportOverTLSWithAPIKey(t *testing.T) {
 	var logs otlptest.SyncBuffer
 	n := start(keyFile, prometheus.NewRegistry(), &logs)
 	ids := sendRepetitiveTraces(t, n, 100)
-	waitReceived5(t, backend.sink, ids)
+	waitReceived(t, backend.sink, ids, 5)
 	for _, id := range ids {
 		for sid, copies := range backend.received(id) {
 			if copies != 1 {
@@ -465,7 +442,7 @@ func TestSDKOverMutualTLSWithAPIKey(t *testing.T) {
 	if err != nil {
 		t.Fatalf("SDK export over mTLS with an API key: %v", err)
 	}
-	waitReceived(t, sk, ids)
+	waitReceived(t, sk, ids, 2)
 	if v := metricstest.Value(t, reg, "tailsift_ingest_tenant_spans_total", map[string]string{"tenant": "team-a"}); v != 4 {
 		t.Errorf("team-a's spans: %v, want 4 (two traces of two spans)", v)
 	}

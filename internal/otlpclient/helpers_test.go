@@ -9,6 +9,7 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 
+	"github.com/tailsift/tailsift/internal/otlptest"
 	"github.com/tailsift/tailsift/internal/rawcodec"
 )
 
@@ -74,38 +75,13 @@ func serveGRPC(t *testing.T, lis net.Listener, export exportFunc, opts ...grpc.S
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = srv.Serve(countingListener{lis, &s.read})
+		_ = srv.Serve(otlptest.CountingListener{Listener: lis, N: &s.read})
 	}()
 	t.Cleanup(func() {
 		srv.Stop()
 		<-done
 	})
 	return s
-}
-
-// countingListener counts the bytes read off its connections.
-type countingListener struct {
-	net.Listener
-	n *atomic.Int64
-}
-
-func (l countingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return countingConn{c, l.n}, nil
-}
-
-type countingConn struct {
-	net.Conn
-	n *atomic.Int64
-}
-
-func (c countingConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	c.n.Add(int64(n))
-	return n, err
 }
 
 // newClient makes a client for cfg, closed when the test ends.

@@ -5,22 +5,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/tailsift/tailsift/internal/otlptest"
 )
-
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 func write(t *testing.T, path, s string) {
 	t.Helper()
@@ -38,7 +27,7 @@ func write(t *testing.T, path, s string) {
 func TestReload(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "token")
 	write(t, path, "first")
-	clock := &fakeClock{now: time.Unix(1e9, 0)}
+	clock := otlptest.NewFakeClock(time.Unix(1e9, 0))
 	var reported []error
 	load := func() (string, error) {
 		b, err := os.ReadFile(path)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tailsift/tailsift/internal/otlptest"
 	"github.com/tailsift/tailsift/internal/reloadfile"
 	"github.com/tailsift/tailsift/internal/testpki"
 )
@@ -73,17 +74,6 @@ func dial(addr string, cfg *tls.Config) (said, server string, err error) {
 }
 
 // fakeClock is a clock the test moves.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 func TestServerTLS(t *testing.T) {
 	ca, other := testpki.NewCA(t, "ca"), testpki.NewCA(t, "other")
@@ -156,7 +146,7 @@ func TestServerRotation(t *testing.T) {
 	ca, ca2 := testpki.NewCA(t, "ca"), testpki.NewCA(t, "ca-2")
 	dir := t.TempDir()
 	files := testpki.WriteFiles(t, dir, "server", ca.Server(t, "first"), ca)
-	clock := &fakeClock{now: time.Unix(1e9, 0)}
+	clock := otlptest.NewFakeClock(time.Unix(1e9, 0))
 	var reloadErrs []error
 	var mu sync.Mutex
 	cfg, f, err := ServerConfig(Server{CertFile: files.Cert, KeyFile: files.Key, ClientCAFile: files.CA},
@@ -217,7 +207,7 @@ func TestClientRotation(t *testing.T) {
 	// until the test rotates it to ca2's.
 	clientCAs := dir + "/clients.crt"
 	testpki.WriteFile(t, clientCAs, append(append([]byte{}, ca.PEM...), ca2.PEM...), 0o644)
-	sclock := &fakeClock{now: time.Unix(1e9, 0)}
+	sclock := otlptest.NewFakeClock(time.Unix(1e9, 0))
 	scfg, _, err := ServerConfig(Server{CertFile: serverFiles.Cert, KeyFile: serverFiles.Key, ClientCAFile: clientCAs}, reloadfile.WithClock(sclock.Now, time.Second))
 	if err != nil {
 		t.Fatal(err)
@@ -225,7 +215,7 @@ func TestClientRotation(t *testing.T) {
 	addr := serve(t, scfg)
 
 	clientFiles := testpki.WriteFiles(t, dir, "client", ca.Client(t, "client-1"), ca)
-	cclock := &fakeClock{now: time.Unix(1e9, 0)}
+	cclock := otlptest.NewFakeClock(time.Unix(1e9, 0))
 	cf, err := LoadClient(Client{CAFile: clientFiles.CA, CertFile: clientFiles.Cert, KeyFile: clientFiles.Key}, reloadfile.WithClock(cclock.Now, time.Second))
 	if err != nil {
 		t.Fatal(err)
