@@ -3,6 +3,7 @@ package bench
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -164,6 +165,13 @@ func Run(ctx context.Context, sc Scenario) (*Result, error) {
 		}
 		defer dirs.remove() // after the nodes' shutdowns, deferred below
 	}
+	var runTLS *runTLS
+	if sc.TLS {
+		if runTLS, err = newRunTLS(); err != nil {
+			return nil, err
+		}
+		defer runTLS.remove() // after the nodes' shutdowns, deferred below
+	}
 	if !external {
 		for i := range sc.Nodes {
 			cfg := sc.Node
@@ -177,6 +185,9 @@ func Run(ctx context.Context, sc Scenario) (*Result, error) {
 				if i > 0 {
 					cfg.Join = []string{nodes[0].Cluster().GossipAddr()}
 				}
+			}
+			if runTLS != nil {
+				runTLS.configure(&cfg, sc.Nodes > 1)
 			}
 			var n *node.Node
 			withComponent(componentEngine, func() { n, err = node.New(cfg, node.Options{}) })
@@ -214,7 +225,13 @@ func Run(ctx context.Context, sc Scenario) (*Result, error) {
 	res.WireBytesSpan = float64(sched.Bytes) / float64(max(1, sched.Spans))
 
 	var snd *sender
-	withComponent(componentGenerator, func() { snd, err = newSender(sched, targets, sc.Protocol, sc.Workload.Connections) })
+	var clientTLS *tls.Config
+	if runTLS != nil {
+		clientTLS = runTLS.client
+	}
+	withComponent(componentGenerator, func() {
+		snd, err = newSender(sched, targets, sc.Protocol, sc.Workload.Connections, clientTLS)
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -235,6 +235,38 @@ func TestRunCluster(t *testing.T) {
 	checkCluster(t, r)
 }
 
+// With --tls the generator sends over TLS (gRPC to a cluster, whose peers
+// forward over mutual TLS; HTTP to one node) and every kept trace arrives
+// whole, as without.
+func TestRunTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a load")
+	}
+	t.Run("grpc-cluster", func(t *testing.T) {
+		sc := clusterScenario(2, 3*time.Second)
+		sc.TLS = true
+		r, err := Run(context.Background(), sc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkCluster(t, r)
+	})
+	t.Run("http", func(t *testing.T) {
+		sc := shortScenario()
+		sc.TLS, sc.Protocol = true, "http"
+		r, err := Run(context.Background(), sc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkIntact(t, r)
+	})
+	sc := shortScenario()
+	sc.TLS, sc.Targets = true, []string{"127.0.0.1:4317"}
+	if err := sc.Validate(); err == nil || !strings.Contains(err.Error(), "--tls") {
+		t.Errorf("--tls with --target: %v, want an error", err)
+	}
+}
+
 // A fourth node joins and then one of the first three leaves gracefully,
 // both under load: traces move between owners in flight, and none is
 // fragmented or lost.

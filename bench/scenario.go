@@ -37,6 +37,10 @@ type Scenario struct {
 	// directory under os.TempDir(), removed after the run. Node.DataDir is
 	// ignored: the run sets it per node.
 	DataDir string
+	// TLS makes the in-process nodes serve OTLP over TLS (the generator
+	// verifies them) and, with several nodes, the peer link over mutual
+	// TLS, with certificates made for the run. Flag --tls.
+	TLS bool
 	// Cluster events of an in-process run, as times after the load starts
 	// (0: none). JoinAt starts one more node, which joins the cluster;
 	// LeaveAt shuts the second node down gracefully (it hands off and
@@ -173,6 +177,8 @@ func (s Scenario) Validate() error {
 		if err := nc.Validate(); err != nil {
 			errs = append(errs, err)
 		}
+	} else if s.TLS {
+		errs = append(errs, errors.New("--tls configures in-process nodes; with --target, set the TLS settings on the samplers"))
 	} else if s.DataDir != "" || (s.Node.Durability != "" && s.Node.Durability != node.DurabilityNone) {
 		errs = append(errs, errors.New("--data-dir and --durability configure in-process nodes; with --target, set them on the samplers"))
 	}

@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
@@ -77,8 +79,12 @@ var errRetry = errors.New("retryable")
 
 type grpcClient struct{ conn *grpc.ClientConn }
 
-func newGRPCClient(addr string) (*grpcClient, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+func newGRPCClient(addr string, tc *tls.Config) (*grpcClient, error) {
+	creds := insecure.NewCredentials()
+	if tc != nil {
+		creds = credentials.NewTLS(tc)
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, err
 	}
@@ -104,10 +110,14 @@ type httpClient struct {
 	hc  *http.Client
 }
 
-func newHTTPClient(addr string) *httpClient {
+func newHTTPClient(addr string, tc *tls.Config) *httpClient {
 	// One transport per connection, so load spreads like separate SDKs.
-	tr := &http.Transport{MaxConnsPerHost: 1, MaxIdleConnsPerHost: 1, IdleConnTimeout: time.Minute}
-	return &httpClient{url: "http://" + addr + "/v1/traces", hc: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+	tr := &http.Transport{MaxConnsPerHost: 1, MaxIdleConnsPerHost: 1, IdleConnTimeout: time.Minute, TLSClientConfig: tc}
+	scheme := "http://"
+	if tc != nil {
+		scheme = "https://"
+	}
+	return &httpClient{url: scheme + addr + "/v1/traces", hc: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
 }
 
 func (c *httpClient) export(ctx context.Context, body []byte) error {
@@ -150,21 +160,21 @@ type sender struct {
 	cutCh   chan struct{} // closed by cut
 }
 
-func newSender(sched *workload.Schedule, targets []string, protocol string, connections int) (*sender, error) {
+func newSender(sched *workload.Schedule, targets []string, protocol string, connections int, tc *tls.Config) (*sender, error) {
 	s := &sender{sched: sched, stats: &sendStats{}, retryFor: 10 * time.Second, cutCh: make(chan struct{})}
 	for i := range connections {
 		addr := targets[i%len(targets)]
 		var c client
 		switch protocol {
 		case "grpc":
-			gc, err := newGRPCClient(addr)
+			gc, err := newGRPCClient(addr, tc)
 			if err != nil {
 				s.close()
 				return nil, err
 			}
 			c = gc
 		case "http":
-			c = newHTTPClient(addr)
+			c = newHTTPClient(addr, tc)
 		default:
 			return nil, fmt.Errorf("protocol must be grpc or http, got %q", protocol)
 		}

@@ -63,6 +63,8 @@ drives a running deployment whose --forward points at --sink-listen.
 		"DIR/node-N is refused, never reused or deleted). \"temp\": a new directory under $TMPDIR, removed after the run\n"+
 		"(for a directory named temp, say ./temp). Put DIR on the disk to measure: on tmpfs, fsyncs cost nothing. Default: memory only")
 
+	fs.BoolVar(&sc.TLS, "tls", false, "in-process nodes serve OTLP over TLS (the generator verifies them) and, with several nodes, the\n"+
+		"peer link over mutual TLS, with certificates made for the run")
 	targets := fs.String("target", "", "external mode: comma-separated OTLP addresses (host:port) of running samplers")
 	admins := fs.String("target-admin", "", "external mode: comma-separated admin addresses of those samplers, for their CPU, RSS and buffer figures")
 	fs.StringVar(&sc.SinkListen, "sink-listen", "127.0.0.1:4417", "external mode: where the sink listens for the samplers' forwards (OTLP/gRPC)")
