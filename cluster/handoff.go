@@ -13,6 +13,7 @@ import (
 
 	"github.com/tailsift/tailsift/internal/otlpclient"
 	"github.com/tailsift/tailsift/internal/otlpwire"
+	"github.com/tailsift/tailsift/internal/rawcodec"
 )
 
 // handoffMethod is the peer service's one method.
@@ -22,27 +23,14 @@ const handoffMethod = "/tailsift.cluster.v1.Peer/Handoff"
 // takes a hand-off message, Explain answers the explain API for a trace ID
 // (16 bytes) with JSON.
 func registerPeer(s *grpc.Server, receive func(ctx context.Context, body []byte) error, explain func(body []byte) ([]byte, error)) {
-	unary := func(f func(ctx context.Context, body []byte) ([]byte, error)) grpc.MethodHandler {
-		return func(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
-			var body []byte
-			if err := dec(&body); err != nil {
-				return nil, err
-			}
-			resp, err := f(ctx, body)
-			if err != nil {
-				return nil, err
-			}
-			return &resp, nil
-		}
-	}
 	s.RegisterService(&grpc.ServiceDesc{
 		ServiceName: "tailsift.cluster.v1.Peer",
 		HandlerType: (*any)(nil),
 		Methods: []grpc.MethodDesc{
-			{MethodName: "Handoff", Handler: unary(func(ctx context.Context, body []byte) ([]byte, error) {
+			{MethodName: "Handoff", Handler: rawcodec.Unary(func(ctx context.Context, body []byte) ([]byte, error) {
 				return []byte{}, receive(ctx, body)
 			})},
-			{MethodName: "Explain", Handler: unary(func(_ context.Context, body []byte) ([]byte, error) { return explain(body) })},
+			{MethodName: "Explain", Handler: rawcodec.Unary(func(_ context.Context, body []byte) ([]byte, error) { return explain(body) })},
 		},
 	}, struct{}{})
 }

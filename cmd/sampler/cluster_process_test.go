@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -207,17 +206,7 @@ func TestClusterProcess(t *testing.T) {
 	for _, i := range []int{2, 1, 0} {
 		n := nodes[i]
 		t1 := time.Now()
-		if err := n.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatalf("SIGTERM %s: %v", n.name, err)
-		}
-		select {
-		case <-n.done:
-		case <-time.After(15 * time.Second): // the shutdown timeout is 10s
-			t.Fatalf("%s did not exit within 15s of SIGTERM", n.name)
-		}
-		if n.err != nil {
-			t.Fatalf("%s exited with %v after SIGTERM", n.name, n.err)
-		}
+		n.stop(t)
 		if !strings.Contains(n.stderr.String(), `msg=stopped`) {
 			t.Errorf("%s: no final accounting line in its log", n.name)
 		}

@@ -46,19 +46,6 @@ func serveGRPC(t *testing.T, lis net.Listener, export exportFunc, opts ...grpc.S
 	t.Helper()
 	s := &grpcServer{addr: lis.Addr().String()}
 	srv := grpc.NewServer(append([]grpc.ServerOption{grpc.ForceServerCodecV2(rawcodec.Codec{})}, opts...)...)
-	unary := func(f exportFunc) grpc.MethodHandler {
-		return func(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
-			var body []byte
-			if err := dec(&body); err != nil {
-				return nil, err
-			}
-			resp, err := f(ctx, body)
-			if err != nil {
-				return nil, err
-			}
-			return &resp, nil
-		}
-	}
 	for _, sd := range []struct {
 		service, method string
 		f               exportFunc
@@ -69,7 +56,7 @@ func serveGRPC(t *testing.T, lis net.Listener, export exportFunc, opts ...grpc.S
 		srv.RegisterService(&grpc.ServiceDesc{
 			ServiceName: sd.service,
 			HandlerType: (*any)(nil),
-			Methods:     []grpc.MethodDesc{{MethodName: sd.method, Handler: unary(sd.f)}},
+			Methods:     []grpc.MethodDesc{{MethodName: sd.method, Handler: rawcodec.Unary(sd.f)}},
 		}, struct{}{})
 	}
 	done := make(chan struct{})
