@@ -38,6 +38,8 @@ var importRules = []struct {
 	{"internal/metricstest", nil, "a test helper"},
 	{"internal/otlptest", nil, "a test helper"},
 	{"internal/store", nil, "the store knows keys and values, not what they mean"},
+	{"internal/wal/waltest", []string{"internal/wal"}, "a test file system for the log"},
+	{"internal/wal", nil, "the log knows records, not what they mean"},
 	{"internal/otlpserver", nil, "serves OTLP bytes to a handler"},
 	{"internal/otlpclient", []string{"internal/otlpwire", "internal/rawcodec"}, "the one OTLP client"},
 	{"internal/capture", []string{"internal/otlpjson"}, "reads captures"},
@@ -45,7 +47,7 @@ var importRules = []struct {
 
 	// The engine's layers.
 	{"policy", nil, "the policy language touches nothing else"},
-	{"buffer", []string{"internal/otlpwire"}, "holds bytes; the wire package only for the group type"},
+	{"buffer", []string{"internal/otlpwire", "internal/wal"}, "holds bytes; the wire package only for the group type; logs them"},
 	{"internal/traceview", []string{"buffer", "policy", "internal/otlpwire"}, "policy's view of a buffered trace"},
 	{"decision", []string{"buffer", "policy", "internal/otlpwire", "internal/traceview"}, "decides buffered traces; knows no network"},
 	{"ingest", []string{"internal/otlpwire", "internal/otlpjson", "internal/otlpserver", "internal/rawcodec"}, "receivers: hand scanned requests to a Consumer they define"},

@@ -131,11 +131,11 @@ func (r *Result) WriteText(w io.Writer) {
 				bytesText(uint64(d.SpillOut)), bytesText(uint64(d.SpillIn)), bytesText(uint64(d.PeakSpilled)),
 				bytesText(uint64(d.ProbeSpilled)), d.SpillFailures)
 			perSync := 0.0
-			if d.StoreSyncs > 0 {
-				perSync = float64(d.WALCommits) / float64(d.StoreSyncs)
+			if d.WALSyncs > 0 {
+				perSync = float64(d.WALCommits) / float64(d.WALSyncs)
 			}
 			fmt.Fprintf(tw, "wal\t%s commits (%s) in %s fsyncs\t%.1f commits per fsync; %s store commits; %d failures, %d writes refused for a full disk\n",
-				si(float64(d.WALCommits)), bytesText(uint64(d.WALBytes)), si(float64(d.StoreSyncs)), perSync,
+				si(float64(d.WALCommits)), bytesText(uint64(d.WALBytes)), si(float64(d.WALSyncs)), perSync,
 				si(float64(d.StoreCommits)), d.WALFailures, d.RefusedFull)
 		}
 		st := e.Stats

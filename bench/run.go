@@ -121,7 +121,7 @@ type StoreFigures struct {
 	WALBytes      int64 `json:"wal_bytes"`           // tailsift_buffer_wal_bytes_total
 	WALFailures   int64 `json:"wal_failures"`        // tailsift_buffer_wal_failures_total
 	StoreCommits  int64 `json:"store_commits"`       // tailsift_store_commits_total: group commits
-	StoreSyncs    int64 `json:"store_syncs"`         // tailsift_store_syncs_total: fsyncs
+	WALSyncs      int64 `json:"wal_syncs"`           // tailsift_wal_syncs_total: fsyncs of the log
 	RefusedFull   int64 `json:"store_refused_full"`  // tailsift_store_refused_total
 	PeakDiskBytes int64 `json:"peak_disk_bytes"`     // tailsift_store_disk_bytes, highest sample
 	DiskLimit     int64 `json:"disk_limit_bytes"`    // per node
@@ -468,7 +468,7 @@ func storeFigures(sc Scenario, dirs *dataDirs, nodes []*node.Node, peakSpilled, 
 		WALBytes:      get("tailsift_buffer_wal_bytes_total"),
 		WALFailures:   get("tailsift_buffer_wal_failures_total"),
 		StoreCommits:  get("tailsift_store_commits_total"),
-		StoreSyncs:    get("tailsift_store_syncs_total"),
+		WALSyncs:      get("tailsift_wal_syncs_total"),
 		RefusedFull:   get("tailsift_store_refused_total"),
 		PeakDiskBytes: peakDisk,
 		DiskLimit:     int64(sc.Node.DiskLimit),

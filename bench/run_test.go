@@ -465,8 +465,8 @@ func TestRunDataDir(t *testing.T) {
 	if d.SpillOut <= 0 || d.SpillIn != d.SpillOut || d.PeakSpilled <= 0 || d.SpillFailures != 0 {
 		t.Fatalf("spill: %d bytes out, %d in, peak %d, %d failures", d.SpillOut, d.SpillIn, d.PeakSpilled, d.SpillFailures)
 	}
-	if d.WALCommits != r.Requests || d.WALBytes < r.SpansSent*int64(r.WireBytesSpan)/2 || d.StoreSyncs <= 0 || d.StoreSyncs > d.WALCommits || d.WALFailures != 0 {
-		t.Fatalf("wal: %d commits of %d requests, %d bytes, %d syncs, %d failures", d.WALCommits, r.Requests, d.WALBytes, d.StoreSyncs, d.WALFailures)
+	if d.WALCommits != r.Requests || d.WALBytes < r.SpansSent*int64(r.WireBytesSpan)/2 || d.WALSyncs <= 0 || d.WALSyncs > d.WALCommits || d.WALFailures != 0 {
+		t.Fatalf("wal: %d commits of %d requests, %d bytes, %d syncs, %d failures", d.WALCommits, r.Requests, d.WALBytes, d.WALSyncs, d.WALFailures)
 	}
 	if d.Durability != node.DurabilityWAL || d.Dir != sc.DataDir || d.PeakDiskBytes <= 0 {
 		t.Fatalf("data dir figures: %+v", d)

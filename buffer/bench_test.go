@@ -17,10 +17,10 @@ func BenchmarkAppend(b *testing.B) {
 	for _, mode := range []string{"wal", "spill"} {
 		b.Run(mode, func(b *testing.B) {
 			cfg := DefaultConfig()
-			cfg.Disk = openStore(b, b.TempDir())
 			if mode == "wal" {
-				cfg.WriteAhead = true
+				cfg.Log = openLog(b, b.TempDir(), nil)
 			} else {
+				cfg.Disk = openStore(b, b.TempDir())
 				cfg.MemoryLimit = 8 << 20
 			}
 			buf, err := New(cfg)

@@ -41,16 +41,19 @@ type Buffer struct {
 	stop          chan struct{}
 	spillDone     chan struct{}
 	closeOnce     sync.Once
-	walSeq        atomic.Uint64
 	onDisk        atomic.Int64 // span bytes of buffered traces on disk
 	spilledBytes  atomic.Int64 // span bytes written by the spill loop, ever
 	spillParts    atomic.Int64
 	loadedBytes   atomic.Int64
 	spillFailures atomic.Int64
-	walRecords    atomic.Int64
-	walBytes      atomic.Int64
 	walPuts       atomic.Int64
 	walFailures   atomic.Int64
+
+	// With a Log: the checkpoint loop.
+	checkpointDone     chan struct{}
+	checkpoints        atomic.Int64
+	checkpointMoved    atomic.Int64
+	checkpointFailures atomic.Int64
 }
 
 type shard struct {
@@ -79,6 +82,10 @@ func New(cfg Config) (*Buffer, error) {
 		b.spillDone = make(chan struct{})
 		go b.spillLoop()
 	}
+	if cfg.Log != nil {
+		b.checkpointDone = make(chan struct{})
+		go b.checkpointLoop()
+	}
 	return b, nil
 }
 
@@ -89,6 +96,9 @@ func (b *Buffer) Close() {
 		close(b.stop)
 		if b.spillDone != nil {
 			<-b.spillDone
+		}
+		if b.checkpointDone != nil {
+			<-b.checkpointDone
 		}
 	})
 }
@@ -172,7 +182,7 @@ type BatchTrace struct {
 	FirstSeen, RootSeen int64
 	// Logged lists write-ahead records that already hold these spans (a
 	// trace recovered from the log): they are not written again.
-	Logged []uint64
+	Logged []Record
 }
 
 // Reset empties the batch, keeping capacity.
@@ -194,7 +204,7 @@ func (bt *Batch) StartTraceSeen(id [16]byte, firstSeen, rootSeen int64) {
 
 // SetLogged marks the spans of the trace begun last as already held by
 // the write-ahead records logged (see BatchTrace.Logged).
-func (bt *Batch) SetLogged(logged []uint64) { bt.Traces[len(bt.Traces)-1].Logged = logged }
+func (bt *Batch) SetLogged(logged []Record) { bt.Traces[len(bt.Traces)-1].Logged = logged }
 
 // AddSpan adds a span to the trace begun last.
 func (bt *Batch) AddSpan(s Span) {
@@ -234,11 +244,11 @@ func (b *Buffer) Append(bt *Batch, now int64) (AppendResult, error) {
 		b.used.Add(n - take)
 	}
 	defer func() { b.used.Add(-left) }()
-	var recs []uint64
-	if b.cfg.WriteAhead {
+	var recs []Record
+	if b.cfg.Log != nil {
 		sc := walScratchPool.Get().(*walScratch)
 		defer walScratchPool.Put(sc)
-		if err := b.writeAhead(sc, bt, now); err != nil {
+		if err := b.writeAhead(sc, bt, now, false); err != nil {
 			return res, err
 		}
 		recs = sc.recs
@@ -265,7 +275,7 @@ func (b *Buffer) Append(bt *Batch, now int64) (AppendResult, error) {
 		}
 		// Records go with the trace, to be deleted when it is forgotten;
 		// also recovered ones when the log is off now.
-		if run.Logged != nil || b.cfg.WriteAhead {
+		if run.Logged != nil || b.cfg.Log != nil {
 			before := t.memory()
 			if run.Logged != nil {
 				t.wal = append(t.wal, run.Logged...)
@@ -454,15 +464,16 @@ type Stats struct {
 	Bytes       int64 // accounted memory of the buffered traces and their groups
 	MemoryLimit int64
 	// With a Disk.
-	SpilledBytes  int64 // span bytes of buffered traces on disk now
-	SpillWritten  int64 // span bytes spilled, ever
-	SpillParts    int64 // spill writes (one per trace per spill), ever
-	SpillLoaded   int64 // span bytes read back, ever
-	SpillFailures int64 // spill batches the disk refused
-	WALPuts       int64 // synced write-ahead commits (one per Append)
-	WALRecords    int64 // records (and group keys) written
-	WALBytes      int64
-	WALFailures   int64 // Appends refused because the log could not be written
+	SpilledBytes       int64 // span bytes of buffered traces on disk now
+	SpillWritten       int64 // span bytes spilled, ever
+	SpillParts         int64 // spill writes (one per trace per spill), ever
+	SpillLoaded        int64 // span bytes read back, ever
+	SpillFailures      int64 // spill batches the disk refused
+	WALPuts            int64 // synced write-ahead commits (one per Append)
+	WALFailures        int64 // Appends refused because the log could not be written
+	Checkpoints        int64 // old segments whose live records were copied forward
+	CheckpointMoved    int64 // records copied
+	CheckpointFailures int64 // checkpoints that could not read their segment
 }
 
 // Stats returns current figures. They are read without locks, so they may
@@ -472,7 +483,8 @@ func (b *Buffer) Stats() Stats {
 		Traces: b.traces.Load(), Spans: b.spans.Load(), Bytes: b.used.Load(), MemoryLimit: b.cfg.MemoryLimit,
 		SpilledBytes: b.onDisk.Load(), SpillWritten: b.spilledBytes.Load(), SpillParts: b.spillParts.Load(),
 		SpillLoaded: b.loadedBytes.Load(), SpillFailures: b.spillFailures.Load(),
-		WALPuts: b.walPuts.Load(), WALRecords: b.walRecords.Load(), WALBytes: b.walBytes.Load(), WALFailures: b.walFailures.Load(),
+		WALPuts: b.walPuts.Load(), WALFailures: b.walFailures.Load(),
+		Checkpoints: b.checkpoints.Load(), CheckpointMoved: b.checkpointMoved.Load(), CheckpointFailures: b.checkpointFailures.Load(),
 	}
 }
 
@@ -486,7 +498,7 @@ func (b *Buffer) Pressure() bool {
 }
 
 // WriteAhead reports whether Append logs spans to disk before it returns.
-func (b *Buffer) WriteAhead() bool { return b.cfg.WriteAhead }
+func (b *Buffer) WriteAhead() bool { return b.cfg.Log != nil }
 
 // Peek returns the summary of buffered trace id and the groups its spans
 // were sent under so far, if it is buffered.

@@ -3,6 +3,8 @@ package buffer
 import (
 	"errors"
 	"fmt"
+
+	"github.com/tailsift/tailsift/internal/wal"
 )
 
 // Config configures a Buffer.
@@ -18,9 +20,14 @@ type Config struct {
 	// that MemoryLimit is reached only when the disk cannot keep up or is
 	// full. nil: no spilling, MemoryLimit bounds what is buffered.
 	Disk Disk
-	// WriteAhead makes Append write every span to Disk, synced, before it
-	// returns (--durability=wal). Needs Disk.
-	WriteAhead bool
+	// Log, if set, is the write-ahead log: Append writes every span to it,
+	// synced, before it returns (--durability=wal). The buffer releases
+	// records as traces are forgotten and checkpoints old segments; the
+	// caller opens and closes the log.
+	Log *wal.Log
+	// Replay, if set and Log is not, is a log Recover reads: an earlier
+	// run logged spans, this one does not (durability none now).
+	Replay *wal.Log
 	// MaxTraceSpans and MaxTraceBytes bound one trace: the request that
 	// takes a trace to either makes it due at once (TakeReady returns it
 	// with Limited set), so one runaway trace cannot hold the buffer, and
@@ -67,9 +74,6 @@ func (c Config) Validate() error {
 	}
 	if c.MaxTraceBytes < 0 {
 		errs = append(errs, fmt.Errorf("max_trace_bytes (--max-trace-bytes) must be positive, got %d", c.MaxTraceBytes))
-	}
-	if c.WriteAhead && c.Disk == nil {
-		errs = append(errs, errors.New("durability wal (--durability) needs a data directory (--data-dir)"))
 	}
 	return errors.Join(errs...)
 }

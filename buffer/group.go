@@ -14,10 +14,10 @@ import (
 // Resource is an interned resource part (otlpwire.Group.Resource), shared
 // by the groups of every scope sent under it.
 type Resource struct {
-	part      []byte // immutable
-	hash      uint64
-	refs      int32 // guarded by groupTable.mu: groups, and requests between AcquireResource and ReleaseResource
-	persisted atomic.Bool
+	part   []byte // immutable
+	hash   uint64
+	refs   int32         // guarded by groupTable.mu: groups, and requests between AcquireResource and ReleaseResource
+	walDef atomic.Uint64 // segment<<32 | id: where the write-ahead log last defined it (wal.go)
 }
 
 // Group is an interned group: a resource and a scope that spans were sent
@@ -25,13 +25,12 @@ type Resource struct {
 // apart from scopes so that one large resource under many scopes is held
 // once (a request of N bytes could otherwise make N²/4 bytes of groups).
 type Group struct {
-	res  *Resource
-	wire otlpwire.Group // res.part and the scope part; immutable
-	hash uint64         // of the resource's hash and the scope part
-	refs atomic.Int32   // traces holding it, and requests between AcquireGroup and Release
-	// persisted: the group is in the write-ahead log's group table.
-	persisted atomic.Bool
-	gone      bool // guarded by groupTable.mu: left the table (see release)
+	res    *Resource
+	wire   otlpwire.Group // res.part and the scope part; immutable
+	hash   uint64         // of the resource's hash and the scope part
+	refs   atomic.Int32   // traces holding it, and requests between AcquireGroup and Release
+	walDef atomic.Uint64  // segment<<32 | id: where the write-ahead log last defined it (wal.go)
+	gone   bool           // guarded by groupTable.mu: left the table (see release)
 }
 
 // Wire returns the group's resource and scope parts. They never change.

@@ -269,3 +269,23 @@ func (b *Buffer) Load(t *Trace) error {
 	b.loadedBytes.Add(int64(len(buf)))
 	return nil
 }
+
+// WaitSpill wakes the spill loop and waits, up to d, until the buffer is
+// back under the spill threshold. It reports false if spilling cannot
+// help: no Disk, the disk refuses, or the memory holds mostly summaries.
+func (b *Buffer) WaitSpill(d time.Duration) bool {
+	if b.cfg.Disk == nil {
+		return false
+	}
+	high, _ := b.spillThreshold()
+	deadline := time.Now().Add(d)
+	failures := b.spillFailures.Load()
+	for b.used.Load() > high {
+		b.ringSpill()
+		if time.Now().After(deadline) || b.spillFailures.Load() != failures || b.stopped() {
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return true
+}

@@ -3,13 +3,11 @@ package buffer
 import (
 	"bytes"
 	"encoding/binary"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/tailsift/tailsift/internal/otlpwire"
 	"github.com/tailsift/tailsift/internal/store"
 )
 
@@ -159,110 +157,6 @@ func TestSpillKeepsEverySpan(t *testing.T) {
 		s.SpillWritten>>10, s.SpillParts, s.SpillLoaded>>10, refused.Load())
 }
 
-// With WriteAhead, spans survive the process: a buffer that is dropped
-// without deciding anything (a crash) leaves records from which a new
-// buffer on the same directory recovers every trace with its arrival
-// times and group keys; traces forgotten before the crash do not return.
-func TestWriteAheadRecovers(t *testing.T) {
-	dir := t.TempDir()
-	st := openStore(t, dir)
-	cfg := DefaultConfig()
-	cfg.Disk, cfg.WriteAhead = st, true
-	b, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys := []string{"service.name=a", "service.name=b"}
-	const traces, perRequest = 50, 3
-	for r := range 2 {
-		for tr := range traces {
-			var bt Batch
-			g := mustAcquire(t, b, keys[(tr+r)%2])
-			if tr%10 == 0 && r == 0 {
-				bt.StartTraceSeen(id(tr), 500, 0) // handed off: first seen earlier
-			} else {
-				bt.StartTrace(id(tr))
-			}
-			for i := r * perRequest; i < (r+1)*perRequest; i++ {
-				bt.AddSpan(Span{Group: g, Raw: spanBytes(tr, i), Root: r == 1 && i == perRequest})
-			}
-			if _, err := b.Append(&bt, int64(1000+r*100+tr)); err != nil {
-				t.Fatal(err)
-			}
-			b.Release(g)
-		}
-	}
-	// Decide (forget) the first ten traces; crash with the rest buffered.
-	forgotten := map[[16]byte]bool{}
-	for _, tr := range b.TakeIf(func(x *[16]byte) bool { return x[15] < 10 && x[0] == 0 }, nil) {
-		tr.Delivered(true)
-		forgotten[tr.ID] = true
-	}
-	b.Close()
-	st.Close() // commits the queued deletes, like the committer within 10ms would
-
-	st2 := openStore(t, dir)
-	cfg.Disk = st2
-	b2, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b2.Close()
-	got := map[[16]byte]Recovered{}
-	corrupt, err := b2.Recover(func(r *Recovered) error {
-		c := *r
-		c.Spans = nil
-		for _, s := range r.Spans {
-			c.Spans = append(c.Spans, RecoveredSpan{Group: otlpwire.Group{Resource: bytes.Clone(s.Group.Resource), Scope: bytes.Clone(s.Group.Scope)}, Raw: bytes.Clone(s.Raw)})
-		}
-		c.Records = append([]uint64(nil), r.Records...)
-		got[r.ID] = c
-		return nil
-	})
-	if err != nil || corrupt != 0 {
-		t.Fatalf("Recover: %v, %d corrupt records", err, corrupt)
-	}
-	if len(got) != traces-len(forgotten) || len(forgotten) != 10 {
-		t.Fatalf("recovered %d traces, want %d (%d forgotten)", len(got), traces-len(forgotten), len(forgotten))
-	}
-	for tr := range traces {
-		r, ok := got[id(tr)]
-		if forgotten[id(tr)] {
-			if ok {
-				t.Fatalf("trace %d recovered after it was forgotten", tr)
-			}
-			continue
-		}
-		wantFirst := int64(1000 + tr)
-		if tr%10 == 0 {
-			wantFirst = 500
-		}
-		if r.FirstSeen != wantFirst || r.RootSeen != int64(1100+tr) || len(r.Records) != 2 {
-			t.Errorf("trace %d: first seen %d, root seen %d, %d records; want %d, %d, 2", tr, r.FirstSeen, r.RootSeen, len(r.Records), wantFirst, 1100+tr)
-		}
-		if len(r.Spans) != 2*perRequest {
-			t.Fatalf("trace %d: %d spans, want %d", tr, len(r.Spans), 2*perRequest)
-		}
-		for i, s := range r.Spans {
-			if wantKey := keys[(tr+i/perRequest)%2]; groupName(s.Group) != wantKey || !bytes.Equal(s.Raw, spanBytes(tr, i)) {
-				t.Fatalf("trace %d span %d: group %q, bytes %x...; want group %q", tr, i, groupName(s.Group), s.Raw[:8], wantKey)
-			}
-		}
-	}
-	// New records continue after the recovered ones.
-	if err := appendTrace(t, b2, id(999), "service.name=a", 1, false, 5000); err != nil {
-		t.Fatal(err)
-	}
-	tr := b2.TakeAll(nil)[0]
-	for _, r := range got {
-		for _, rec := range r.Records {
-			if tr.wal[0] <= rec {
-				t.Fatalf("new record %d not after recovered record %d", tr.wal[0], rec)
-			}
-		}
-	}
-}
-
 // A buffer with a disk that never needs to spill does not keep spill-queue
 // entries of the traces it has given up.
 func TestSpillQueueDoesNotGrowWithoutSpilling(t *testing.T) {
@@ -287,50 +181,5 @@ func TestSpillQueueDoesNotGrowWithoutSpilling(t *testing.T) {
 	}
 	if queued != 0 || b.Stats().SpillWritten != 0 {
 		t.Fatalf("%d spill-queue entries left after every trace was taken (spilled %d bytes)", queued, b.Stats().SpillWritten)
-	}
-}
-
-// TestWriteAheadManyGroups: one request of a trace whose every span has a
-// resource of its own is logged (each resource once, past the short-list
-// index) and recovered with every span under its own resource.
-func TestWriteAheadManyGroups(t *testing.T) {
-	dir := t.TempDir()
-	st := openStore(t, dir)
-	cfg := DefaultConfig()
-	cfg.Disk, cfg.WriteAhead = st, true
-	b, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	const n = 5000
-	var bt Batch
-	bt.StartTrace(id(1))
-	for i := range n {
-		key := fmt.Sprintf("resource-%d/scope-%d", i, i%3)
-		g := mustAcquire(t, b, key)
-		defer b.Release(g)
-		bt.AddSpan(Span{Group: g, Raw: spanBytes(1, i)})
-	}
-	if _, err := b.Append(&bt, 1000); err != nil {
-		t.Fatal(err)
-	}
-	b.Close()
-	b2, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b2.Close()
-	spans := 0
-	corrupt, err := b2.Recover(func(r *Recovered) error {
-		for i, s := range r.Spans {
-			if want := fmt.Sprintf("resource-%d/scope-%d", i, i%3); groupName(s.Group) != want || !bytes.Equal(s.Raw, spanBytes(1, i)) {
-				t.Fatalf("span %d: group %q, want %q", i, groupName(s.Group), want)
-			}
-			spans++
-		}
-		return nil
-	})
-	if err != nil || corrupt != 0 || spans != n {
-		t.Fatalf("recovered %d spans (%d corrupt records, err %v), want %d", spans, corrupt, err, n)
 	}
 }

@@ -65,7 +65,7 @@ type Trace struct {
 	spilling     bool // guarded by the shard lock: a part is being written
 	loaded       bool // Load ran: the chunks hold every span
 	spilledBytes int64
-	wal          []uint64
+	wal          []Record
 }
 
 // traceOverhead approximates the fixed cost of a buffered trace: the struct,

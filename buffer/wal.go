@@ -1,141 +1,167 @@
 package buffer
 
 import (
-	"bytes"
 	"cmp"
-	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/tailsift/tailsift/internal/otlpwire"
+	"github.com/tailsift/tailsift/internal/wal"
 )
 
-// The write-ahead log (Config.WriteAhead): Append writes each trace's spans
-// of the batch as one record, and waits for the Disk to sync it, before it
-// touches RAM; so a span Append accepted survives a crash. A record holds
-// what recovery needs to rebuild the trace as it was:
+// The write-ahead log (Config.Log): Append writes each trace's spans of
+// the batch as one record, and waits until the log has synced it, before
+// it touches RAM; so a span Append accepted survives a crash or a power
+// cut. Records of one segment of the log stand alone: the resource and
+// group parts they use are defined in the same segment, before them, by
+// numbers local to the segment:
 //
-//	varint first arrival | varint root arrival (0: no root span in it)
-//	uvarint n | n x 8-byte group hash | per span: uvarint group (0..n-1), uvarint len, raw span
+//	resource: uvarint id | resource part
+//	group:    uvarint id | uvarint resource id | scope part
+//	spans:    trace ID | zigzag first arrival | zigzag root arrival (0: none)
+//	          | per span: uvarint group id, uvarint len, raw span
 //
-// Groups are written once per interned group, under their hash: the
-// resource's hash and the scope part; resource parts once per interned
-// resource, under theirs. They are never deleted: there is one per
-// resource and scope, overwritten by each run, so they grow only with
-// distinct resources. A trace's records are deleted when it is released:
-// dropped, delivered by the exporter, or handed off.
+// So a group's parts go with the records that use them: when the log
+// deletes a segment nothing else refers to it. A trace's records are
+// released (Forget) when it is dropped, delivered by the exporter, or
+// handed off; the log deletes its oldest segments once nothing in them is
+// live, and a checkpoint copies the few live records of an old segment
+// forward so that one slow trace cannot pin the log.
+
+// Record names one write-ahead record of a trace.
+type Record = wal.Ref
+
+const (
+	recResource = 1
+	recGroup    = 2
+	recSpans    = 3
+)
 
 // walScratch is one Append's working memory for the log, pooled.
 type walScratch struct {
-	recs         []uint64 // per run of the batch: its record, 0 if logged already
-	keys, values [][]byte
-	buf          []byte
-	offs         []int
-	groups       indexed[*Group] // of the run being written
-	newGroups    indexed[*Group]
-	newResources indexed[*Resource]
+	recs   []Record // per run of the batch: its record, 0 if logged already
+	frames []byte   // per span: uvarint group id, uvarint len
+	head   []byte
+	parts  [][]byte
+	defBuf []byte
+	groups indexed[*Group] // of the run being written
 }
 
 var walScratchPool = sync.Pool{New: func() any { return new(walScratch) }}
 
-// writeAhead logs bt and sets sc.recs to the record number of each run (0
-// for a run already logged).
-func (b *Buffer) writeAhead(sc *walScratch, bt *Batch, now int64) error {
-	sc.buf, sc.offs, sc.keys, sc.values = sc.buf[:0], sc.offs[:0], sc.keys[:0], sc.values[:0]
-	recs := sc.recs[:0]
-	defer func() {
-		sc.recs = recs
-		// The pooled scratch must not keep groups alive, failed or not.
-		sc.groups.reset()
-		sc.newGroups.reset()
-		sc.newResources.reset()
-	}()
-	for _, run := range bt.Traces {
-		if run.Logged != nil {
-			recs = append(recs, 0)
-			continue
-		}
-		rec := b.walSeq.Add(1)
-		recs = append(recs, rec)
-		spans := bt.Spans[run.Start:run.End]
-		sc.groups.reset()
-		root := int64(0)
-		for i := range spans {
-			if _, ok := sc.groups.find(spans[i].Group); !ok {
-				sc.groups.add(spans[i].Group)
+func (sc *walScratch) reset() {
+	clear(sc.parts)
+	sc.parts = sc.parts[:0]
+	sc.groups.reset() // the pooled scratch must not keep groups alive
+}
+
+// writeAhead logs bt and sets sc.recs to the record of each run (0 for a
+// run already logged). rewrite is for checkpoints (wal.Log.Rewrite).
+func (b *Buffer) writeAhead(sc *walScratch, bt *Batch, now int64, rewrite bool) error {
+	sc.recs = sc.recs[:0]
+	defer sc.reset()
+	fill := func(w *wal.Writer) {
+		for _, run := range bt.Traces {
+			if run.Logged != nil {
+				sc.recs = append(sc.recs, 0)
+				continue
 			}
-			if spans[i].Root {
-				root = cmp.Or(run.RootSeen, now)
-			}
-		}
-		sc.offs = append(sc.offs, len(sc.buf))
-		sc.buf = walKey(sc.buf, &run.ID, rec)
-		sc.offs = append(sc.offs, len(sc.buf))
-		sc.buf = protowire.AppendVarint(sc.buf, protowire.EncodeZigZag(cmp.Or(run.FirstSeen, now)))
-		sc.buf = protowire.AppendVarint(sc.buf, protowire.EncodeZigZag(root))
-		sc.buf = protowire.AppendVarint(sc.buf, uint64(len(sc.groups.list)))
-		for _, g := range sc.groups.list {
-			sc.buf = binary.BigEndian.AppendUint64(sc.buf, g.hash)
-			if _, ok := sc.newGroups.find(g); !ok && !g.persisted.Load() {
-				sc.newGroups.add(g)
-				if _, ok := sc.newResources.find(g.res); !ok && !g.res.persisted.Load() {
-					sc.newResources.add(g.res)
-				}
-			}
-		}
-		for i := range spans {
-			s := &spans[i]
-			gi, _ := sc.groups.find(s.Group)
-			sc.buf = protowire.AppendVarint(sc.buf, uint64(gi))
-			sc.buf = protowire.AppendVarint(sc.buf, uint64(len(s.Raw)))
-			sc.buf = append(sc.buf, s.Raw...)
+			sc.recs = append(sc.recs, b.appendRun(w, sc, bt, &run, now))
 		}
 	}
-	for _, r := range sc.newResources.list {
-		sc.offs = append(sc.offs, len(sc.buf))
-		sc.buf = resourceKey(sc.buf, r.hash)
-		sc.offs = append(sc.offs, len(sc.buf))
-		sc.buf = append(sc.buf, r.part...)
+	write := b.cfg.Log.Write
+	if rewrite {
+		write = b.cfg.Log.Rewrite
 	}
-	for _, g := range sc.newGroups.list {
-		sc.offs = append(sc.offs, len(sc.buf))
-		sc.buf = groupKey(sc.buf, g.hash)
-		sc.offs = append(sc.offs, len(sc.buf))
-		sc.buf = binary.BigEndian.AppendUint64(sc.buf, g.res.hash)
-		sc.buf = append(sc.buf, g.wire.Scope...)
-	}
-	if len(sc.offs) == 0 {
-		return nil
-	}
-	sc.offs = append(sc.offs, len(sc.buf))
-	for i := 0; i+2 < len(sc.offs); i += 2 {
-		sc.keys = append(sc.keys, sc.buf[sc.offs[i]:sc.offs[i+1]])
-		sc.values = append(sc.values, sc.buf[sc.offs[i+1]:sc.offs[i+2]])
-	}
-	if err := b.cfg.Disk.Write(sc.keys, sc.values, 0, true); err != nil {
+	if err := write(fill); err != nil {
 		b.walFailures.Add(1)
-		var ra interface{ RetryAfter() time.Duration }
-		if errors.As(err, &ra) {
-			return ErrFull
+		if _, ok := retryAfter(err); ok {
+			return err // full, behind or hung: the client retries
 		}
 		return fmt.Errorf("%w: write-ahead log: %w", ErrStorage, err)
 	}
-	for _, r := range sc.newResources.list {
-		r.persisted.Store(true)
-	}
-	for _, g := range sc.newGroups.list {
-		g.persisted.Store(true)
-	}
-	clear(sc.keys)
-	clear(sc.values)
 	b.walPuts.Add(1)
-	b.walRecords.Add(int64(len(sc.keys)))
-	b.walBytes.Add(int64(len(sc.buf)))
 	return nil
+}
+
+func retryAfter(err error) (time.Duration, bool) {
+	var ra interface{ RetryAfter() time.Duration }
+	if errors.As(err, &ra) {
+		return ra.RetryAfter(), true
+	}
+	return 0, false
+}
+
+// appendRun writes one run's record, after the definitions of the groups
+// it uses that its segment lacks (called by the log, under its lock).
+func (b *Buffer) appendRun(w *wal.Writer, sc *walScratch, bt *Batch, run *BatchTrace, now int64) Record {
+	spans := bt.Spans[run.Start:run.End]
+	sc.groups.reset()
+	size := 16 + 2*binary10
+	root := int64(0)
+	for i := range spans {
+		if _, ok := sc.groups.find(spans[i].Group); !ok {
+			g := spans[i].Group
+			sc.groups.add(g)
+			size += len(g.res.part) + len(g.wire.Scope) + 3*binary10
+		}
+		if spans[i].Root {
+			root = cmp.Or(run.RootSeen, now)
+		}
+		size += 2*binary10 + len(spans[i].Raw)
+	}
+	// The definitions and the record must land in one segment.
+	w.Fit(size)
+	seg := w.Segment()
+	for _, g := range sc.groups.list {
+		b.defineGroup(w, sc, g, seg)
+	}
+	sc.head = append(sc.head[:0], run.ID[:]...)
+	sc.head = protowire.AppendVarint(sc.head, protowire.EncodeZigZag(cmp.Or(run.FirstSeen, now)))
+	sc.head = protowire.AppendVarint(sc.head, protowire.EncodeZigZag(root))
+	sc.frames = sc.frames[:0]
+	for i := range spans {
+		sc.frames = protowire.AppendVarint(sc.frames, uint64(spans[i].Group.walDef.Load()&0xffffffff))
+		sc.frames = protowire.AppendVarint(sc.frames, uint64(len(spans[i].Raw)))
+	}
+	// Parts alias sc.frames, which no longer grows.
+	sc.parts = append(sc.parts[:0], sc.head)
+	frames := sc.frames
+	for i := range spans {
+		_, n := protowire.ConsumeVarint(frames)
+		_, m := protowire.ConsumeVarint(frames[n:])
+		sc.parts = append(sc.parts, frames[:n+m], spans[i].Raw)
+		frames = frames[n+m:]
+	}
+	return w.Append(recSpans, true, sc.parts...)
+}
+
+// binary10 is the most bytes a uvarint of a 64-bit number takes.
+const binary10 = 10
+
+// defineGroup writes g's resource and group definitions into segment
+// seg, unless written there already.
+func (b *Buffer) defineGroup(w *wal.Writer, sc *walScratch, g *Group, seg uint32) {
+	if g.walDef.Load()>>32 == uint64(seg) {
+		return
+	}
+	r := g.res
+	if r.walDef.Load()>>32 != uint64(seg) {
+		id := w.NextID()
+		sc.defBuf = protowire.AppendVarint(sc.defBuf[:0], uint64(id))
+		w.Append(recResource, false, sc.defBuf, r.part)
+		r.walDef.Store(uint64(seg)<<32 | uint64(id))
+	}
+	id := w.NextID()
+	sc.defBuf = protowire.AppendVarint(sc.defBuf[:0], uint64(id))
+	sc.defBuf = protowire.AppendVarint(sc.defBuf, r.walDef.Load()&0xffffffff)
+	w.Append(recGroup, false, sc.defBuf, g.wire.Scope)
+	g.walDef.Store(uint64(seg)<<32 | uint64(id))
 }
 
 // Delivered forgets the trace's records on disk (Buffer.Forget): the
@@ -148,34 +174,30 @@ func (t *Trace) Delivered(bool) {
 	}
 }
 
-// Forget deletes what the disk holds of a taken trace, once the trace
-// needs it no more (dropped, delivered, handed off): its write-ahead
-// records (spilled bytes are deleted by Load). Safe to call more than once.
+// Forget releases the write-ahead records of a taken trace, once it
+// needs them no more (dropped, delivered, handed off). Safe to call more
+// than once.
 func (b *Buffer) Forget(t *Trace) {
-	b.ForgetRecords(&t.ID, t.wal)
+	b.ForgetRecords(t.wal)
 	t.wal = nil
 }
 
-// ForgetRecords deletes write-ahead records of trace id, such as the
-// records of recovered spans that follow a remembered drop decision.
-func (b *Buffer) ForgetRecords(id *[16]byte, recs []uint64) {
-	if b.cfg.Disk == nil || len(recs) == 0 {
+// ForgetRecords releases write-ahead records, such as the records of
+// recovered spans that follow a remembered drop decision.
+func (b *Buffer) ForgetRecords(recs []Record) {
+	if b.cfg.Log == nil || len(recs) == 0 {
 		return
 	}
-	keys := make([][]byte, len(recs))
-	buf := make([]byte, 0, len(recs)*walKeyLen)
-	for i, r := range recs {
-		buf = walKey(buf, id, r)
-		keys[i] = buf[len(buf)-walKeyLen:]
-	}
-	b.cfg.Disk.Delete(keys...)
+	recs = slices.DeleteFunc(slices.Clone(recs), func(r Record) bool { return r == 0 })
+	b.cfg.Log.Release(recs...)
 }
 
-// Recovered is one trace read back from the write-ahead log.
+// Recovered is one record read back from the write-ahead log: spans of
+// one trace.
 type Recovered struct {
 	ID                  [16]byte
-	FirstSeen, RootSeen int64 // arrival times (RootSeen 0: no root span)
-	Records             []uint64
+	FirstSeen, RootSeen int64    // arrival times (RootSeen 0: no root span)
+	Records             []Record // that hold the spans; nil for a legacy record, logged again when appended
 	Spans               []RecoveredSpan
 }
 
@@ -185,151 +207,94 @@ type RecoveredSpan struct {
 	Raw   []byte
 }
 
-// Recover reads the write-ahead log and calls fn once per trace, in trace
-// ID order; the Recovered and its slices are valid during the call only.
-// Call it before the first Append: later record numbers continue after
-// the largest found. A record that cannot be decoded is skipped and
-// counted in the returned number.
+// Recover reads the write-ahead log (Config.Log, or Config.Replay), and
+// the records an older version kept in the Disk, and calls fn once per record, in the order written;
+// the Recovered and its slices are valid during the call only. Call it
+// once, before the first Append. A record that cannot be decoded is
+// skipped and counted in the returned number.
 func (b *Buffer) Recover(fn func(*Recovered) error) (corrupt int, err error) {
-	if b.cfg.Disk == nil {
-		return 0, nil
+	if b.cfg.Disk != nil {
+		if corrupt, err = b.recoverLegacy(fn); err != nil {
+			return corrupt, err
+		}
 	}
-	groups := map[uint64]otlpwire.Group{}
-	resources := map[uint64][]byte{}
-	lookup := func(h uint64) (otlpwire.Group, error) {
-		if g, ok := groups[h]; ok {
-			return g, nil
-		}
-		g, err := b.readGroup(h, resources)
-		if err != nil {
-			return g, fmt.Errorf("%w: group %x: %w", errCorruptRecord, h, err)
-		}
-		groups[h] = g
-		return g, nil
+	log := cmp.Or(b.cfg.Log, b.cfg.Replay)
+	if log == nil {
+		return corrupt, nil
 	}
-	var cur Recovered
-	var have bool
-	flush := func() error {
-		if !have {
-			return nil
+	var (
+		seg       uint32
+		resources = map[uint64][]byte{}
+		groups    = map[uint64]otlpwire.Group{}
+		cur       Recovered
+	)
+	err = log.Replay(func(ref wal.Ref, typ byte, p []byte) error {
+		if ref.Segment() != seg { // definitions are local to a segment
+			seg = ref.Segment()
+			clear(resources)
+			clear(groups)
 		}
-		have = false
-		return fn(&cur)
-	}
-	var maxRec uint64
-	err = b.cfg.Disk.Scan(WALPrefix, func(key, value []byte) error {
-		if len(key) != walKeyLen {
-			corrupt++
-			return nil
-		}
-		var id [16]byte
-		copy(id[:], key[1:17])
-		rec := binary.BigEndian.Uint64(key[17:])
-		maxRec = max(maxRec, rec)
-		if have && id != cur.ID {
-			if err := flush(); err != nil {
-				return err
+		switch typ {
+		case recResource:
+			id, n := protowire.ConsumeVarint(p)
+			if n < 0 {
+				corrupt++
+				return nil
 			}
-		}
-		if !have {
+			resources[id] = slices.Clone(p[n:])
+		case recGroup:
+			id, n := protowire.ConsumeVarint(p)
+			rid, m := protowire.ConsumeVarint(p[max(n, 0):])
+			res, ok := resources[rid]
+			if n < 0 || m < 0 || !ok {
+				corrupt++
+				return nil
+			}
+			groups[id] = otlpwire.Group{Resource: res, Scope: slices.Clone(p[n+m:])}
+		case recSpans:
 			clear(cur.Spans)
-			cur = Recovered{ID: id, Records: cur.Records[:0], Spans: cur.Spans[:0]}
-			have = true
-		}
-		// The value is Badger's only during this call; the trace's spans
-		// are yielded after its last record.
-		if err := decodeRecord(&cur, bytes.Clone(value), lookup); err != nil {
+			cur = Recovered{Records: append(cur.Records[:0], ref), Spans: cur.Spans[:0]}
+			if !decodeSpans(&cur, p, groups) {
+				corrupt++
+				log.Release(ref)
+				return nil
+			}
+			return fn(&cur)
+		default:
 			corrupt++
-			b.ForgetRecords(&id, []uint64{rec})
-			return nil
 		}
-		cur.Records = append(cur.Records, rec)
 		return nil
 	})
-	if err == nil {
-		err = flush()
-	}
-	b.walSeq.Store(max(b.walSeq.Load(), maxRec))
 	return corrupt, err
 }
 
-var errCorruptRecord = errors.New("corrupt write-ahead record")
-
-// decodeRecord adds one record's spans and arrival times to r, looking
-// group keys up by hash. The span bytes alias value.
-func decodeRecord(r *Recovered, value []byte, group func(hash uint64) (otlpwire.Group, error)) error {
-	first, n := protowire.ConsumeVarint(value)
+// decodeSpans reads a spans record into r. The span bytes alias p.
+func decodeSpans(r *Recovered, p []byte, groups map[uint64]otlpwire.Group) bool {
+	if len(p) < 16 {
+		return false
+	}
+	copy(r.ID[:], p)
+	p = p[16:]
+	first, n := protowire.ConsumeVarint(p)
 	if n < 0 {
-		return errCorruptRecord
+		return false
 	}
-	value = value[n:]
-	root, n := protowire.ConsumeVarint(value)
+	p = p[n:]
+	root, n := protowire.ConsumeVarint(p)
 	if n < 0 {
-		return errCorruptRecord
+		return false
 	}
-	value = value[n:]
-	ng, n := protowire.ConsumeVarint(value)
-	if n < 0 || ng > uint64(len(value)-n)/8 {
-		return errCorruptRecord
-	}
-	value = value[n:]
-	keys := make([]otlpwire.Group, ng)
-	for i := range keys {
-		key, err := group(binary.BigEndian.Uint64(value[8*i:]))
-		if err != nil {
-			return err
+	p = p[n:]
+	r.FirstSeen, r.RootSeen = protowire.DecodeZigZag(first), protowire.DecodeZigZag(root)
+	for len(p) > 0 {
+		gid, n := protowire.ConsumeVarint(p)
+		l, m := protowire.ConsumeVarint(p[max(n, 0):])
+		g, ok := groups[gid]
+		if n < 0 || m < 0 || !ok || l > uint64(len(p)-n-m) {
+			return false
 		}
-		keys[i] = key
+		r.Spans = append(r.Spans, RecoveredSpan{Group: g, Raw: p[n+m : n+m+int(l)]})
+		p = p[n+m+int(l):]
 	}
-	value = value[8*ng:]
-	start := len(r.Spans)
-	for len(value) > 0 {
-		g, n := protowire.ConsumeVarint(value)
-		l, m := protowire.ConsumeVarint(value[max(n, 0):])
-		if n < 0 || m < 0 || g >= ng || l > uint64(len(value)-n-m) {
-			clear(r.Spans[start:])
-			r.Spans = r.Spans[:start]
-			return errCorruptRecord
-		}
-		r.Spans = append(r.Spans, RecoveredSpan{Group: keys[g], Raw: value[n+m : n+m+int(l)]})
-		value = value[n+m+int(l):]
-	}
-	if f := protowire.DecodeZigZag(first); r.FirstSeen == 0 || f < r.FirstSeen {
-		r.FirstSeen = f
-	}
-	if rs := protowire.DecodeZigZag(root); rs != 0 && (r.RootSeen == 0 || rs < r.RootSeen) {
-		r.RootSeen = rs
-	}
-	return nil
-}
-
-// readGroup reads group h of the log's group table, and its resource part
-// (cached in resources). A group written by an older version, as one key
-// "uvarint(len R) R S" under the legacy prefix, is read too.
-func (b *Buffer) readGroup(h uint64, resources map[uint64][]byte) (otlpwire.Group, error) {
-	var kb [groupKeyLen]byte
-	v, err := b.cfg.Disk.Get(groupKey(kb[:0], h), nil)
-	if err != nil {
-		legacy, lerr := b.cfg.Disk.Get(legacyGroupKey(kb[:0], h), nil)
-		if lerr != nil {
-			return otlpwire.Group{}, err
-		}
-		n, m := protowire.ConsumeVarint(legacy)
-		if m < 0 || n > uint64(len(legacy)-m) {
-			return otlpwire.Group{}, errCorruptRecord
-		}
-		return otlpwire.Group{Resource: legacy[m : m+int(n)], Scope: legacy[m+int(n):]}, nil
-	}
-	if len(v) < 8 {
-		return otlpwire.Group{}, errCorruptRecord
-	}
-	rh := binary.BigEndian.Uint64(v)
-	res, ok := resources[rh]
-	if !ok {
-		if res, err = b.cfg.Disk.Get(resourceKey(kb[:0], rh), nil); err != nil {
-			return otlpwire.Group{}, fmt.Errorf("resource %x: %w", rh, err)
-		}
-		resources[rh] = res
-	}
-	return otlpwire.Group{Resource: res, Scope: v[8:]}, nil
+	return true
 }

@@ -61,6 +61,9 @@ type Engine struct {
 	// so no Consume appends after Shutdown's final TakeAll.
 	inflight sync.RWMutex
 	stopping bool // guarded by inflight
+	// leaving is set as Shutdown begins, before it waits for inflight:
+	// long work under inflight (recovery) checks it to end early.
+	leaving atomic.Bool
 	stop     chan struct{}
 	done     chan struct{}
 	shutdown sync.Once
@@ -265,14 +268,14 @@ func (e *Engine) ConsumeGrouped(ctx context.Context, req *otlpwire.Request, in I
 // late spans of a kept trace are buffered all the same and logged like
 // any span, due at once (a.FirstSeen = 1, exported by the next tick): a
 // crash cannot lose them between the client's OK and the exporter.
-func (e *Engine) follow(id *[16]byte, a *Arrival, logged []uint64, durable bool) (verdict, keptInfo) {
+func (e *Engine) follow(id *[16]byte, a *Arrival, logged []buffer.Record, durable bool) (verdict, keptInfo) {
 	info, wasKept := e.kept.get(*id)
 	switch {
 	case wasKept && !durable:
-		e.buf.ForgetRecords(id, logged) // exported by the caller
+		e.buf.ForgetRecords(logged) // exported by the caller
 		return decidedKept, info
 	case !wasKept && e.dropped.contains(*id):
-		e.buf.ForgetRecords(id, logged)
+		e.buf.ForgetRecords(logged)
 		return decidedDropped, info
 	case wasKept:
 		a.FirstSeen = 1
@@ -420,10 +423,15 @@ func (e *Engine) decideAll(traces []*buffer.Trace, now time.Time) {
 // before the exporter is flushed. It is idempotent.
 func (e *Engine) Shutdown(ctx context.Context) error {
 	e.shutdown.Do(func() {
-		e.inflight.Lock() // waits for Consume calls in progress
-		e.stopping = true
-		e.inflight.Unlock()
-		close(e.stop)
+		e.leaving.Store(true)
+		// Consume calls in progress may wait for a disk that hangs (at
+		// most disk_timeout): wait for them apart, so ctx bounds Shutdown.
+		go func() {
+			e.inflight.Lock()
+			e.stopping = true
+			e.inflight.Unlock()
+			close(e.stop)
+		}()
 	})
 	select {
 	case <-e.done:

@@ -2,6 +2,7 @@ package decision
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 	"unsafe"
@@ -66,22 +67,29 @@ func (e *Engine) persistDecisions() {
 	e.decisionOffs, e.decisionBuf = e.decisionOffs[:0], e.decisionBuf[:0]
 }
 
-// Recover restores what an earlier run of the node left in its data
-// directory: the persisted decisions, then the traces of the buffer's
-// write-ahead log, with their first arrival times, so they are decided
-// when they would have been. Call it once, after New and before ingest
-// starts. It returns the spans recovered.
+// LoadDecisions restores the decisions an earlier run of the node
+// persisted, so that spans of traces decided before the restart follow
+// them. Call it once, after New and before ingest starts.
+func (e *Engine) LoadDecisions() error {
+	if e.cfg.Decisions == nil {
+		return nil
+	}
+	return e.loadDecisions()
+}
+
+// Recover replays the buffer's write-ahead log: its traces, with their
+// first arrival times, so they are decided when they would have been.
+// Call it once, after LoadDecisions; ingest may run meanwhile. It returns
+// the spans recovered, and ErrStopped if Shutdown began.
 //
 // The log's traces go back into the buffer as they are: each span keeps
 // its group and its records (they are not logged again), and only the
 // few fields the summary needs are read from its bytes. Spans of a trace
 // decided before the restart follow the decision, as late spans do.
+// Recovery does not fail for want of memory: past the memory limit the
+// spill loop moves recovered traces to disk, and when it cannot, the
+// oldest traces are decided early (stress relief), as under load.
 func (e *Engine) Recover(_ context.Context) (spans int64, err error) {
-	if e.cfg.Decisions != nil {
-		if err := e.loadDecisions(); err != nil {
-			return 0, err
-		}
-	}
 	r := recovery{e: e, groups: map[groupParts]*buffer.Group{}}
 	defer r.release()
 	_, err = e.buf.Recover(r.trace)
@@ -152,10 +160,54 @@ func (r *recovery) buffer(t *buffer.Recovered, a Arrival) error {
 		r.batch.AddSpan(buffer.Span{Group: g, Raw: s.Raw, StartUnixNano: f.StartUnixNano,
 			EndUnixNano: f.EndUnixNano, Root: f.IsRoot(), Error: f.IsError()})
 	}
-	if _, err := r.e.buf.Append(&r.batch, time.Now().UnixNano()); err != nil {
-		return fmt.Errorf("decision: recovering spans: %w", err)
+	for attempt := 0; ; attempt++ {
+		_, err := r.e.buf.Append(&r.batch, time.Now().UnixNano())
+		if err == nil {
+			return nil
+		}
+		var ra interface{ RetryAfter() time.Duration }
+		if !errors.As(err, &ra) || attempt == maxRecoverAttempts {
+			return fmt.Errorf("decision: recovering spans: %w", err)
+		}
+		if errors.Is(err, buffer.ErrFull) {
+			if !r.e.makeRoom() {
+				// Nothing left to decide, and still no room: the record
+				// alone is larger than the buffer.
+				r.e.count.droppedStorage.Add(int64(len(t.Spans)))
+				r.e.buf.ForgetRecords(t.Records)
+				return nil
+			}
+		} else {
+			time.Sleep(100 * time.Millisecond) // the log is full or slow: decisions free it
+		}
+		if r.e.leaving.Load() {
+			return ErrStopped
+		}
 	}
-	return nil
+}
+
+// maxRecoverAttempts bounds the retries of one recovered record.
+const maxRecoverAttempts = 1000
+
+// makeRoom frees buffer memory for recovery: by spilling, or else by
+// deciding the oldest traces now. It reports false if nothing could go.
+func (e *Engine) makeRoom() bool {
+	if e.buf.WaitSpill(time.Second) {
+		return true
+	}
+	e.decideMu.Lock()
+	defer e.decideMu.Unlock()
+	due := e.buf.TakeOldest(reliefBatch, nil)
+	var spans int64
+	for _, t := range due {
+		t.Relieved = true
+		spans += int64(t.SpanCount)
+	}
+	e.count.relievedTraces.Add(int64(len(due)))
+	e.count.relievedSpans.Add(spans)
+	e.decideAll(due, time.Now())
+	e.persistDecisions()
+	return len(due) > 0
 }
 
 // group returns the interned group of a recovered span.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/tailsift/tailsift/internal/redact"
 	"github.com/tailsift/tailsift/internal/store"
 	"github.com/tailsift/tailsift/internal/tlsconfig"
+	"github.com/tailsift/tailsift/internal/wal"
 )
 
 // Config is the sampler's configuration: the keys of sampler.yaml, each
@@ -67,6 +69,7 @@ type Config struct {
 	DiskLimit     bytesize.Size `yaml:"disk_limit"`
 	Durability    string        `yaml:"durability"`
 	DataKeyFile   string        `yaml:"data_key_file"`
+	DiskTimeout   time.Duration `yaml:"disk_timeout"`
 	StressRelief  bool          `yaml:"stress_relief"`
 	GoMemoryLimit bytesize.Size `yaml:"go_memory_limit"` // 0: derived, see EnsureDefaults
 
@@ -193,6 +196,10 @@ func (c Config) Validate() error {
 		}
 	} else if err := c.storeConfig(nil).Validate(); err != nil {
 		errs = append(errs, err)
+	} else if c.Durability == DurabilityWAL {
+		if err := c.walConfig(nil).Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("durability wal: %w", err))
+		}
 	}
 	if c.MaxInflightBytes < 0 {
 		errs = append(errs, fmt.Errorf("max_inflight_bytes (--max-inflight-bytes) must be >= 0 (0: memory_limit / 4), got %d", c.MaxInflightBytes))
@@ -246,7 +253,16 @@ func (c Config) components() (ingest.Config, buffer.Config, decision.Config, exp
 func (c Config) storeConfig(key []byte) store.Config {
 	sc := store.DefaultConfig()
 	sc.Dir, sc.DiskLimit, sc.EncryptionKey = c.DataDir, int64(c.DiskLimit), key
+	sc.WriteTimeout = c.DiskTimeout
 	return sc
+}
+
+// walConfig maps the write-ahead log's keys; key is read from DataKeyFile.
+func (c Config) walConfig(key []byte) wal.Config {
+	wc := wal.DefaultConfig()
+	wc.Dir, wc.MaxBytes, wc.EncryptionKey = filepath.Join(c.DataDir, "wal"), int64(c.DiskLimit), key
+	wc.SyncTimeout = c.DiskTimeout
+	return wc
 }
 
 // RuntimeMemoryLimit is the Go runtime's soft memory limit for this

@@ -149,7 +149,7 @@ func waitQuiet(t *testing.T, n *node.Node, timeout time.Duration) node.Stats {
 	deadline := time.Now().Add(timeout)
 	for {
 		s := n.Stats()
-		if s.Buffered == 0 && s.ExportPending == 0 {
+		if s.Buffered == 0 && s.ExportPending == 0 && !n.Recovering() {
 			return s
 		}
 		if time.Now().After(deadline) {

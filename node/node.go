@@ -33,6 +33,7 @@ import (
 	"github.com/tailsift/tailsift/internal/reloadfile"
 	"github.com/tailsift/tailsift/internal/store"
 	"github.com/tailsift/tailsift/internal/tlsconfig"
+	"github.com/tailsift/tailsift/internal/wal"
 	"github.com/tailsift/tailsift/policy"
 )
 
@@ -62,6 +63,11 @@ type Node struct {
 	recv   *ingest.Receiver
 	clu    *cluster.Cluster
 	store  *store.Store // nil without data_dir
+	wal    *wal.Log     // nil without durability wal (and a log to replay)
+	// The replay of data_dir (startReplay).
+	replaying  atomic.Bool
+	replayDone chan struct{}
+	replayErr  atomic.Pointer[error]
 	// stopping is set when Shutdown begins: /readyz answers 503.
 	stopping atomic.Bool
 
@@ -149,24 +155,26 @@ func New(cfg Config, opts Options) (_ *Node, err error) {
 	}
 
 	if cfg.DataDir != "" {
-		if n.store, err = openStore(cfg, n.log); err != nil {
+		if n.store, n.wal, err = openDataDir(cfg, n.log); err != nil {
 			return nil, err
 		}
-		bc.Disk, bc.WriteAhead = n.store, cfg.Durability == DurabilityWAL
+		bc.Disk = n.store
+		if cfg.Durability == DurabilityWAL {
+			bc.Log = n.wal
+		} else {
+			bc.Replay = n.wal
+		}
 		dc.Decisions = n.store
 		defer func() {
 			if err != nil { // Shutdown did not run to close them
 				n.buf.Close()
-				n.store.Close()
+				n.closeDataDir(context.Background())
 			}
 		}()
 	}
 
 	// Start from the sink end, so each stage has its consumer when it starts.
 	if n.buf, err = buffer.New(bc); err != nil {
-		if n.store != nil {
-			n.store.Close()
-		}
 		return nil, err
 	}
 	if n.exp, err = export.New(ec, n.reg, n.log.With("component", "export")); err != nil {
@@ -178,16 +186,11 @@ func New(cfg Config, opts Options) (_ *Node, err error) {
 	}
 	if n.store != nil {
 		registerStoreMetrics(n.reg, n.store, n.buf)
-		start := time.Now()
-		spans, err := n.engine.Recover(context.Background())
-		if err != nil {
+		registerWALMetrics(n.reg, n.wal, n.buf)
+		if err := n.engine.LoadDecisions(); err != nil {
 			n.engine.Shutdown(context.Background())
 			n.exp.Shutdown(context.Background())
-			return nil, fmt.Errorf("recovering from data_dir %s: %w", cfg.DataDir, err)
-		}
-		if spans > 0 {
-			n.log.Info("recovered buffered spans from the write-ahead log", "spans", spans,
-				"traces", n.buf.Stats().Traces, "took", time.Since(start).Round(time.Millisecond))
+			return nil, fmt.Errorf("loading decisions from data_dir %s: %w", cfg.DataDir, err)
 		}
 	}
 	var key []byte
@@ -227,6 +230,9 @@ func New(cfg Config, opts Options) (_ *Node, err error) {
 	if err := n.clu.Start(); err != nil {
 		n.Shutdown(context.Background())
 		return nil, err
+	}
+	if n.store != nil {
+		n.startReplay()
 	}
 	if cfg.Admin != "" {
 		if err := n.startAdmin(cfg.Admin); err != nil {
@@ -383,7 +389,7 @@ func (n *Node) notReady() string {
 	if n.buf.Pressure() {
 		return "overloaded: the buffer is nearly full (--memory-limit)"
 	}
-	return ""
+	return n.dataDirNotReady()
 }
 
 // Cluster returns the node's cluster membership.
@@ -512,14 +518,13 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		}
 		errs = append(errs, n.clu.Close(ctx))
 		errs = append(errs, n.engine.Shutdown(ctx))
+		errs = append(errs, n.waitReplay(ctx))
 		errs = append(errs, n.exp.Shutdown(ctx))
 		if n.auth != nil {
 			n.auth.Close()
 		}
 		n.buf.Close()
-		if n.store != nil {
-			errs = append(errs, n.store.Close())
-		}
+		errs = append(errs, n.closeDataDir(ctx))
 		if n.admin != nil {
 			errs = append(errs, n.admin.Shutdown(ctx))
 			<-n.adminDone

@@ -13,6 +13,7 @@ import (
 	"github.com/tailsift/tailsift/ingest"
 	"github.com/tailsift/tailsift/internal/bytesize"
 	"github.com/tailsift/tailsift/internal/store"
+	"github.com/tailsift/tailsift/internal/wal"
 )
 
 // Setting is one key of sampler.yaml: the one place it is declared. From
@@ -251,8 +252,11 @@ func Settings() []Setting {
 		setting("durability", func(c *Config) *string { return &c.Durability }, DurabilityNone,
 			"`none`: a crash loses buffered spans; `wal`: spans are synced to {data_dir} before the client's OK "+
 				"(one fsync per group of concurrent requests), and a restart recovers them").arg("mode"),
+		setting("disk_timeout", func(c *Config) *time.Duration { return &c.DiskTimeout }, wal.DefaultConfig().SyncTimeout,
+			"longest a request waits for {data_dir}'s disk (the `wal` fsync, a store write); past it the request is refused "+
+				"with \"retry later\" and the node reports not ready until the disk answers"),
 		setting("data_key_file", func(c *Config) *string { return &c.DataKeyFile }, "",
-			"file with the key that encrypts everything in {data_dir} (AES, Badger's encryption at rest): "+
+			"file with the key that encrypts everything in {data_dir} (AES: Badger's encryption at rest, AES-GCM per write-ahead record): "+
 				"16, 24 or 32 bytes, base64 (`head -c 32 /dev/urandom | base64`)").arg("file"),
 		setting("stress_relief", func(c *Config) *bool { return &c.StressRelief }, dc.StressRelief,
 			"when the buffer is nearly full and spilling cannot help, decide the oldest traces early instead of refusing spans"),

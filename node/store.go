@@ -1,36 +1,64 @@
 package node
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tailsift/tailsift/buffer"
 	"github.com/tailsift/tailsift/cluster"
+	"github.com/tailsift/tailsift/decision"
 	"github.com/tailsift/tailsift/internal/store"
+	"github.com/tailsift/tailsift/internal/wal"
 )
 
-// openStore opens data_dir and clears spilled span bytes left by an
-// earlier run: they are not a recovery source (the write-ahead log is),
-// and nothing references them any more.
-func openStore(cfg Config, log *slog.Logger) (*store.Store, error) {
+// openDataDir opens data_dir: the store (spill, decisions), clearing
+// spilled span bytes left by an earlier run (they are not a recovery
+// source, and nothing references them any more), and with durability wal
+// the write-ahead log in data_dir/wal. Both count against disk_limit.
+func openDataDir(cfg Config, log *slog.Logger) (*store.Store, *wal.Log, error) {
 	var key []byte
 	if cfg.DataKeyFile != "" {
 		var err error
 		if key, err = cluster.ReadKeyFile(cfg.DataKeyFile); err != nil {
-			return nil, fmt.Errorf("data_key_file (--data-key-file): %w", err)
+			return nil, nil, fmt.Errorf("data_key_file (--data-key-file): %w", err)
 		}
 	}
-	st, err := store.Open(cfg.storeConfig(key), log.With("component", "store"))
+	var wl *wal.Log
+	var walBytes atomic.Pointer[wal.Log]
+	sc := cfg.storeConfig(key)
+	sc.OtherBytes = func() int64 {
+		if l := walBytes.Load(); l != nil {
+			return l.Bytes()
+		}
+		return 0
+	}
+	st, err := store.Open(sc, log.With("component", "store"))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := st.DropPrefix(buffer.SpillPrefix); err != nil {
 		st.Close()
-		return nil, fmt.Errorf("data_dir %s: clearing spilled bytes of an earlier run: %w", cfg.DataDir, err)
+		return nil, nil, fmt.Errorf("data_dir %s: clearing spilled bytes of an earlier run: %w", cfg.DataDir, err)
 	}
-	return st, nil
+	if cfg.Durability == DurabilityWAL || hasLog(cfg.walConfig(nil).Dir) {
+		// With durability none, a log an earlier run left is replayed,
+		// then deleted (replayDone).
+		wc := cfg.walConfig(key)
+		wc.OtherBytes = st.OwnBytes
+		if wl, err = wal.Open(wc, log.With("component", "wal")); err != nil {
+			st.Close()
+			return nil, nil, fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
+		}
+		walBytes.Store(wl)
+	}
+	return st, wl, nil
 }
 
 // registerStoreMetrics exports the data directory's figures.
@@ -54,15 +82,172 @@ func registerStoreMetrics(reg prometheus.Registerer, st *store.Store, buf *buffe
 			return 0
 		}),
 		counter("tailsift_store_commits_total", "Store commits, each of one or more concurrent writes (group commit).", sf(func(s store.Stats) int64 { return s.CommitGroups }), nil),
-		counter("tailsift_store_syncs_total", "fsyncs of the store (one per commit that holds write-ahead records).", sf(func(s store.Stats) int64 { return s.Syncs }), nil),
 		counter("tailsift_store_refused_total", "Writes refused because the data directory was full.", sf(func(s store.Stats) int64 { return s.RefusedFull }), nil),
 		counter("tailsift_store_gc_rewrites_total", "Value-log files rewritten by garbage collection.", sf(func(s store.Stats) int64 { return s.GCRewrites }), nil),
 		gauge("tailsift_buffer_spilled_bytes", "Span bytes of buffered traces held on disk rather than in memory.", bf(func(s buffer.Stats) int64 { return s.SpilledBytes })),
 		counter("tailsift_buffer_spill_bytes_total", "Span bytes moved from memory to disk.", bf(func(s buffer.Stats) int64 { return s.SpillWritten }), prometheus.Labels{"direction": "out"}),
 		counter("tailsift_buffer_spill_bytes_total", "Span bytes moved from memory to disk.", bf(func(s buffer.Stats) int64 { return s.SpillLoaded }), prometheus.Labels{"direction": "in"}),
 		counter("tailsift_buffer_spill_failures_total", "Spill batches the disk refused (full, or failing).", bf(func(s buffer.Stats) int64 { return s.SpillFailures }), nil),
-		counter("tailsift_buffer_wal_commits_total", "Write-ahead commits (one per accepted request).", bf(func(s buffer.Stats) int64 { return s.WALPuts }), nil),
-		counter("tailsift_buffer_wal_bytes_total", "Bytes written to the write-ahead log.", bf(func(s buffer.Stats) int64 { return s.WALBytes }), nil),
-		counter("tailsift_buffer_wal_failures_total", "Requests refused because the write-ahead log could not be written.", bf(func(s buffer.Stats) int64 { return s.WALFailures }), nil),
 	)
+}
+
+// registerWALMetrics exports the write-ahead log's figures (l nil: none).
+func registerWALMetrics(reg prometheus.Registerer, l *wal.Log, buf *buffer.Buffer) {
+	counter := func(name, help string, f func() int64, labels prometheus.Labels) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels},
+			func() float64 { return float64(f()) })
+	}
+	gauge := func(name, help string, f func() int64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return float64(f()) })
+	}
+	wf := func(f func(wal.Stats) int64) func() int64 {
+		return func() int64 {
+			if l == nil { // durability none: the log's figures stay 0
+				return 0
+			}
+			return f(l.Stats())
+		}
+	}
+	bf := func(f func(buffer.Stats) int64) func() int64 { return func() int64 { return f(buf.Stats()) } }
+	reg.MustRegister(
+		counter("tailsift_buffer_wal_commits_total", "Write-ahead commits (one per accepted request).", bf(func(s buffer.Stats) int64 { return s.WALPuts }), nil),
+		counter("tailsift_buffer_wal_bytes_total", "Bytes written to the write-ahead log.", wf(func(s wal.Stats) int64 { return s.RecordBytes }), nil),
+		counter("tailsift_buffer_wal_failures_total", "Requests refused because the write-ahead log could not be written (full, slow or failing disk).", bf(func(s buffer.Stats) int64 { return s.WALFailures }), nil),
+		gauge("tailsift_wal_segments", "Segment files of the write-ahead log.", wf(func(s wal.Stats) int64 { return int64(s.Segments) })),
+		gauge("tailsift_wal_bytes", "Bytes of the write-ahead log's segments, written or waiting.", wf(func(s wal.Stats) int64 { return s.Bytes })),
+		gauge("tailsift_wal_pending_bytes", "Bytes of the write-ahead log waiting for the disk.", wf(func(s wal.Stats) int64 { return s.Pending })),
+		gauge("tailsift_wal_live_records", "Write-ahead records of traces still buffered or being exported.", wf(func(s wal.Stats) int64 { return s.LiveRecords })),
+		counter("tailsift_wal_syncs_total", "fsyncs of write-ahead segments (one per group of concurrent commits, and one per rotation).", wf(func(s wal.Stats) int64 { return s.Syncs }), nil),
+		counter("tailsift_wal_segments_deleted_total", "Write-ahead segments deleted once nothing in them was needed.", wf(func(s wal.Stats) int64 { return s.Deleted }), nil),
+		counter("tailsift_wal_checkpoint_records_total", "Live records of old segments copied forward so the segments could go.", bf(func(s buffer.Stats) int64 { return s.CheckpointMoved }), nil),
+		counter("tailsift_wal_repaired_bytes_total", "Bytes of torn segment tails truncated at start (never acknowledged).", wf(func(s wal.Stats) int64 { return s.RepairedBytes }), nil),
+		counter("tailsift_wal_refused_total", "Commits refused by the write-ahead log, by reason.", wf(func(s wal.Stats) int64 { return s.RefusedFull }), prometheus.Labels{"reason": "full"}),
+		counter("tailsift_wal_refused_total", "Commits refused by the write-ahead log, by reason.", wf(func(s wal.Stats) int64 { return s.RefusedBacklog }), prometheus.Labels{"reason": "backlog"}),
+		counter("tailsift_wal_refused_total", "Commits refused by the write-ahead log, by reason.", wf(func(s wal.Stats) int64 { return s.Timeouts }), prometheus.Labels{"reason": "timeout"}),
+		counter("tailsift_wal_refused_total", "Commits refused by the write-ahead log, by reason.", wf(func(s wal.Stats) int64 { return s.Failures }), prometheus.Labels{"reason": "io_error"}),
+	)
+}
+
+// hasLog reports whether dir holds segment files.
+func hasLog(dir string) bool {
+	entries, err := os.ReadDir(dir)
+	return err == nil && len(entries) > 0
+}
+
+// startReplay recovers what an earlier run left in data_dir, in the
+// background: /readyz says not ready until it is done.
+func (n *Node) startReplay() {
+	n.replaying.Store(true)
+	n.replayDone = make(chan struct{})
+	go func() {
+		defer close(n.replayDone)
+		defer n.replaying.Store(false)
+		start := time.Now()
+		stop := make(chan struct{})
+		defer close(stop)
+		go n.logReplayProgress(stop, start)
+		spans, err := n.engine.Recover(context.Background())
+		switch {
+		case errors.Is(err, decision.ErrStopped):
+			n.log.Warn("shutdown during recovery; the rest of the write-ahead log is replayed at the next start", "spans", spans)
+			return
+		case err != nil:
+			n.replayErr.Store(&err)
+			n.log.Error("recovering from data_dir failed; the node stays not ready", "data_dir", n.cfg.DataDir, "spans", spans, "err", err)
+			return
+		}
+		n.log.Info("recovery done", "spans", spans, "traces", n.buf.Stats().Traces, "took", time.Since(start).Round(time.Millisecond))
+		// The old write-ahead keys of the store are logged again or decided.
+		for _, p := range buffer.LegacyPrefixes {
+			if err := n.store.DropPrefix(p); err != nil {
+				n.log.Warn("data_dir: dropping the old write-ahead keys", "err", err)
+			}
+		}
+		if n.cfg.Durability != DurabilityWAL && n.wal != nil {
+			// Replayed with durability none: the log is not written any more.
+			n.wal.Close(context.Background())
+			if err := os.RemoveAll(n.cfg.walConfig(nil).Dir); err != nil {
+				n.log.Warn("data_dir: deleting the write-ahead log replayed", "err", err)
+			}
+		}
+	}()
+}
+
+// logReplayProgress logs the replay's progress every 5 seconds.
+func (n *Node) logReplayProgress(stop chan struct{}, start time.Time) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			st := n.engine.Stats()
+			args := []any{"spans", st.Recovered, "elapsed", time.Since(start).Round(time.Second)}
+			if n.wal != nil {
+				ws := n.wal.Stats()
+				args = append(args, "bytes_read", ws.ReplayedBytes, "bytes_total", ws.ReplayBytes)
+			}
+			n.log.Info("recovering from the write-ahead log", args...)
+		}
+	}
+}
+
+// Recovering reports whether the node is still replaying what an earlier
+// run left in data_dir.
+func (n *Node) Recovering() bool { return n.replaying.Load() }
+
+// waitReplay waits, up to ctx, for the replay to end (Shutdown stops it).
+func (n *Node) waitReplay(ctx context.Context) error {
+	if n.replayDone == nil {
+		return nil
+	}
+	select {
+	case <-n.replayDone:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for the write-ahead log's replay to stop: %w", ctx.Err())
+	}
+}
+
+// dataDirNotReady says why data_dir keeps the node from taking traffic:
+// replay in progress or failed, the disk full or hanging.
+func (n *Node) dataDirNotReady() string {
+	if n.store == nil {
+		return ""
+	}
+	if p := n.replayErr.Load(); p != nil {
+		return "recovering from data_dir failed: " + (*p).Error()
+	}
+	if n.replaying.Load() {
+		return "recovering: replaying the write-ahead log in data_dir"
+	}
+	if n.cfg.Durability == DurabilityWAL && n.wal.Full() {
+		return "data_dir is full (disk_limit, or no space left): spans are refused until decided traces free it"
+	}
+	if n.cfg.Durability == DurabilityWAL && n.wal.Stalled() {
+		return "the disk of data_dir is not answering (disk_timeout)"
+	}
+	return ""
+}
+
+// closeDataDir closes the write-ahead log, then the store, each bounded
+// by ctx: on a disk that hangs, shutdown ends anyway (what was not synced
+// was not acknowledged either).
+func (n *Node) closeDataDir(ctx context.Context) error {
+	var errs []error
+	if n.wal != nil {
+		errs = append(errs, n.wal.Close(ctx))
+	}
+	if n.store != nil {
+		done := make(chan error, 1)
+		go func() { done <- n.store.Close() }()
+		select {
+		case err := <-done:
+			errs = append(errs, err)
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("closing data_dir %s: the disk did not finish in time: %w", n.cfg.DataDir, ctx.Err()))
+		}
+	}
+	return errors.Join(errs...)
 }

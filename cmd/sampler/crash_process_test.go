@@ -397,7 +397,7 @@ func (o *crashOutcome) checkRecovered(t *testing.T) {
 	t.Helper()
 	r := metricstest.Value(t, o.final, "tailsift_decision_spans_recovered_total", nil)
 	commits := metricstest.Value(t, o.final, "tailsift_buffer_wal_commits_total", nil)
-	syncs := metricstest.Value(t, o.final, "tailsift_store_syncs_total", nil)
+	syncs := metricstest.Value(t, o.final, "tailsift_wal_syncs_total", nil)
 	t.Logf("restarted node: %.0f spans recovered (%.0f were buffered at the last scrape before the kill); since the restart %.0f write-ahead commits, %.0f fsyncs",
 		r, o.bufferedAtKill, commits, syncs)
 	if r <= 0 {

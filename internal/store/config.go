@@ -47,6 +47,13 @@ type Config struct {
 	DiskCheckInterval time.Duration
 	// DeleteInterval is how often queued deletes are committed. Default 100ms.
 	DeleteInterval time.Duration
+	// WriteTimeout is the longest Put waits for its commit; past it, it
+	// returns ErrTimeout (the disk hangs). Flag --disk-timeout. Default 5s.
+	WriteTimeout time.Duration
+	// OtherBytes, if set, returns the bytes other files in Dir's
+	// subdirectories take (the write-ahead log): they count against
+	// DiskLimit too. The store's own files are Dir's top level.
+	OtherBytes func() int64
 }
 
 // DefaultConfig returns the defaults documented on Config, with no Dir.
@@ -62,6 +69,7 @@ func DefaultConfig() Config {
 		GCInterval:        30 * time.Second,
 		DiskCheckInterval: time.Second,
 		DeleteInterval:    100 * time.Millisecond,
+		WriteTimeout:      5 * time.Second,
 	}
 }
 
@@ -99,7 +107,7 @@ func (c Config) Validate() error {
 	if c.ValueLogFileSize < 1<<20 || c.ValueLogFileSize >= 2<<30 {
 		errs = append(errs, fmt.Errorf("store value log file size must be in [1MiB, 2GiB), got %d", c.ValueLogFileSize))
 	}
-	if c.GCInterval <= 0 || c.DiskCheckInterval <= 0 || c.DeleteInterval <= 0 {
+	if c.GCInterval <= 0 || c.DiskCheckInterval <= 0 || c.DeleteInterval <= 0 || c.WriteTimeout <= 0 {
 		errs = append(errs, errors.New("store intervals must be positive"))
 	}
 	return errors.Join(errs...)

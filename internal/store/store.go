@@ -25,6 +25,17 @@ var ErrNotFound = errors.New("store: key not found")
 // ErrClosed is returned by calls after Close.
 var ErrClosed = errors.New("store: closed")
 
+// ErrTimeout is returned by Put when its commit took longer than
+// WriteTimeout: the disk hangs. It is temporary.
+var ErrTimeout = &timeoutError{}
+
+type timeoutError struct{}
+
+func (*timeoutError) Error() string { return "store: the disk did not commit in time (--disk-timeout)" }
+
+// RetryAfter is the delay a client should wait before retrying.
+func (*timeoutError) RetryAfter() time.Duration { return time.Second }
+
 // Entry is one key-value pair to write. TTL, if set, makes the entry
 // expire on its own (decisions: no delete needed).
 type Entry struct {
@@ -62,14 +73,37 @@ type Store struct {
 }
 
 type counters struct {
-	puts, putBytes, syncs, commitGroups, deletes, gcRuns, gcRewrites, refusedFull, flushes atomic.Int64
+	puts, putBytes, syncs, commitGroups, deletes, gcRuns, gcRewrites, refusedFull, flushes, timeouts atomic.Int64
 }
 
 // commit is one Put call waiting for the committer.
 type commit struct {
-	entries []Entry
+	entries []Entry // copies, in arena: a Put that timed out leaves them to the committer
+	arena   []byte
 	sync    bool
 	done    chan error
+}
+
+// copyEntries copies entries into c, so the caller's slices are free
+// when Put returns, even if the commit is still in progress.
+func (c *commit) copyEntries(entries []Entry) {
+	n := 0
+	for _, e := range entries {
+		n += len(e.Key) + len(e.Value)
+	}
+	if cap(c.arena) < n {
+		c.arena = make([]byte, 0, n)
+	}
+	arena := c.arena[:0]
+	c.entries = c.entries[:0]
+	for _, e := range entries {
+		k := len(arena)
+		arena = append(arena, e.Key...)
+		v := len(arena)
+		arena = append(arena, e.Value...)
+		c.entries = append(c.entries, Entry{Key: arena[k:v:v], Value: arena[v:len(arena):len(arena)], TTL: e.TTL})
+	}
+	c.arena = arena
 }
 
 var commitPool = sync.Pool{New: func() any { return &commit{done: make(chan error, 1)} }}
@@ -122,8 +156,8 @@ func Open(cfg Config, log *slog.Logger) (*Store, error) {
 
 // Put writes entries and returns once they are committed; with sync, once
 // they are on stable storage. It refuses with ErrDiskFull while the disk
-// limit is reached. Put copies nothing: entries must stay unchanged until
-// it returns.
+// limit is reached, and with ErrTimeout past WriteTimeout. Put copies the
+// entries: the caller may reuse them once it returns.
 func (s *Store) Put(entries []Entry, sync bool) error {
 	if len(entries) == 0 {
 		return nil
@@ -145,16 +179,30 @@ func (s *Store) Put(entries []Entry, sync bool) error {
 		return ErrDiskFull
 	}
 	c := commitPool.Get().(*commit)
-	c.entries, c.sync = entries, sync
+	c.copyEntries(entries)
+	c.sync = sync
 	select {
 	case s.commits <- c:
 	case <-s.closing:
 		return ErrClosed
 	}
-	err := <-c.done
-	c.entries = nil
-	commitPool.Put(c)
-	return err
+	t := time.NewTimer(s.cfg.WriteTimeout)
+	defer t.Stop()
+	select {
+	case err := <-c.done:
+		clear(c.entries)
+		if cap(c.arena) > 8<<20 {
+			c.arena = nil
+		}
+		commitPool.Put(c)
+		return err
+	case <-t.C:
+		// The committer still holds c, which is left to it (and to the
+		// garbage collector). The caller is told the entries were not
+		// written; if they are later, that is harmless.
+		s.stats.timeouts.Add(1)
+		return ErrTimeout
+	}
 }
 
 // maxKeySize is Badger's limit on the key length.
@@ -422,8 +470,19 @@ func (s *Store) requeueDeletes(keys [][]byte, err error) {
 	s.delMu.Unlock()
 }
 
-// Full reports whether the disk limit is reached.
-func (s *Store) Full() bool { return s.diskBytes.Load() >= s.cfg.DiskLimit }
+// Full reports whether the disk limit is reached, by the store's files
+// and the others' (Config.OtherBytes).
+func (s *Store) Full() bool { return s.diskBytes.Load()+s.otherBytes() >= s.cfg.DiskLimit }
+
+func (s *Store) otherBytes() int64 {
+	if s.cfg.OtherBytes == nil {
+		return 0
+	}
+	return s.cfg.OtherBytes()
+}
+
+// OwnBytes returns the bytes the store's own files take, as last measured.
+func (s *Store) OwnBytes() int64 { return s.diskBytes.Load() }
 
 // maintain measures the disk use and runs value-log garbage collection.
 func (s *Store) maintain() {
@@ -490,7 +549,7 @@ func (s *Store) Close() error {
 
 // Stats is a point-in-time view of the store.
 type Stats struct {
-	DiskBytes, DiskLimit int64
+	DiskBytes, DiskLimit int64 // DiskBytes: the store's files and the others' (OtherBytes)
 	Puts, PutBytes       int64 // entries written, and their key+value bytes
 	Syncs, CommitGroups  int64 // fsyncs, and commits (each of one or more Put calls)
 	Deletes              int64
@@ -502,7 +561,7 @@ type Stats struct {
 // Stats returns current figures.
 func (s *Store) Stats() Stats {
 	return Stats{
-		DiskBytes: s.diskBytes.Load(), DiskLimit: s.cfg.DiskLimit,
+		DiskBytes: s.diskBytes.Load() + s.otherBytes(), DiskLimit: s.cfg.DiskLimit,
 		Puts: s.stats.puts.Load(), PutBytes: s.stats.putBytes.Load(),
 		Syncs: s.stats.syncs.Load(), CommitGroups: s.stats.commitGroups.Load(),
 		Deletes: s.stats.deletes.Load(), GCRuns: s.stats.gcRuns.Load(), GCRewrites: s.stats.gcRewrites.Load(),
