@@ -63,7 +63,7 @@ type Engine struct {
 	stopping bool // guarded by inflight
 	// leaving is set as Shutdown begins, before it waits for inflight:
 	// long work under inflight (recovery) checks it to end early.
-	leaving atomic.Bool
+	leaving  atomic.Bool
 	stop     chan struct{}
 	done     chan struct{}
 	shutdown sync.Once
