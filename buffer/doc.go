@@ -14,12 +14,19 @@
 // groups) against Config.MemoryLimit; Append refuses a whole request with
 // ErrFull rather than take part of it.
 //
-// With a Disk (spill.go, wal.go): past 62.5% of the limit a spill loop
-// moves the oldest traces' span bytes to disk, keeping their summaries;
-// Load reads them back once a trace is taken. With WriteAhead, Append logs
-// each trace's spans of the request, synced, before it changes RAM, and a
-// trace's records are deleted when the caller Forgets it; Recover reads
-// the log back after a crash.
+// With a Disk (spill.go): past 62.5% of the limit a spill loop moves the
+// oldest traces' span bytes to disk, keeping their summaries; Load reads
+// them back once a trace is taken.
+//
+// With a Log (wal.go, checkpoint.go; package internal/wal): Append writes
+// each trace's spans of the batch as one record and returns only once the
+// log has synced it (the durability contract: every segment file holding
+// the record fsynced past it, its directory entry fsynced after its
+// creation), before it changes RAM; so every span of an Append that
+// returned nil survives a crash or a power cut. A trace's records are
+// released when the caller Forgets it; Recover reads the log back after a
+// restart; a checkpoint loop copies the live records of old segments
+// forward so the log can delete them.
 //
 // The buffer is format-agnostic: it stores opaque bytes and decides nothing.
 // All methods are safe for concurrent use. A *Trace returned by TakeReady,

@@ -28,7 +28,7 @@ func TestBenchDataDir(t *testing.T) {
 				Durability string `json:"durability"`
 				SpillOut   int64  `json:"spill_out_bytes"`
 				WALCommits int64  `json:"wal_commits"`
-				StoreSyncs int64  `json:"store_syncs"`
+				WALSyncs   int64  `json:"wal_syncs"`
 			} `json:"store"`
 		} `json:"engine"`
 	}
@@ -36,7 +36,7 @@ func TestBenchDataDir(t *testing.T) {
 		t.Fatalf("--json output does not parse: %v\n%s", err, out.String())
 	}
 	st := res.Engine.Store
-	if st == nil || st.Durability != "wal" || st.SpillOut <= 0 || st.WALCommits <= 0 || st.StoreSyncs <= 0 {
+	if st == nil || st.Durability != "wal" || st.SpillOut <= 0 || st.WALCommits <= 0 || st.WALSyncs <= 0 {
 		t.Fatalf("store figures: %+v", st)
 	}
 	if left, _ := os.ReadDir(dir); len(left) != 0 {

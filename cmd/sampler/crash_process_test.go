@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -55,26 +57,38 @@ func TestCrashProcess(t *testing.T) {
 
 	t.Run("wal-keep-all", func(t *testing.T) {
 		o := runCrash(t, bin, crashVariant{durability: "wal", policies: keepAll, killAfter: 4 * time.Second, minBuffered: 1000})
-		o.checkRecovered(t)
-		s := &o.res.Sink
-		if p := o.problems(); len(p) > 0 {
-			t.Errorf("acknowledged spans vanished across the crash:\n  %s", strings.Join(p, "\n  "))
+		o.checkKeptAll(t)
+	})
+
+	t.Run("wal-torn-tail", func(t *testing.T) {
+		// As if the kill came in the middle of a segment write: the
+		// newest segment ends in half a record. Open truncates it (it was
+		// never acknowledged) and every complete record is recovered.
+		o := runCrash(t, bin, crashVariant{durability: "wal", policies: keepAll, killAfter: 3 * time.Second, minBuffered: 1000,
+			afterKill: tearNewestSegment})
+		o.checkKeptAll(t)
+		if r := metricstest.Value(t, o.final, "tailsift_wal_repaired_bytes_total", nil); r != tornBytes {
+			t.Errorf("the restarted node repaired %.0f bytes of torn tail, want the %d appended", r, tornBytes)
 		}
-		// With a keep-all policy nothing may hide behind "dropped by
-		// policy": every delivered trace must be at the sink, whole.
-		if missing, extra := o.checkKeptSet(t, func(*workload.Trace) bool { return true }); missing+extra > 0 {
-			t.Errorf("%d delivered traces missing or incomplete at the sink", missing)
+	})
+
+	t.Run("wal-spilled-10x", func(t *testing.T) {
+		// Ten times memory_limit buffered, nearly all of it spilled (and
+		// all of it logged) when the process dies: the restart comes up
+		// at once (the replay spills as it goes, rather than stop at the
+		// memory limit), and every acknowledged span reaches the sink.
+		const limit = 16 << 20
+		o := runCrash(t, bin, crashVariant{durability: "wal", policies: keepAll,
+			killAfter: 2 * time.Second, minBufferedBytes: 10 * limit, killBound: 60 * time.Second,
+			decisionWait: 90 * time.Second, rootWait: 90 * time.Second, drain: 150 * time.Second,
+			runArgs:   []string{"--memory-limit", "16MiB", "--stress-relief=false"},
+			benchArgs: []string{"--rate", "30000", "--spans", "100", "--duration", "14s"}})
+		o.checkKeptAll(t)
+		if o.restarts != 1 {
+			t.Errorf("the node needed %d starts after the crash, want 1", o.restarts)
 		}
-		if s.Kept != s.Sent || s.Dropped != 0 {
-			t.Errorf("%d of %d delivered traces reached the sink (%d dropped); keep-all keeps every one", s.Kept, s.Sent, s.Dropped)
-		}
-		if want := int64(o.manifest.Spans()); o.tee.distinct != want {
-			t.Errorf("the sink got %d distinct spans; the generator delivered %d in %d traces", o.tee.distinct, want, s.Sent)
-		}
-		o.checkDuplicates(t)
-		o.checkAccounting(t)
-		if d := sumMetric(t, o.final, "tailsift_decision_spans_dropped_total"); d != 0 {
-			t.Errorf("the restarted node dropped %.0f spans under a keep-all policy", d)
+		if m := metricstest.Value(t, o.final, "tailsift_buffer_spill_bytes_total", map[string]string{"direction": "out"}); m < 10*limit {
+			t.Errorf("the restarted node spilled %.0f MiB, want at least the %d MiB it recovered", m/(1<<20), 10*limit>>20)
 		}
 	})
 
@@ -161,12 +175,75 @@ type crashVariant struct {
 	durability string
 	policies   string // policy file contents; "" runs the embedded example
 	// The kill comes killAfter after the node accepted its first span, and
-	// once it reports at least minBuffered buffered spans (something to lose).
-	killAfter    time.Duration
-	minBuffered  float64
-	decisionWait time.Duration // 0: 4s
-	rootWait     time.Duration // 0: 1s
-	benchArgs    []string
+	// once it reports at least minBuffered buffered spans and
+	// minBufferedBytes of them (something to lose), within killBound
+	// (0: killAfter + 5s) of the first span.
+	killAfter        time.Duration
+	minBuffered      float64
+	minBufferedBytes float64
+	killBound        time.Duration
+	decisionWait     time.Duration // 0: 4s
+	rootWait         time.Duration // 0: 1s
+	drain            time.Duration // the bench's --drain; 0: 60s
+	runArgs          []string      // more flags of both sampler runs
+	benchArgs        []string
+	// afterKill, if set, changes the data directory before the restart.
+	afterKill func(t *testing.T, dataDir string)
+}
+
+// tornBytes is what tearNewestSegment appends.
+const tornBytes = 300
+
+// tearNewestSegment appends the first tornBytes of a record that claims
+// 4 KiB to the newest write-ahead segment: the tail a crash in the middle
+// of a write leaves.
+func tearNewestSegment(t *testing.T, dataDir string) {
+	t.Helper()
+	segs, err := filepath.Glob(filepath.Join(dataDir, "wal", "*.wal"))
+	if err != nil || len(segs) == 0 {
+		t.Fatalf("no write-ahead segment in %s (%v)", dataDir, err)
+	}
+	slices.Sort(segs)
+	f, err := os.OpenFile(segs[len(segs)-1], os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	torn := make([]byte, tornBytes)
+	binary.BigEndian.PutUint32(torn, 4096)
+	for i := 8; i < len(torn); i++ {
+		torn[i] = byte(i)
+	}
+	if _, err := f.Write(torn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkKeptAll checks a keep-all variant: every acknowledged span at the
+// sink, nothing dropped, no trace damaged or duplicated beyond the bound.
+func (o *crashOutcome) checkKeptAll(t *testing.T) {
+	t.Helper()
+	o.checkRecovered(t)
+	s := &o.res.Sink
+	if p := o.problems(); len(p) > 0 {
+		t.Errorf("acknowledged spans vanished across the crash:\n  %s", strings.Join(p, "\n  "))
+	}
+	// With a keep-all policy nothing may hide behind "dropped by
+	// policy": every delivered trace must be at the sink, whole.
+	if missing, extra := o.checkKeptSet(t, func(*workload.Trace) bool { return true }); missing+extra > 0 {
+		t.Errorf("%d delivered traces missing or incomplete at the sink", missing)
+	}
+	if s.Kept != s.Sent || s.Dropped != 0 {
+		t.Errorf("%d of %d delivered traces reached the sink (%d dropped); keep-all keeps every one", s.Kept, s.Sent, s.Dropped)
+	}
+	if want := int64(o.manifest.Spans()); o.tee.distinct != want {
+		t.Errorf("the sink got %d distinct spans; the generator delivered %d in %d traces", o.tee.distinct, want, s.Sent)
+	}
+	o.checkDuplicates(t)
+	o.checkAccounting(t)
+	if d := sumMetric(t, o.final, "tailsift_decision_spans_dropped_total"); d != 0 {
+		t.Errorf("the restarted node dropped %.0f spans under a keep-all policy", d)
+	}
 }
 
 // crashOutcome is what one crash run observed.
@@ -178,8 +255,9 @@ type crashOutcome struct {
 	// SIGTERM.
 	final prometheus.Gatherer
 	// The first process's last scrape before the kill.
-	bufferedAtKill, acceptedAtKill float64
-	killOffset                     time.Duration // from the first span accepted
+	bufferedAtKill, acceptedAtKill, bufferedBytesAtKill float64
+	restarts                                            int           // processes started after the kill
+	killOffset                                          time.Duration // from the first span accepted
 }
 
 const crashTimeout = 3 * time.Minute // ends a hung variant; one takes 20-40s
@@ -201,6 +279,7 @@ func runCrash(t *testing.T, bin string, v crashVariant) *crashOutcome {
 		"--data-dir", dataDir, "--durability", v.durability, "--forward", tee.addr(),
 		"--otlp-grpc", grpcAddr, "--otlp-http", "", "--admin", adminAddr, "--cluster-bind", "",
 		"--decision-wait", cmp.Or(v.decisionWait, 4*time.Second).String(), "--root-wait", cmp.Or(v.rootWait, time.Second).String(), "--shutdown-timeout", "10s"}
+	args = append(args, v.runArgs...)
 	if v.policies != "" {
 		path := filepath.Join(dir, "policies.yaml")
 		if err := os.WriteFile(path, []byte(v.policies), 0o644); err != nil {
@@ -260,7 +339,7 @@ func runCrash(t *testing.T, bin string, v crashVariant) *crashOutcome {
 	benchArgs := append([]string{"bench",
 		"--target", grpcAddr, "--target-admin", adminAddr, "--sink-listen", sinkAddr,
 		"--rate", "4000", "--duration", "12s", "--seed", "11",
-		"--quiet", "6s", "--drain", "60s", "--no-progress", "--json"}, v.benchArgs...)
+		"--quiet", "6s", "--drain", cmp.Or(v.drain, 60*time.Second).String(), "--no-progress", "--json"}, v.benchArgs...)
 	benchCmd := exec.CommandContext(ctx, bin, benchArgs...)
 	var benchOut, benchErr otlptest.SyncBuffer
 	benchCmd.Stdout, benchCmd.Stderr = &benchOut, &benchErr
@@ -302,11 +381,14 @@ func runCrash(t *testing.T, bin string, v crashVariant) *crashOutcome {
 			loadStart = time.Now()
 		}
 		o.acceptedAtKill, o.bufferedAtKill = accepted, metricstest.Value(t, g, "tailsift_buffer_spans", nil)
-		if time.Since(loadStart) >= v.killAfter && o.bufferedAtKill >= v.minBuffered {
+		// Buffered bytes: in memory (accounted) and spilled.
+		o.bufferedBytesAtKill = metricstest.Value(t, g, "tailsift_buffer_memory_bytes", nil) + metricstest.Value(t, g, "tailsift_buffer_spilled_bytes", nil)
+		if time.Since(loadStart) >= v.killAfter && o.bufferedAtKill >= v.minBuffered && o.bufferedBytesAtKill >= v.minBufferedBytes {
 			break
 		}
-		if time.Since(loadStart) > v.killAfter+5*time.Second {
-			t.Fatalf("the node never buffered %v spans (last %v): nothing to lose at the kill", v.minBuffered, o.bufferedAtKill)
+		if time.Since(loadStart) > cmp.Or(v.killBound, v.killAfter+5*time.Second) {
+			t.Fatalf("the node never buffered %v spans and %v bytes (last %v, %v): nothing to lose at the kill",
+				v.minBuffered, v.minBufferedBytes, o.bufferedAtKill, o.bufferedBytesAtKill)
 		}
 	}
 
@@ -317,11 +399,15 @@ func runCrash(t *testing.T, bin string, v crashVariant) *crashOutcome {
 		t.Fatal(err)
 	}
 	<-first.done
+	if v.afterKill != nil {
+		v.afterKill(t, dataDir)
+	}
 	restarted := start("restarted")
+	o.restarts = 1
 	waitReady(restarted)
 	downtime := time.Since(killAt)
-	t.Logf("killed %v after the first span, holding %.0f buffered spans of %.0f accepted; the restarted node was ready %v later",
-		killAt.Sub(loadStart).Round(time.Millisecond), o.bufferedAtKill, o.acceptedAtKill, downtime.Round(time.Millisecond))
+	t.Logf("killed %v after the first span, holding %.0f buffered spans (%.1f MiB) of %.0f accepted; the restarted node was ready %v later",
+		killAt.Sub(loadStart).Round(time.Millisecond), o.bufferedAtKill, o.bufferedBytesAtKill/(1<<20), o.acceptedAtKill, downtime.Round(time.Millisecond))
 	for _, line := range strings.Split(restarted.stderr.String(), "\n") {
 		if strings.Contains(line, "recovered") {
 			t.Logf("restarted node: %s", line)
