@@ -262,6 +262,8 @@ func (c Config) walConfig(key []byte) wal.Config {
 	wc := wal.DefaultConfig()
 	wc.Dir, wc.MaxBytes, wc.EncryptionKey = filepath.Join(c.DataDir, "wal"), int64(c.DiskLimit), key
 	wc.SyncTimeout = c.DiskTimeout
+	// Segments are the unit of deletion: at least eight fit the budget.
+	wc.SegmentSize = min(wc.SegmentSize, wc.MaxBytes/8)
 	return wc
 }
 

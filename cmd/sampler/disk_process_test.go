@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -53,10 +54,16 @@ func mountLoop(t *testing.T, size int64) string {
 }
 
 // postSpans sends one OTLP/HTTP request of realistic spans and returns
-// the status, the Retry-After header and the time the answer took.
+// the status, the Retry-After header and the time the answer took. Each
+// request's resources are its own (a pod UID from seed), as a fleet's
+// short-lived pods make them.
 func postSpans(t *testing.T, httpAddr string, seed uint64) (int, string, time.Duration) {
 	t.Helper()
-	body, err := proto.Marshal(otlptest.DefaultBatch().Request(rand.New(rand.NewPCG(seed, 1))))
+	req := otlptest.DefaultBatch().Request(rand.New(rand.NewPCG(seed, 1)))
+	for i, rs := range req.ResourceSpans {
+		rs.Resource.Attributes = append(rs.Resource.Attributes, otlptest.Str("k8s.pod.uid", fmt.Sprintf("%d-%d", seed, i)))
+	}
+	body, err := proto.Marshal(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,6 +117,9 @@ func TestDiskProcess(t *testing.T) {
 		if out, err := exec.Command("fsfreeze", "-f", mnt).CombinedOutput(); err != nil {
 			t.Fatalf("fsfreeze: %v\n%s", err, out)
 		}
+		// Thawed before startProc's cleanup waits for the process: a
+		// thread blocked on the frozen disk keeps it from being reaped.
+		t.Cleanup(func() { exec.Command("fsfreeze", "-u", mnt).Run() })
 		code, retryAfter, took := postSpans(t, httpAddr, 2)
 		if (code != http.StatusTooManyRequests && code != http.StatusServiceUnavailable) || retryAfter == "" {
 			t.Errorf("a request to a node whose disk hangs: status %d, Retry-After %q; want a retryable refusal", code, retryAfter)
@@ -121,17 +131,40 @@ func TestDiskProcess(t *testing.T) {
 			code, body := readyz(admin)
 			return code == http.StatusServiceUnavailable && strings.Contains(body, "disk")
 		})
+		// SIGTERM: the sampler gives up on the disk at its shutdown
+		// timeout and exits. A thread still inside an fsync cannot leave
+		// the kernel until the disk answers (no process can), so the
+		// process is a zombie until the thaw: exited, not yet reaped.
 		start := time.Now()
 		p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(20 * time.Second):
-			t.Fatalf("no exit within 20s of SIGTERM with --shutdown-timeout 5s and a hung disk")
+		pid := p.cmd.Process.Pid
+		exited := func() bool {
+			select {
+			case <-p.done:
+				return true
+			default:
+			}
+			stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+			fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+			return err == nil && len(fields) > 0 && fields[0] == "Z"
 		}
-		t.Logf("SIGTERM to exit with the disk frozen: %v (%v); a refused request took %v", time.Since(start).Round(time.Millisecond), p.err, took.Round(time.Millisecond))
-
+		for !exited() {
+			if time.Since(start) > 20*time.Second {
+				t.Fatalf("no exit within 20s of SIGTERM with --shutdown-timeout 5s and a hung disk")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Logf("SIGTERM to exit with the disk frozen: %v; a refused request took %v", time.Since(start).Round(time.Millisecond), took.Round(time.Millisecond))
 		if out, err := exec.Command("fsfreeze", "-u", mnt).CombinedOutput(); err != nil {
 			t.Fatalf("fsfreeze -u: %v\n%s", err, out)
+		}
+		select {
+		case <-p.done:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the exited sampler was not reaped within 30s of the thaw")
+		}
+		if !strings.Contains(p.stderr.String(), "shutdown incomplete") && !strings.Contains(p.stderr.String(), "msg=stopped") {
+			t.Errorf("the sampler's log does not say how its shutdown ended:\n%s", p.stderr.String())
 		}
 		again := &clusterProc{name: "restarted", admin: admin}
 		startProc(t, bin, again, args...)
@@ -162,7 +195,8 @@ func TestDiskProcess(t *testing.T) {
 		waitProc(t, p, "ready", func() bool { code, _ := readyz(admin); return code == http.StatusOK })
 		var refused int
 		var retryAfter string
-		for seed := uint64(1); refused == 0; seed++ {
+		seed := uint64(1)
+		for ; refused == 0; seed++ {
 			if seed > 20000 {
 				t.Fatal("64 MiB of requests taken without a refusal")
 			}
@@ -183,7 +217,9 @@ func TestDiskProcess(t *testing.T) {
 		if code != http.StatusServiceUnavailable || !strings.Contains(body, "full") {
 			t.Errorf("readyz at the disk limit: %d %q, want 503 saying the data directory is full", code, body)
 		}
+		full := time.Now()
 		waitProc(t, p, "ready again as decided traces free the log", func() bool { code, _ := readyz(admin); return code == http.StatusOK })
+		t.Logf("%d requests taken before the first 429 (Retry-After %s); ready again %v later", seed-2, retryAfter, time.Since(full).Round(time.Millisecond))
 		if code, _, _ := postSpans(t, httpAddr, 99999); code != http.StatusOK {
 			t.Errorf("after the log freed its segments: status %d, want 200", code)
 		}
