@@ -114,6 +114,8 @@ func registerWALMetrics(reg prometheus.Registerer, l *wal.Log, buf *buffer.Buffe
 		counter("tailsift_buffer_wal_bytes_total", "Bytes written to the write-ahead log.", wf(func(s wal.Stats) int64 { return s.RecordBytes }), nil),
 		counter("tailsift_buffer_wal_failures_total", "Requests refused because the write-ahead log could not be written (full, slow or failing disk).", bf(func(s buffer.Stats) int64 { return s.WALFailures }), nil),
 		gauge("tailsift_wal_segments", "Segment files of the write-ahead log.", wf(func(s wal.Stats) int64 { return int64(s.Segments) })),
+		gauge("tailsift_wal_replay_bytes", "Bytes of write-ahead log found at start, to replay.", wf(func(s wal.Stats) int64 { return s.ReplayBytes })),
+		gauge("tailsift_wal_replayed_bytes", "Bytes of the write-ahead log found at start replayed so far (the node is not ready until all are).", wf(func(s wal.Stats) int64 { return s.ReplayedBytes })),
 		gauge("tailsift_wal_bytes", "Bytes of the write-ahead log's segments, written or waiting.", wf(func(s wal.Stats) int64 { return s.Bytes })),
 		gauge("tailsift_wal_pending_bytes", "Bytes of the write-ahead log waiting for the disk.", wf(func(s wal.Stats) int64 { return s.Pending })),
 		gauge("tailsift_wal_live_records", "Write-ahead records of traces still buffered or being exported.", wf(func(s wal.Stats) int64 { return s.LiveRecords })),

@@ -80,9 +80,9 @@ func TestCrashProcess(t *testing.T) {
 		const limit = 16 << 20
 		o := runCrash(t, bin, crashVariant{durability: "wal", policies: keepAll,
 			killAfter: 2 * time.Second, minBufferedBytes: 10 * limit, killBound: 60 * time.Second,
-			decisionWait: 90 * time.Second, rootWait: 90 * time.Second, drain: 150 * time.Second,
+			decisionWait: 60 * time.Second, rootWait: 60 * time.Second, drain: 120 * time.Second, timeout: 6 * time.Minute,
 			runArgs:   []string{"--memory-limit", "16MiB", "--stress-relief=false"},
-			benchArgs: []string{"--rate", "30000", "--spans", "100", "--duration", "14s"}})
+			benchArgs: []string{"--rate", "30000", "--spans", "100", "--duration", "20s"}})
 		o.checkKeptAll(t)
 		if o.restarts != 1 {
 			t.Errorf("the node needed %d starts after the crash, want 1", o.restarts)
@@ -185,6 +185,7 @@ type crashVariant struct {
 	decisionWait     time.Duration // 0: 4s
 	rootWait         time.Duration // 0: 1s
 	drain            time.Duration // the bench's --drain; 0: 60s
+	timeout          time.Duration // of the whole variant; 0: crashTimeout
 	runArgs          []string      // more flags of both sampler runs
 	benchArgs        []string
 	// afterKill, if set, changes the data directory before the restart.
@@ -268,7 +269,7 @@ const crashTimeout = 3 * time.Minute // ends a hung variant; one takes 20-40s
 func runCrash(t *testing.T, bin string, v crashVariant) *crashOutcome {
 	t.Helper()
 	t0 := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), crashTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), cmp.Or(v.timeout, crashTimeout))
 	t.Cleanup(cancel)
 	dir := t.TempDir()
 	dataDir := filepath.Join(dir, "data")
@@ -420,7 +421,7 @@ func runCrash(t *testing.T, bin string, v crashVariant) *crashOutcome {
 			t.Fatalf("sampler bench: %v\nstderr:\n%s\nstdout:\n%s", benchExitErr, benchErr.String(), benchOut.String())
 		}
 	case <-ctx.Done():
-		t.Fatalf("sampler bench still running after %v", crashTimeout)
+		t.Fatalf("sampler bench still running after %v", cmp.Or(v.timeout, crashTimeout))
 	}
 	if err := json.Unmarshal([]byte(benchOut.String()), &o.res); err != nil {
 		t.Fatalf("bench --json output does not parse: %v\n%s", err, benchOut.String())
