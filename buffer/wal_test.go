@@ -270,8 +270,8 @@ func TestCheckpointUnpinsTheLog(t *testing.T) {
 	if err := appendTrace(t, b, id(0), "slow", 3, true, 1); err != nil {
 		t.Fatal(err)
 	}
-	for tr := 1; tr < 60000; tr++ {
-		if err := appendTrace(t, b, id(tr), "fast", 2, false, int64(tr)); err != nil {
+	for tr := 1; tr < 60000; tr++ { // id(n) wraps at 65536
+		if err := appendTrace(t, b, id(tr), "fast", 6, false, int64(tr)); err != nil {
 			t.Fatal(err)
 		}
 		for _, x := range b.TakeIf(func(x *[16]byte) bool { return *x == id(tr) }, nil) {

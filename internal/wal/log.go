@@ -50,7 +50,8 @@ type Log struct {
 	off           int64  // offset of its next record
 	nextID        uint32 // Writer.NextID within seg
 	pending       []chunk
-	spare         []chunk
+	spareChunks   []chunk  // the syncer's last batch, emptied, for pending
+	free          [][]byte // chunk buffers written, for reuse
 	pendingBytes  int64
 	needSync      bool      // a Write waits for the pending chunks (releases do not)
 	appended      int64     // bytes appended to chunks, ever: positions for durable
@@ -364,6 +365,10 @@ func (l *Log) rotate() {
 	l.bytes += headerLen
 }
 
+// chunkSize is the capacity of a pending chunk; a larger record gets a
+// chunk of its own.
+const chunkSize = 1 << 20
+
 // append writes one record to the pending chunks (mu held).
 func (l *Log) append(typ byte, live bool, parts ...[]byte) Ref {
 	size := 1
@@ -373,17 +378,20 @@ func (l *Log) append(typ byte, live bool, parts ...[]byte) Ref {
 	if l.sealer != nil {
 		size += l.sealer.aead.Overhead()
 	}
-	if n := len(l.pending); n == 0 || l.pending[n-1].seg != l.seg {
+	// A record that does not fit the last chunk starts a new one: chunks
+	// never grow by copying.
+	if n := len(l.pending); n == 0 || l.pending[n-1].seg != l.seg || cap(l.pending[n-1].buf)-len(l.pending[n-1].buf) < recordHeaderLen+size {
 		var buf []byte
-		if n := len(l.spare); n > 0 {
-			buf, l.spare = l.spare[n-1].buf[:0], l.spare[:n-1]
+		if n := len(l.free); n > 0 && cap(l.free[n-1]) >= recordHeaderLen+size {
+			buf, l.free = l.free[n-1][:0], l.free[:n-1]
+		} else {
+			buf = make([]byte, 0, max(chunkSize, recordHeaderLen+size))
 		}
 		l.pending = append(l.pending, chunk{seg: l.seg, buf: buf})
 	}
 	c := &l.pending[len(l.pending)-1]
 	off := l.off
 	start := len(c.buf)
-	c.buf = slices.Grow(c.buf, recordHeaderLen+size)
 	c.buf = append(c.buf, 0, 0, 0, 0, 0, 0, 0, 0, typ)
 	if live {
 		c.buf[start+recordHeaderLen] |= liveBit

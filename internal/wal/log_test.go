@@ -268,11 +268,11 @@ func TestCheckpointFreesAPinnedLog(t *testing.T) {
 	l := open(t, fs, nil)
 	pinned := write(t, l, payload(0))
 	var refs []wal.Ref
-	for i := 1; i < 6000; i++ {
+	for i := 1; i < 12000; i++ {
 		refs = append(refs, write(t, l, payload(i)))
 	}
 	l.Release(refs...)
-	write(t, l, payload(6000))
+	write(t, l, payload(12000))
 	seg, ok := l.CheckpointCandidate()
 	if !ok || seg != pinned.Segment() {
 		t.Fatalf("checkpoint candidate %d %v, want segment %d", seg, ok, pinned.Segment())
@@ -290,7 +290,7 @@ func TestCheckpointFreesAPinnedLog(t *testing.T) {
 		t.Fatalf("copying the pinned record: %v", err)
 	}
 	l.Release(pinned)
-	write(t, l, payload(6001))
+	write(t, l, payload(12001))
 	waitFor(t, func() bool { return l.Stats().Segments <= 2 }, "the pinned segments to go")
 	if l.Stats().Segments >= before {
 		t.Fatalf("segments %d, before %d", l.Stats().Segments, before)

@@ -38,7 +38,7 @@ func (l *Log) run() {
 func (l *Log) flush() {
 	l.mu.Lock()
 	batch := l.pending
-	l.pending, l.spare = l.spare[:0], nil
+	l.pending, l.spareChunks = l.spareChunks[:0], nil
 	from, to := l.durable.Load(), l.appended
 	l.pendingBytes = 0
 	needSync := l.needSync
@@ -70,11 +70,13 @@ func (l *Log) flush() {
 		l.syncedSeg = l.fileSeg
 	}
 	for i := range batch {
-		if cap(batch[i].buf) <= 8<<20 {
-			l.spare = append(l.spare, chunk{buf: batch[i].buf[:0]})
+		// Keep enough buffers for a few batches; large ones go.
+		if cap(batch[i].buf) == chunkSize && len(l.free) < 64 {
+			l.free = append(l.free, batch[i].buf[:0])
 		}
 		batch[i] = chunk{}
 	}
+	l.spareChunks = batch[:0]
 	l.mu.Unlock()
 	l.durable.Store(to)
 	l.notifyMu.Lock()
@@ -171,6 +173,10 @@ func (l *Log) deleteOld() {
 	}
 }
 
+// checkpointMinSegments is how many segments the log keeps before it
+// copies records forward.
+const checkpointMinSegments = 4
+
 // CheckpointCandidate returns the oldest segment if it is sealed, holds a
 // live record, and is mostly released or older than needed: copying its
 // few live records to the head (Rewrite, then Release of the old refs)
@@ -178,16 +184,20 @@ func (l *Log) deleteOld() {
 func (l *Log) CheckpointCandidate() (uint32, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.replayed || len(l.segments) < 3 {
+	// A few segments are the log's working set: traces being decided
+	// release their records within seconds.
+	if !l.replayed || len(l.segments) <= checkpointMinSegments {
 		return 0, false
 	}
 	s := l.segments[0]
 	if s.seg >= l.syncedSeg || s.live == 0 {
 		return 0, false
 	}
-	sparse := s.live*2 <= s.records
+	// Copying a quarter of a segment frees the whole of it (and the
+	// segments behind it, if released): worth it. A log past half its
+	// budget copies up to half.
 	crowded := l.bytes > l.cfg.MaxBytes/2
-	return s.seg, sparse || crowded
+	return s.seg, s.live*4 <= s.records || (crowded && s.live*2 <= s.records)
 }
 
 // Close writes and syncs what is pending, then closes the log. If ctx
