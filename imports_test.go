@@ -38,6 +38,7 @@ var importRules = []struct {
 	{"internal/metricstest", nil, "a test helper"},
 	{"internal/otlptest", nil, "a test helper"},
 	{"internal/store", nil, "the store knows keys and values, not what they mean"},
+	{"internal/spillfile", nil, "spilled span bytes in plain files"},
 	{"internal/wal/waltest", []string{"internal/wal"}, "a test file system for the log"},
 	{"internal/wal", nil, "the log knows records, not what they mean"},
 	{"internal/otlpserver", nil, "serves OTLP bytes to a handler"},

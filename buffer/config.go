@@ -25,6 +25,9 @@ type Config struct {
 	// records as traces are forgotten and checkpoints old segments; the
 	// caller opens and closes the log.
 	Log *wal.Log
+	// Legacy, if set, is where versions before the segment log kept
+	// their write-ahead log; Recover reads it once (wal_legacy.go).
+	Legacy Disk
 	// Replay, if set and Log is not, is a log Recover reads: an earlier
 	// run logged spans, this one does not (durability none now).
 	Replay *wal.Log

@@ -213,7 +213,7 @@ type RecoveredSpan struct {
 // once, before the first Append. A record that cannot be decoded is
 // skipped and counted in the returned number.
 func (b *Buffer) Recover(fn func(*Recovered) error) (corrupt int, err error) {
-	if b.cfg.Disk != nil {
+	if b.cfg.Legacy != nil {
 		if corrupt, err = b.recoverLegacy(fn); err != nil {
 			return corrupt, err
 		}

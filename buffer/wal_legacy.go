@@ -50,7 +50,7 @@ func (b *Buffer) recoverLegacy(fn func(*Recovered) error) (corrupt int, err erro
 		have = false
 		return fn(&cur)
 	}
-	err = b.cfg.Disk.Scan(WALPrefix, func(key, value []byte) error {
+	err = b.cfg.Legacy.Scan(WALPrefix, func(key, value []byte) error {
 		if len(key) != walKeyLen {
 			corrupt++
 			return nil
@@ -135,9 +135,9 @@ func decodeRecord(r *Recovered, value []byte, group func(hash uint64) (otlpwire.
 // "uvarint(len R) R S" under the legacy prefix, is read too.
 func (b *Buffer) readGroup(h uint64, resources map[uint64][]byte) (otlpwire.Group, error) {
 	var kb [groupKeyLen]byte
-	v, err := b.cfg.Disk.Get(groupKey(kb[:0], h), nil)
+	v, err := b.cfg.Legacy.Get(groupKey(kb[:0], h), nil)
 	if err != nil {
-		legacy, lerr := b.cfg.Disk.Get(legacyGroupKey(kb[:0], h), nil)
+		legacy, lerr := b.cfg.Legacy.Get(legacyGroupKey(kb[:0], h), nil)
 		if lerr != nil {
 			return otlpwire.Group{}, err
 		}
@@ -153,7 +153,7 @@ func (b *Buffer) readGroup(h uint64, resources map[uint64][]byte) (otlpwire.Grou
 	rh := binary.BigEndian.Uint64(v)
 	res, ok := resources[rh]
 	if !ok {
-		if res, err = b.cfg.Disk.Get(resourceKey(kb[:0], rh), nil); err != nil {
+		if res, err = b.cfg.Legacy.Get(resourceKey(kb[:0], rh), nil); err != nil {
 			return otlpwire.Group{}, fmt.Errorf("resource %x: %w", rh, err)
 		}
 		resources[rh] = res

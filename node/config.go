@@ -19,6 +19,7 @@ import (
 	"github.com/tailsift/tailsift/ingest"
 	"github.com/tailsift/tailsift/internal/bytesize"
 	"github.com/tailsift/tailsift/internal/redact"
+	"github.com/tailsift/tailsift/internal/spillfile"
 	"github.com/tailsift/tailsift/internal/store"
 	"github.com/tailsift/tailsift/internal/tlsconfig"
 	"github.com/tailsift/tailsift/internal/wal"
@@ -255,6 +256,14 @@ func (c Config) storeConfig(key []byte) store.Config {
 	sc.Dir, sc.DiskLimit, sc.EncryptionKey = c.DataDir, int64(c.DiskLimit), key
 	sc.WriteTimeout = c.DiskTimeout
 	return sc
+}
+
+// spillConfig maps the keys of data_dir/spill.
+func (c Config) spillConfig() spillfile.Config {
+	pc := spillfile.DefaultConfig()
+	pc.Dir, pc.DiskLimit = filepath.Join(c.DataDir, "spill"), int64(c.DiskLimit)
+	pc.FileSize = min(pc.FileSize, pc.DiskLimit/8)
+	return pc
 }
 
 // walConfig maps the write-ahead log's keys; key is read from DataKeyFile.

@@ -64,6 +64,7 @@ type Node struct {
 	clu    *cluster.Cluster
 	store  *store.Store // nil without data_dir
 	wal    *wal.Log     // nil without durability wal (and a log to replay)
+	data   *dataDir     // nil without data_dir
 	// The replay of data_dir (startReplay).
 	replaying  atomic.Bool
 	replayDone chan struct{}
@@ -155,10 +156,11 @@ func New(cfg Config, opts Options) (_ *Node, err error) {
 	}
 
 	if cfg.DataDir != "" {
-		if n.store, n.wal, err = openDataDir(cfg, n.log); err != nil {
+		if n.data, err = openDataDir(cfg, n.log); err != nil {
 			return nil, err
 		}
-		bc.Disk = n.store
+		n.store, n.wal = n.data.store, n.data.wal
+		bc.Disk, bc.Legacy = n.data.spillDisk, n.store
 		if cfg.Durability == DurabilityWAL {
 			bc.Log = n.wal
 		} else {
@@ -523,7 +525,8 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		if n.auth != nil {
 			n.auth.Close()
 		}
-		n.buf.Close()
+		// The spill loop may be in a write to a disk that hangs.
+		errs = append(errs, closeBounded(ctx, func() error { n.buf.Close(); return nil }))
 		errs = append(errs, n.closeDataDir(ctx))
 		if n.admin != nil {
 			errs = append(errs, n.admin.Shutdown(ctx))

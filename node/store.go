@@ -14,51 +14,125 @@ import (
 	"github.com/tailsift/tailsift/buffer"
 	"github.com/tailsift/tailsift/cluster"
 	"github.com/tailsift/tailsift/decision"
+	"github.com/tailsift/tailsift/internal/spillfile"
 	"github.com/tailsift/tailsift/internal/store"
 	"github.com/tailsift/tailsift/internal/wal"
 )
 
-// openDataDir opens data_dir: the store (spill, decisions), clearing
-// spilled span bytes left by an earlier run (they are not a recovery
-// source, and nothing references them any more), and with durability wal
-// the write-ahead log in data_dir/wal. Both count against disk_limit.
-func openDataDir(cfg Config, log *slog.Logger) (*store.Store, *wal.Log, error) {
+// dataDir is what lives in data_dir, each part in its own place, all on
+// one disk_limit:
+//
+//	data_dir/        the store (Badger): decisions; the write-ahead log of
+//	                 versions before segment files, read once
+//	data_dir/spill/  span bytes spilled past memory_limit (plain files)
+//	data_dir/wal/    the write-ahead log (durability wal)
+type dataDir struct {
+	store     *store.Store
+	spill     *spillfile.Store
+	spillDisk buffer.Disk // spill, sealed with data_key_file
+	wal       *wal.Log    // nil: no log, or none to replay
+}
+
+// openDataDir opens data_dir. Spilled span bytes of an earlier run are
+// cleared (they are not a recovery source, and nothing references them).
+// With durability wal, or a log an earlier run left, it opens the log.
+func openDataDir(cfg Config, log *slog.Logger) (_ *dataDir, err error) {
 	var key []byte
 	if cfg.DataKeyFile != "" {
-		var err error
 		if key, err = cluster.ReadKeyFile(cfg.DataKeyFile); err != nil {
-			return nil, nil, fmt.Errorf("data_key_file (--data-key-file): %w", err)
+			return nil, fmt.Errorf("data_key_file (--data-key-file): %w", err)
 		}
 	}
-	var wl *wal.Log
-	var walBytes atomic.Pointer[wal.Log]
-	sc := cfg.storeConfig(key)
-	sc.OtherBytes = func() int64 {
-		if l := walBytes.Load(); l != nil {
+	d := &dataDir{}
+	defer func() {
+		if err != nil {
+			d.close(context.Background())
+		}
+	}()
+	// Each part counts the others' bytes against disk_limit.
+	var st atomic.Pointer[store.Store]
+	var sp atomic.Pointer[spillfile.Store]
+	var wl atomic.Pointer[wal.Log]
+	storeBytes := func() int64 {
+		if s := st.Load(); s != nil {
+			return s.OwnBytes()
+		}
+		return 0
+	}
+	spillBytes := func() int64 {
+		if s := sp.Load(); s != nil {
+			return s.OwnBytes()
+		}
+		return 0
+	}
+	walBytes := func() int64 {
+		if l := wl.Load(); l != nil {
 			return l.Bytes()
 		}
 		return 0
 	}
-	st, err := store.Open(sc, log.With("component", "store"))
-	if err != nil {
-		return nil, nil, err
+	sc := cfg.storeConfig(key)
+	sc.OtherBytes = func() int64 { return spillBytes() + walBytes() }
+	if d.store, err = store.Open(sc, log.With("component", "store")); err != nil {
+		return nil, err
 	}
-	if err := st.DropPrefix(buffer.SpillPrefix); err != nil {
-		st.Close()
-		return nil, nil, fmt.Errorf("data_dir %s: clearing spilled bytes of an earlier run: %w", cfg.DataDir, err)
+	st.Store(d.store)
+	// Versions before data_dir/spill spilled into the store.
+	if err := d.store.DropPrefix(buffer.SpillPrefix); err != nil {
+		return nil, fmt.Errorf("data_dir %s: clearing spilled bytes of an earlier run: %w", cfg.DataDir, err)
+	}
+	pc := cfg.spillConfig()
+	pc.OtherBytes = func() int64 { return storeBytes() + walBytes() }
+	if d.spill, err = spillfile.Open(pc, log.With("component", "spill")); err != nil {
+		return nil, fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
+	}
+	sp.Store(d.spill)
+	d.spillDisk = d.spill
+	if len(key) > 0 {
+		if d.spillDisk, err = spillfile.NewSealed(d.spill, key); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.Durability == DurabilityWAL || hasLog(cfg.walConfig(nil).Dir) {
 		// With durability none, a log an earlier run left is replayed,
 		// then deleted (replayDone).
 		wc := cfg.walConfig(key)
-		wc.OtherBytes = st.OwnBytes
-		if wl, err = wal.Open(wc, log.With("component", "wal")); err != nil {
-			st.Close()
-			return nil, nil, fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
+		wc.OtherBytes = func() int64 { return storeBytes() + spillBytes() }
+		if d.wal, err = wal.Open(wc, log.With("component", "wal")); err != nil {
+			return nil, fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
 		}
-		walBytes.Store(wl)
+		wl.Store(d.wal)
 	}
-	return st, wl, nil
+	return d, nil
+}
+
+// close closes the parts, the log first, each bounded by ctx: on a disk
+// that hangs, shutdown ends anyway (what was not synced was not
+// acknowledged either).
+func (d *dataDir) close(ctx context.Context) error {
+	var errs []error
+	if d.wal != nil {
+		errs = append(errs, d.wal.Close(ctx))
+	}
+	if d.spill != nil {
+		errs = append(errs, closeBounded(ctx, d.spill.Close))
+	}
+	if d.store != nil {
+		errs = append(errs, closeBounded(ctx, d.store.Close))
+	}
+	return errors.Join(errs...)
+}
+
+// closeBounded runs closeFn and waits for it up to ctx.
+func closeBounded(ctx context.Context, closeFn func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- closeFn() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("closing data_dir: the disk did not finish in time: %w", ctx.Err())
+	}
 }
 
 // registerStoreMetrics exports the data directory's figures.
@@ -233,23 +307,10 @@ func (n *Node) dataDirNotReady() string {
 	return ""
 }
 
-// closeDataDir closes the write-ahead log, then the store, each bounded
-// by ctx: on a disk that hangs, shutdown ends anyway (what was not synced
-// was not acknowledged either).
+// closeDataDir closes what data_dir holds (dataDir.close).
 func (n *Node) closeDataDir(ctx context.Context) error {
-	var errs []error
-	if n.wal != nil {
-		errs = append(errs, n.wal.Close(ctx))
+	if n.data == nil {
+		return nil
 	}
-	if n.store != nil {
-		done := make(chan error, 1)
-		go func() { done <- n.store.Close() }()
-		select {
-		case err := <-done:
-			errs = append(errs, err)
-		case <-ctx.Done():
-			errs = append(errs, fmt.Errorf("closing data_dir %s: the disk did not finish in time: %w", n.cfg.DataDir, ctx.Err()))
-		}
-	}
-	return errors.Join(errs...)
+	return n.data.close(ctx)
 }

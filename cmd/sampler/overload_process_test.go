@@ -59,8 +59,8 @@ func TestOverloadProcess(t *testing.T) {
 			if peak.memory > 16<<20 {
 				t.Errorf("the buffer accounted %d MiB, over its 16 MiB limit", peak.memory>>20)
 			}
-			if peak.anon == 0 || peak.anon > spillAnonBound {
-				t.Errorf("peak anonymous resident memory %d MiB, want at most %d MiB", peak.anon>>20, spillAnonBound>>20)
+			if peak.rss == 0 || peak.rss > spillRSSBound {
+				t.Errorf("peak resident memory (VmRSS) %d MiB, want at most %d MiB", peak.rss>>20, spillRSSBound>>20)
 			}
 			// No acknowledged span lost: the sampler accounts for every span
 			// the generator had acknowledged, and sent all it kept.
