@@ -22,6 +22,22 @@ const (
 // spillBatchBytes bounds the span bytes written by one Disk.Put.
 const spillBatchBytes = 4 << 20
 
+// minSpillPart is the least a trace that has spilled before spills again,
+// unless the buffer is past spillUrgent (in 1/1024ths of the limit):
+// spilling each new span of a trace on its own made one read per span or
+// two when the trace was decided.
+const (
+	minSpillPart = 4 << 10
+	spillUrgent  = 800 // 78%
+)
+
+func inRAM(chunks [][]byte) (n int) {
+	for _, c := range chunks {
+		n += len(c)
+	}
+	return n
+}
+
 // spillCandidate is a trace whose chunks [0, chunks) up to lastLen are
 // being written, as one part.
 type spillCandidate struct {
@@ -167,6 +183,11 @@ func (b *Buffer) nextSpill(s *shard) (spillCandidate, bool) {
 		chunks := t.chunkList()
 		if t.spilling || len(chunks) == 0 || len(chunks) == 1 && len(chunks[0]) == 0 {
 			continue // finishSpill queues it again if it has more
+		}
+		if t.spilled > 0 && b.used.Load() < b.cfg.MemoryLimit/1024*spillUrgent && inRAM(chunks) < minSpillPart {
+			// A spilled trace's few new spans: each part costs a read
+			// when the trace is decided. Its next Append queues it again.
+			continue
 		}
 		t.spilling = true
 		return spillCandidate{t: t, seq: t.seq, part: t.spilled, chunks: len(chunks), lastLen: len(chunks[len(chunks)-1])}, true

@@ -357,3 +357,67 @@ func BenchmarkRecover(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(int64(b.N)*spans), "ns/span")
 }
+
+// TestRecoverLargerThanMemory: a log holding more than the buffer's memory
+// limit, on a node with no disk to spill to, recovers on the first try:
+// when the buffer is full the oldest traces are decided early (stress
+// relief) and replay goes on. No span goes missing from the accounting.
+func TestRecoverLargerThanMemory(t *testing.T) {
+	dir := t.TempDir()
+	keep, err := policy.Parse("keep", []byte("rules:\n  - name: all\n    type: always\ndefault: keep\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc := buffer.DefaultConfig()
+	bc.Log = openLog(t, dir)
+	crashed, err := buffer.New(bc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	var logged int64
+	for logged < 8<<20 {
+		raw, err := proto.Marshal(otlptest.DefaultBatch().Request(rng))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var req otlpwire.Request
+		if err := req.Scan(raw); err != nil {
+			t.Fatal(err)
+		}
+		req.GroupByTrace()
+		logSpans(t, crashed, &req, time.Now().UnixNano(), 0, 0)
+		logged += int64(req.SpanBytes())
+	}
+	spans := crashed.Stats().Spans
+	crashed.Close()
+	bc.Log.Close(context.Background())
+
+	bc.Log, bc.MemoryLimit = openLog(t, dir), 2<<20 // a quarter of the log
+	buf, err := buffer.New(bc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer buf.Close()
+	cfg := testConfig()
+	cfg.Tick = time.Hour // only relief decides during the replay
+	rec := newRecorder()
+	e, err := New(cfg, buf, keep, rec, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := e.Recover(context.Background())
+	if err != nil || n != spans {
+		t.Fatalf("recovered %d spans (%v), want %d", n, err, spans)
+	}
+	s := e.Stats()
+	if s.RelievedTraces == 0 || s.Recovered != spans || s.Recovered != s.Kept+s.Buffered {
+		t.Fatalf("%+v: want every recovered span kept (decided early: relieved) or still buffered", s)
+	}
+	if err := e.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if s := e.Stats(); s.Kept != spans {
+		t.Fatalf("after shutdown %d of %d spans kept", s.Kept, spans)
+	}
+}

@@ -17,7 +17,16 @@ import (
 
 // ErrDiskFull is returned by Put when the database has reached its disk
 // limit. It is temporary: decided traces are deleted continuously.
-var ErrDiskFull = errors.New("store: disk limit reached (--disk-limit), try again later")
+var ErrDiskFull = &diskFullError{}
+
+type diskFullError struct{}
+
+func (*diskFullError) Error() string {
+	return "store: disk limit reached (--disk-limit), try again later"
+}
+
+// RetryAfter is the delay a client should wait before retrying.
+func (*diskFullError) RetryAfter() time.Duration { return time.Second }
 
 // ErrNotFound is returned by Get for a key that is not stored.
 var ErrNotFound = errors.New("store: key not found")
