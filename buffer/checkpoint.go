@@ -5,9 +5,6 @@ import (
 	"time"
 	"unsafe"
 
-	"google.golang.org/protobuf/encoding/protowire"
-
-	"github.com/tailsift/tailsift/internal/otlpwire"
 	"github.com/tailsift/tailsift/internal/wal"
 )
 
@@ -47,29 +44,20 @@ const checkpointBatchBytes = 4 << 20
 // checkpoint copies the live records of segment seg forward, and reports
 // whether all of them went.
 func (b *Buffer) checkpoint(seg uint32) bool {
-	resources := map[uint64][]byte{}
-	groups := map[uint64]otlpwire.Group{}
+	var defs segmentDefs
 	var batch checkpointBatch
 	defer batch.release(b)
 	ok := true
 	err := b.cfg.Log.ReadSegment(seg, func(ref wal.Ref, typ byte, p []byte) error {
 		switch typ {
-		case recResource:
-			if id, n := protowire.ConsumeVarint(p); n > 0 {
-				resources[id] = slices.Clone(p[n:])
-			}
-		case recGroup:
-			id, n := protowire.ConsumeVarint(p)
-			rid, m := protowire.ConsumeVarint(p[max(n, 0):])
-			if res, found := resources[rid]; n > 0 && m > 0 && found {
-				groups[id] = otlpwire.Group{Resource: res, Scope: slices.Clone(p[n+m:])}
-			}
+		case recResource, recGroup:
+			defs.read(typ, p) // one that does not read fails its spans below
 		case recSpans:
 			if len(p) < 16 || !b.holds((*[16]byte)(p[:16]), ref) {
 				return nil
 			}
 			var r Recovered
-			if !decodeSpans(&r, slices.Clone(p), groups) {
+			if !decodeSpans(&r, slices.Clone(p), defs.groups) {
 				return nil // recovery counts it
 			}
 			if !batch.add(b, &r, ref) {

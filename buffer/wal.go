@@ -223,38 +223,24 @@ func (b *Buffer) Recover(fn func(*Recovered) error) (corrupt int, err error) {
 		return corrupt, nil
 	}
 	var (
-		seg       uint32
-		resources = map[uint64][]byte{}
-		groups    = map[uint64]otlpwire.Group{}
-		cur       Recovered
+		seg  uint32
+		defs segmentDefs
+		cur  Recovered
 	)
 	err = log.Replay(func(ref wal.Ref, typ byte, p []byte) error {
 		if ref.Segment() != seg { // definitions are local to a segment
 			seg = ref.Segment()
-			clear(resources)
-			clear(groups)
+			defs.reset()
 		}
 		switch typ {
-		case recResource:
-			id, n := protowire.ConsumeVarint(p)
-			if n < 0 {
+		case recResource, recGroup:
+			if !defs.read(typ, p) {
 				corrupt++
-				return nil
 			}
-			resources[id] = slices.Clone(p[n:])
-		case recGroup:
-			id, n := protowire.ConsumeVarint(p)
-			rid, m := protowire.ConsumeVarint(p[max(n, 0):])
-			res, ok := resources[rid]
-			if n < 0 || m < 0 || !ok {
-				corrupt++
-				return nil
-			}
-			groups[id] = otlpwire.Group{Resource: res, Scope: slices.Clone(p[n+m:])}
 		case recSpans:
 			clear(cur.Spans)
 			cur = Recovered{Records: append(cur.Records[:0], ref), Spans: cur.Spans[:0]}
-			if !decodeSpans(&cur, p, groups) {
+			if !decodeSpans(&cur, p, defs.groups) {
 				corrupt++
 				log.Release(ref)
 				return nil
@@ -266,6 +252,41 @@ func (b *Buffer) Recover(fn func(*Recovered) error) (corrupt int, err error) {
 		return nil
 	})
 	return corrupt, err
+}
+
+// segmentDefs are the resource and group definitions read so far in one
+// segment, by their ids.
+type segmentDefs struct {
+	resources map[uint64][]byte
+	groups    map[uint64]otlpwire.Group
+}
+
+func (d *segmentDefs) reset() {
+	clear(d.resources)
+	clear(d.groups)
+}
+
+// read adds the definition in record p of type typ (recResource or
+// recGroup), copying its parts; false if it does not read.
+func (d *segmentDefs) read(typ byte, p []byte) bool {
+	if d.resources == nil {
+		d.resources, d.groups = map[uint64][]byte{}, map[uint64]otlpwire.Group{}
+	}
+	id, n := protowire.ConsumeVarint(p)
+	if n < 0 {
+		return false
+	}
+	if typ == recResource {
+		d.resources[id] = slices.Clone(p[n:])
+		return true
+	}
+	rid, m := protowire.ConsumeVarint(p[n:])
+	res, ok := d.resources[rid]
+	if m < 0 || !ok {
+		return false
+	}
+	d.groups[id] = otlpwire.Group{Resource: res, Scope: slices.Clone(p[n+m:])}
+	return true
 }
 
 // decodeSpans reads a spans record into r. The span bytes alias p.
