@@ -30,6 +30,22 @@ func openLog(t testing.TB, dir string, fs wal.FS) *wal.Log {
 	return l
 }
 
+// restart closes b and its log as a crash would leave them (nothing
+// decided), opens a new buffer on the log in dir (on fs, if not nil) and
+// recovers it (recoverAll). The new buffer is closed at the end of the test.
+func restart(t *testing.T, b *Buffer, cfg *Config, dir string, fs wal.FS) map[[16]byte]*Recovered {
+	t.Helper()
+	b.Close()
+	cfg.Log.Close(context.Background())
+	cfg.Log = openLog(t, dir, fs)
+	b2, err := New(*cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b2.Close)
+	return recoverAll(t, b2)
+}
+
 // recoverAll reads the log back into one Recovered per trace: spans in
 // the order written, the earliest arrivals, every record.
 func recoverAll(t *testing.T, b *Buffer) map[[16]byte]*Recovered {
@@ -95,16 +111,7 @@ func TestWriteAheadRecovers(t *testing.T) {
 		tr.Delivered(true)
 		forgotten[tr.ID] = true
 	}
-	b.Close()
-	cfg.Log.Close(context.Background())
-
-	cfg.Log = openLog(t, dir, nil)
-	b2, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b2.Close()
-	got := recoverAll(t, b2)
+	got := restart(t, b, &cfg, dir, nil)
 	if len(got) != traces-len(forgotten) || len(forgotten) != 10 {
 		t.Fatalf("recovered %d traces, want %d (%d forgotten)", len(got), traces-len(forgotten), len(forgotten))
 	}
@@ -157,15 +164,7 @@ func TestWriteAheadManyGroups(t *testing.T) {
 	if _, err := b.Append(&bt, 1000); err != nil {
 		t.Fatal(err)
 	}
-	b.Close()
-	cfg.Log.Close(context.Background())
-	cfg.Log = openLog(t, dir, nil)
-	b2, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b2.Close()
-	r := recoverAll(t, b2)[id(1)]
+	r := restart(t, b, &cfg, dir, nil)[id(1)]
 	if r == nil || len(r.Spans) != n {
 		t.Fatalf("recovered %v, want %d spans", r, n)
 	}
@@ -279,15 +278,7 @@ func TestCheckpointUnpinsTheLog(t *testing.T) {
 		}
 	}
 	waitUntil(t, func() bool { return b.Stats().CheckpointMoved >= 1 && cfg.Log.Stats().Segments <= 3 }, "a checkpoint to free the old segments")
-	b.Close()
-	cfg.Log.Close(context.Background())
-	cfg.Log = openLog(t, dir, nil)
-	b2, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b2.Close()
-	got := recoverAll(t, b2)
+	got := restart(t, b, &cfg, dir, nil)
 	if len(got) != 1 || got[id(0)] == nil || len(got[id(0)].Spans) != 3 || got[id(0)].FirstSeen != 1 || got[id(0)].RootSeen != 1 {
 		t.Fatalf("recovered %d traces; the slow one: %+v", len(got), got[id(0)])
 	}
