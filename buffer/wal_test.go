@@ -14,6 +14,7 @@ import (
 	"github.com/tailsift/tailsift/internal/otlpwire"
 	"github.com/tailsift/tailsift/internal/wal"
 	"github.com/tailsift/tailsift/internal/wal/waltest"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // openLog opens a write-ahead log in dir (on fs, if not nil), closed at
@@ -295,5 +296,59 @@ func waitUntil(t *testing.T, cond func() bool, what string) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestLegacyLogRecovered: records a version before the segment log wrote
+// into the store (Config.Legacy) are recovered, with their groups and
+// arrival times, and without segment records (Records nil), so that the
+// Append that buffers them logs them again in the segment log: a node
+// upgraded with acknowledged spans in its store loses none.
+func TestLegacyLogRecovered(t *testing.T) {
+	dir := t.TempDir()
+	st := openStore(t, dir)
+	res, scope := []byte("service.name=old"), []byte("scope-1")
+	const resHash, groupHash = 0x1111, 0x2222
+	var keys, values [][]byte
+	put := func(k, v []byte) { keys, values = append(keys, k), append(values, v) }
+	put(resourceKey(nil, resHash), res)
+	put(groupKey(nil, groupHash), append(binary.BigEndian.AppendUint64(nil, resHash), scope...))
+	for tr := range 3 {
+		for rec := range 2 {
+			v := protowire.AppendVarint(nil, protowire.EncodeZigZag(int64(100+tr)))
+			v = protowire.AppendVarint(v, protowire.EncodeZigZag(0))
+			v = protowire.AppendVarint(v, 1)
+			v = binary.BigEndian.AppendUint64(v, groupHash)
+			span := spanBytes(tr, rec)
+			v = protowire.AppendVarint(v, 0)
+			v = protowire.AppendVarint(v, uint64(len(span)))
+			v = append(v, span...)
+			put(walKey(nil, &[16]byte{byte(tr), 9}, uint64(rec+1)), v)
+		}
+	}
+	if err := st.Write(keys, values, 0, true); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.Log, cfg.Legacy = openLog(t, dir, nil), st
+	b, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	got := recoverAll(t, b)
+	if len(got) != 3 {
+		t.Fatalf("recovered %d traces from the old log, want 3", len(got))
+	}
+	for tr := range 3 {
+		r := got[[16]byte{byte(tr), 9}]
+		if r == nil || len(r.Spans) != 2 || r.FirstSeen != int64(100+tr) || r.Records != nil {
+			t.Fatalf("trace %d: %+v; want 2 spans first seen at %d, no segment records yet", tr, r, 100+tr)
+		}
+		for i, s := range r.Spans {
+			if groupName(s.Group) != "service.name=old/scope-1" || !bytes.Equal(s.Raw, spanBytes(tr, i)) {
+				t.Fatalf("trace %d span %d: group %q", tr, i, groupName(s.Group))
+			}
+		}
 	}
 }
