@@ -232,7 +232,10 @@ func (n *Node) startReplay() {
 			n.log.Error("recovering from data_dir failed; the node stays not ready", "data_dir", n.cfg.DataDir, "spans", spans, "err", err)
 			return
 		}
-		n.log.Info("recovery done", "spans", spans, "traces", n.buf.Stats().Traces, "took", time.Since(start).Round(time.Millisecond))
+		if spans > 0 {
+			n.log.Info("recovered buffered spans from the write-ahead log", "spans", spans,
+				"traces", n.buf.Stats().Traces, "took", time.Since(start).Round(time.Millisecond))
+		}
 		// The old write-ahead keys of the store are logged again or decided.
 		for _, p := range buffer.LegacyPrefixes {
 			if err := n.store.DropPrefix(p); err != nil {
