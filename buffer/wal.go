@@ -188,8 +188,7 @@ func (b *Buffer) ForgetRecords(recs []Record) {
 	if b.cfg.Log == nil || len(recs) == 0 {
 		return
 	}
-	recs = slices.DeleteFunc(slices.Clone(recs), func(r Record) bool { return r == 0 })
-	b.cfg.Log.Release(recs...)
+	b.cfg.Log.Release(recs...) // a trace's records are never 0 (Append keeps 0 out)
 }
 
 // Recovered is one record read back from the write-ahead log: spans of
